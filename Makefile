@@ -1,0 +1,37 @@
+# hific-lit — every target sets itself up first; `make help` lists them.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-full lint format
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
+
+setup: $(STAMP) ## create .venv, install the package (editable, dev extra), build torchac's C++ extension
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "building torchac's C++ extension (once, ~30 s)"
+	$(BIN)/python -c "import torchac"
+	touch $(STAMP)
+
+test: setup ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-full: setup ## every test, including those marked slow
+	$(BIN)/python -m pytest -q
+
+lint: setup ## ruff lint and format check
+	$(BIN)/ruff check hific_lit scripts tests
+	$(BIN)/ruff format --check hific_lit scripts tests
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix hific_lit scripts tests
+	$(BIN)/ruff format hific_lit scripts tests

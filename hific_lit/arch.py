@@ -1,0 +1,69 @@
+"""Architecture presets: the sizes of the networks, as one frozen dataclass.
+
+``hific`` is the paper's model (Mentzer et al. 2020, App. A.1); ``small`` trains on a CPU in
+minutes; ``tiny`` exists for tests. Hydra's ``arch=`` group instantiates :class:`ArchConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Widths and depths of g_a, g_s, h_a/h_s and D, and the normalisation they use."""
+
+    encoder_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
+    latent_channels: int = 220
+    generator_widths: tuple[int, ...] = (960, 480, 240, 120, 60)
+    residual_blocks: int = 9
+    hyper_filters: int = 320
+    discriminator_widths: tuple[int, ...] = (64, 128, 256, 512)
+    discriminator_context: int = 12
+    norm: str = "channel"
+
+    def __post_init__(self) -> None:
+        for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.encoder_widths) != 5 or len(self.generator_widths) != 5:
+            raise ValueError(
+                "encoder_widths and generator_widths need 5 entries each: the model downsamples by 16 "
+                f"(got {len(self.encoder_widths)} and {len(self.generator_widths)})"
+            )
+        if self.latent_channels < 1 or self.hyper_filters < 1 or self.residual_blocks < 0:
+            raise ValueError("latent_channels and hyper_filters must be >= 1, residual_blocks >= 0")
+
+    def to_dict(self) -> dict:
+        """Plain-python form, for checkpoints and configs."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+ARCH_PRESETS: dict[str, ArchConfig] = {
+    "hific": ArchConfig(),
+    "small": ArchConfig(
+        encoder_widths=(16, 32, 64, 128, 192),
+        latent_channels=96,
+        generator_widths=(192, 128, 64, 32, 16),
+        residual_blocks=3,
+        hyper_filters=96,
+        discriminator_widths=(32, 64, 128, 128),
+        discriminator_context=8,
+    ),
+    "tiny": ArchConfig(
+        encoder_widths=(4, 8, 8, 16, 16),
+        latent_channels=8,
+        generator_widths=(16, 16, 8, 8, 4),
+        residual_blocks=1,
+        hyper_filters=8,
+        discriminator_widths=(8, 8, 16, 16),
+        discriminator_context=4,
+    ),
+}
+
+
+def arch_preset(name: str) -> ArchConfig:
+    """Look up a preset by name, with an error that lists the known ones."""
+    try:
+        return ARCH_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCH_PRESETS)}") from None

@@ -1,0 +1,127 @@
+"""The HiFiC model: g_a, the mean-scale hyperprior and g_s, plus the discriminator it trains with.
+
+::
+
+    x ──pad──► g_a ──y──► h_a ──z──► Q ──z_hat──┬─► factorized prior ─► p(z_hat)
+                │                               ├─► h_s_mu    ─► mu
+                │                               └─► h_s_sigma ─► sigma
+                └─► y ─► Q(y - mu) + mu = y_hat ─► Gaussian conditional(mu, sigma) ─► p(y_hat)
+                                          y_hat ─► g_s ─► crop ─► x_hat
+    D(x or x_hat | y_hat): conditional PatchGAN (training only)
+
+Mentzer et al. 2020, "High-Fidelity Generative Image Compression", Fig. 2.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from hific_lit.arch import ArchConfig, arch_preset
+from hific_lit.entropy import FactorizedPrior, GaussianConditional
+from hific_lit.nn import Discriminator, Encoder, Generator, HyperAnalysis, HyperSynthesis
+from hific_lit.padding import crop, pad_to_multiple
+
+
+class Likelihoods(NamedTuple):
+    """Elementwise likelihoods of the latent and the hyperlatent."""
+
+    y: torch.Tensor
+    z: torch.Tensor
+
+
+class HiFiCOutput(NamedTuple):
+    """What :meth:`HiFiC.forward` returns.
+
+    ``likelihoods`` are those the rate is trained on (noisy in training, rounded in evaluation);
+    ``bpp`` is their rate in bits per (unpadded) pixel, averaged over the batch, and
+    ``bpp_rounded`` the rate of the actually rounded values, with no gradient.
+    """
+
+    x_hat: torch.Tensor
+    y_hat: torch.Tensor
+    likelihoods: Likelihoods
+    bpp: torch.Tensor
+    bpp_rounded: torch.Tensor
+
+
+class ParameterGroups(NamedTuple):
+    """Disjoint parameter sets, one per optimizer."""
+
+    codec: list[nn.Parameter]
+    aux: list[nn.Parameter]
+    discriminator: list[nn.Parameter]
+
+
+def bits_per_pixel(likelihoods: Likelihoods, num_pixels: int) -> torch.Tensor:
+    """-sum(log2 p) over latents and hyperlatents, divided by the number of image pixels."""
+    bits = sum(-torch.log(p).sum() for p in likelihoods) / math.log(2.0)
+    return bits / num_pixels
+
+
+class HiFiC(nn.Module):
+    """HiFiC's codec: encoder, mean-scale hyperprior, generator (and discriminator for training).
+
+    Images are float tensors (B, 3, H, W) in [0, 1] of any size; they are reflect-padded to a
+    multiple of 64 and the reconstruction is cropped back.
+    """
+
+    def __init__(self, arch: ArchConfig | None = None, with_discriminator: bool = True) -> None:
+        super().__init__()
+        self.arch = arch = arch or ArchConfig()
+        c, n = arch.latent_channels, arch.hyper_filters
+        self.g_a = Encoder(arch.encoder_widths, c, arch.norm)
+        self.g_s = Generator(c, arch.generator_widths, arch.residual_blocks, arch.norm)
+        self.h_a = HyperAnalysis(c, n)
+        self.h_s_mu = HyperSynthesis(c, n)
+        self.h_s_sigma = HyperSynthesis(c, n)
+        self.entropy_bottleneck = FactorizedPrior(n)
+        self.gaussian_conditional = GaussianConditional()
+        self.discriminator = (
+            Discriminator(c, arch.discriminator_widths, arch.discriminator_context) if with_discriminator else None
+        )
+
+    @classmethod
+    def from_preset(cls, name: str, with_discriminator: bool = True) -> HiFiC:
+        """Build the model of a named preset (``hific``, ``small``, ``tiny``)."""
+        return cls(arch_preset(name), with_discriminator)
+
+    def hyper_decode(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) of the latent from the quantized hyperlatent."""
+        return self.h_s_mu(z_hat), self.h_s_sigma(z_hat)
+
+    def forward(self, x: torch.Tensor) -> HiFiCOutput:
+        """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x``."""
+        height, width = x.shape[-2:]
+        y = self.g_a(pad_to_multiple(x) * 2.0 - 1.0)
+        z = self.h_a(y)
+        z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
+        mu, sigma = self.hyper_decode(z_hat)
+        y_hat, py, py_hat = self.gaussian_conditional(y, mu, sigma)
+        x_hat = crop((self.g_s(y_hat) + 1.0) / 2.0, height, width)
+        num_pixels = x.shape[0] * height * width
+        likelihoods = Likelihoods(py, pz)
+        with torch.no_grad():
+            bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
+        return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
+
+    def aux_loss(self) -> torch.Tensor:
+        """Loss of the factorized prior's quantiles (optimised on its own, see :meth:`parameter_groups`)."""
+        return self.entropy_bottleneck.aux_loss()
+
+    def parameter_groups(self) -> ParameterGroups:
+        """Codec (g_a, g_s, h_a, h_s, density), aux (quantiles) and discriminator parameters.
+
+        Asserts that the three sets are disjoint and together cover every trainable parameter.
+        """
+        aux = [self.entropy_bottleneck.quantiles]
+        disc = list(self.discriminator.parameters()) if self.discriminator is not None else []
+        taken = {id(p) for p in aux + disc}
+        codec = [p for p in self.parameters() if id(p) not in taken]
+        ids = [{id(p) for p in group} for group in (codec, aux, disc)]
+        assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]), "parameter groups overlap"
+        assert sum(map(len, ids)) == len(list(self.parameters())), "a parameter is in no group"
+        return ParameterGroups(codec, aux, disc)

@@ -1,0 +1,47 @@
+"""Hyper-analysis h_a and hyper-synthesis h_s of the mean-scale hyperprior.
+
+Ballé et al. 2018 ("Variational image compression with a scale hyperprior") and
+Minnen et al. 2018 (mean & scale); sizes as HiFiC (Mentzer et al. 2020, App. A.1):
+320 filters, h_a = conv3x3 s1 - conv5x5 s2 - conv5x5 s2 with ReLU between, h_s mirrors it,
+with separate networks for the mean and the scale. Zero padding, so that the 1x1
+hyperlatents of tiny images work.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class HyperAnalysis(nn.Module):
+    """h_a: latent y (B, C, h, w) -> hyperlatent z (B, N, h/4, w/4)."""
+
+    def __init__(self, latent_channels: int = 220, filters: int = 320) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(latent_channels, filters, 3, stride=1, padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(filters, filters, 5, stride=2, padding=2),
+            nn.ReLU(True),
+            nn.Conv2d(filters, filters, 5, stride=2, padding=2),
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.net(y)
+
+
+class HyperSynthesis(nn.Module):
+    """h_s (one of two, mean or scale): hyperlatent z_hat (B, N, h/4, w/4) -> (B, C, h, w)."""
+
+    def __init__(self, latent_channels: int = 220, filters: int = 320) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(filters, filters, 5, stride=2, padding=2, output_padding=1),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(filters, filters, 5, stride=2, padding=2, output_padding=1),
+            nn.ReLU(True),
+            nn.Conv2d(filters, latent_channels, 3, stride=1, padding=1),
+        )
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        return self.net(z_hat)

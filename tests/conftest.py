@@ -1,0 +1,21 @@
+"""Shared fixtures: seeded RNG, small real photos and tiny models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> torch.Tensor:
+    """scikit-image's 512x512 astronaut photo as a (1, 3, H, W) float tensor in [0, 1]."""
+    from skimage import data
+
+    return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float().div(255.0)[None]

@@ -1,0 +1,80 @@
+"""Unit tests of the HiFiC model: shapes, gradients, rates, parameter groups, padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hific_lit import HiFiC
+from hific_lit.padding import crop, pad_to_multiple, padded_size
+
+
+@pytest.fixture
+def tiny() -> HiFiC:
+    return HiFiC.from_preset("tiny")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (65, 97), (256, 256)])
+def test_any_size_round_trips_shapes(tiny: HiFiC, size: tuple[int, int]) -> None:
+    x = torch.rand(2, 3, *size)
+    for mode in (True, False):
+        out = tiny.train(mode)(x)
+        assert out.x_hat.shape == x.shape
+        h, w = padded_size(size[0]) // 16, padded_size(size[1]) // 16
+        assert out.y_hat.shape == (2, tiny.arch.latent_channels, h, w)
+        assert out.likelihoods.z.shape == (2, tiny.arch.hyper_filters, h // 4, w // 4)
+        for p in out.likelihoods:
+            assert torch.all(p > 0) and torch.all(p <= 1)
+        assert out.bpp.item() > 0 and out.bpp_rounded.item() > 0
+
+
+def test_gradients_reach_every_codec_parameter(tiny: HiFiC) -> None:
+    out = tiny.train()(torch.rand(2, 3, 64, 64))
+    loss = out.bpp + ((out.x_hat - 0.5) ** 2).mean()
+    groups = tiny.parameter_groups()
+    loss.backward()
+    missing = [n for n, p in tiny.named_parameters() if any(p is q for q in groups.codec) and p.grad is None]
+    assert not missing, missing
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in groups.codec)
+    assert groups.aux[0].grad is None
+
+
+def test_discriminator_gets_gradient_from_both_inputs(tiny: HiFiC) -> None:
+    out = tiny(torch.rand(2, 3, 64, 64))
+    logits = tiny.discriminator(out.x_hat.detach(), out.y_hat.detach())
+    logits.mean().backward()
+    assert all(p.grad is not None for p in tiny.parameter_groups().discriminator)
+
+
+def test_parameter_groups_are_disjoint_and_complete(tiny: HiFiC) -> None:
+    groups = tiny.parameter_groups()
+    ids = [{id(p) for p in g} for g in groups]
+    assert all(ids)
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert sum(len(s) for s in ids) == len(list(tiny.parameters()))
+    no_d = HiFiC.from_preset("tiny", with_discriminator=False).parameter_groups()
+    assert no_d.discriminator == [] and len(no_d.aux) == 1
+
+
+def test_noise_and_rounding_rates_agree_on_a_real_photo(astronaut: torch.Tensor) -> None:
+    model = HiFiC.from_preset("small", with_discriminator=False).train()
+    with torch.no_grad():
+        out = model(astronaut[..., :256, :320])
+    ratio = out.bpp_rounded.item() / out.bpp.item()
+    assert 0.5 < ratio < 2.0, (out.bpp.item(), out.bpp_rounded.item())
+    eval_out = model.eval()(astronaut[..., :256, :320])
+    assert torch.equal(eval_out.bpp, eval_out.bpp_rounded)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 130), (63, 64), (64, 65), (200, 3)])
+def test_pad_and_crop(size: tuple[int, int]) -> None:
+    x = torch.rand(1, 3, *size)
+    padded = pad_to_multiple(x)
+    assert padded.shape[-2] % 64 == 0 and padded.shape[-1] % 64 == 0
+    assert torch.equal(crop(padded, *size), x)
+
+
+def test_padding_reflects() -> None:
+    x = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 2, 5)
+    padded = pad_to_multiple(x)
+    assert padded[0, 0, 0, :9].tolist() == [0, 1, 2, 3, 4, 3, 2, 1, 0]
