@@ -1,0 +1,101 @@
+"""Reading images into float RGB tensors and writing reconstructions, with explicit conversions.
+
+Every input becomes 8-bit-equivalent RGB in [0, 1]: EXIF orientation is applied, grayscale is
+replicated to three channels, alpha is dropped (reported through ``notes``), palette images are
+expanded, and 16-bit images are scaled from 0..65535.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from hific_lit.errors import ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
+
+
+def pil_to_tensor(img: Image.Image, notes: list[str] | None = None) -> torch.Tensor:
+    """Convert a PIL image to a (3, H, W) float32 tensor in [0, 1]; append conversions made to ``notes``."""
+    notes = notes if notes is not None else []
+    transposed = ImageOps.exif_transpose(img)
+    if transposed is not img:
+        notes.append("applied EXIF orientation")
+        img = transposed
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I") else max(1.0, float(arr.max()))
+        arr = np.clip(arr / top, 0.0, 1.0)[..., None].repeat(3, axis=2)
+        notes.append(f"converted {mode} grayscale to RGB (scaled from 0..{int(top)})")
+        return torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1).contiguous()
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        notes.append("dropped the alpha channel")
+    elif mode in ("L", "1"):
+        notes.append("converted grayscale to RGB")
+    elif mode != "RGB":
+        notes.append(f"converted {mode} to RGB")
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def load_image(path: str | os.PathLike, notes: list[str] | None = None) -> torch.Tensor:
+    """Read an image file (PNG, JPEG, WebP, TIFF, ...) as a (3, H, W) float tensor in [0, 1].
+
+    Raises :class:`ImageReadError` naming the file when it is missing or not a readable image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return pil_to_tensor(img, notes)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding to nearest."""
+    if x.dim() == 4:
+        x = x[0]
+    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash or error midway never leaves a half-written file nor destroys an existing one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
+    """Save a (3, H, W) or (1, 3, H, W) float image in [0, 1] atomically; the format follows the suffix."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageReadError(f"{path}: unknown image format {path.suffix!r}; use .png, .jpg, .webp or .tiff")
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(x)).save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
