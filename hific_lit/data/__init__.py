@@ -1,0 +1,6 @@
+"""Training data (sample photos, image folders, WebDataset shards) and the Kodak / CLIC2020 eval sets."""
+
+from hific_lit.data.folder import ImageFolderDataModule
+from hific_lit.data.sample import SampleDataModule, load_sample_photo
+
+__all__ = ["ImageFolderDataModule", "SampleDataModule", "load_sample_photo"]

@@ -1,0 +1,69 @@
+"""``data=folder``: any directory tree of images, with the paper's training crops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hific_lit.data.base import CropDataModule
+from hific_lit.data.image_files import ImageFileDataset, find_images
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
+from hific_lit.errors import DatasetError
+
+
+def hold_out(paths: list[Path], fraction: float) -> tuple[list[Path], list[Path]]:
+    """Split sorted ``paths`` into (train, val), with ``val`` evenly spaced and at least one file.
+
+    Deterministic: the same folder always gives the same split.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {fraction}")
+    if len(paths) < 2:
+        raise DatasetError(f"cannot hold out validation images from {len(paths)} file(s); pass val_dir")
+    count = max(1, round(len(paths) * fraction))
+    step = len(paths) / count
+    val_index = {int(i * step + step / 2) for i in range(count)}
+    train = [p for i, p in enumerate(paths) if i not in val_index]
+    val = [p for i, p in enumerate(paths) if i in val_index]
+    return train, val
+
+
+class ImageFolderDataModule(CropDataModule):
+    """Training crops from every image under ``train_dir``; centre crops of ``val_dir`` for validation.
+
+    Args:
+        train_dir: directory tree of training images (PNG, JPEG, WebP, TIFF, BMP, PPM).
+        val_dir: directory tree of validation images; when ``None``, ``val_fraction`` of the training
+            files (evenly spaced in sorted order) are held out instead.
+        batch_size, crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
+        samples_per_epoch: training items per epoch (default: one pass over the files).
+        scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
+        val_fraction: share of training files held out when there is no ``val_dir``.
+    """
+
+    def __init__(
+        self,
+        train_dir: str,
+        val_dir: str | None = None,
+        batch_size: int = 8,
+        crop_size: int = 256,
+        num_workers: int = 4,
+        samples_per_epoch: int | None = None,
+        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        val_fraction: float = 0.05,
+    ) -> None:
+        super().__init__(batch_size=batch_size, crop_size=crop_size, num_workers=num_workers)
+        self.train_dir = train_dir
+        self.val_dir = val_dir
+        self.samples_per_epoch = samples_per_epoch
+        self.scale_range = tuple(scale_range)
+        self.val_fraction = val_fraction
+
+    def setup(self, stage: str | None = None) -> None:
+        train_paths = find_images(self.train_dir)
+        if self.val_dir is None:
+            train_paths, val_paths = hold_out(train_paths, self.val_fraction)
+        else:
+            val_paths = find_images(self.val_dir)
+        augment = RandomScaleCrop(self.crop_size, self.scale_range)
+        self.train_set = ImageFileDataset(train_paths, augment, self.samples_per_epoch)
+        self.val_set = ImageFileDataset(val_paths, CenterCrop(self.crop_size))

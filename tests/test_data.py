@@ -1,0 +1,133 @@
+"""Paper-style crops, the sample photos and image folders as LightningDataModules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from hific_lit.data import ImageFolderDataModule, SampleDataModule
+from hific_lit.data.folder import hold_out
+from hific_lit.data.image_files import ImageFileDataset, find_images
+from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles
+from hific_lit.errors import DatasetError
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
+
+
+def write_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (h, w) in enumerate(sizes):
+        path = folder / f"img{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("size", [(40, 30), (64, 64), (300, 451), (1000, 90)])
+def test_random_scale_crop_gives_full_crops_in_range(size: tuple[int, int]) -> None:
+    x = torch.rand(3, *size)
+    out = RandomScaleCrop(64)(x)
+    assert out.shape == (3, 64, 64)
+    assert out.dtype == torch.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_random_scale_crop_downscales_within_paper_range() -> None:
+    # A vertical ramp: the value span inside the crop reveals the window size before resizing.
+    ramp = torch.linspace(0, 1, 1000).view(1, 1000, 1).expand(3, 1000, 1000).contiguous()
+    transform = RandomScaleCrop(256, flip=False)
+    gen = torch.Generator().manual_seed(1)
+    spans = []
+    for _ in range(20):
+        out = transform(ramp, generator=gen)
+        spans.append(float(out[0, -1, 0] - out[0, 0, 0]) * 999)
+    # window = 256 / factor with factor in [0.75, 0.95] -> 269..341 source rows across the crop
+    assert min(spans) > 256 / 0.95 - 4 and max(spans) < 256 / 0.75 + 4
+
+
+def test_random_scale_crop_flips_and_is_reproducible_with_a_generator() -> None:
+    x = torch.rand(3, 80, 80)
+    transform = RandomScaleCrop(80, scale_range=(1.0, 1.0))
+    a = [transform(x, generator=torch.Generator().manual_seed(s)) for s in range(8)]
+    b = [transform(x, generator=torch.Generator().manual_seed(s)) for s in range(8)]
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    flipped = sum(torch.allclose(u, x.flip(-1), atol=1e-5) for u in a)
+    kept = sum(torch.allclose(u, x, atol=1e-5) for u in a)
+    assert flipped > 0 and kept > 0 and flipped + kept == len(a)
+
+
+def test_center_crop_and_tiles_upscale_small_images() -> None:
+    assert CenterCrop(64)(torch.rand(3, 20, 50)).shape == (3, 64, 64)
+    tiles = grid_tiles(torch.rand(3, 130, 200), 64)
+    assert len(tiles) == 2 * 3 and all(t.shape == (3, 64, 64) for t in tiles)
+    assert len(grid_tiles(torch.rand(3, 130, 200), 64, limit=4)) == 4
+
+
+def test_sample_datamodule_batches_and_held_out_photo() -> None:
+    dm = SampleDataModule(batch_size=4, crop_size=64, samples_per_epoch=8, val_tiles=3)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 2
+    assert all(b.shape == (4, 3, 64, 64) and b.min() >= 0 and b.max() <= 1 for b in batches)
+    assert all("astronaut" not in p.name for p in dm.train_set.paths)
+    (val,) = list(dm.val_dataloader())
+    assert val.shape == (3, 3, 64, 64)
+    assert torch.equal(val, next(iter(dm.val_dataloader())))  # validation is deterministic
+
+
+def test_folder_datamodule_reads_a_tree_with_two_workers(tmp_path: Path) -> None:
+    write_images(tmp_path / "train" / "a", [(70, 90), (100, 64)])
+    write_images(tmp_path / "train" / "b", [(50, 50), (128, 96)])
+    write_images(tmp_path / "val", [(64, 80)])
+    train, val = str(tmp_path / "train"), str(tmp_path / "val")
+    dm = ImageFolderDataModule(train, val, batch_size=2, crop_size=64, num_workers=2)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 64, 64)] * 2
+    assert [tuple(b.shape) for b in dm.val_dataloader()] == [(1, 3, 64, 64)]
+
+
+def test_folder_holds_out_validation_deterministically(tmp_path: Path) -> None:
+    paths = write_images(tmp_path, [(8, 8)] * 10)
+    train, val = hold_out(paths, 0.2)
+    assert len(val) == 2 and set(train).isdisjoint(val) and len(train) + len(val) == 10
+    assert hold_out(paths, 0.2) == (train, val)
+
+
+def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    good = write_images(tmp_path, [(64, 64)])
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    dataset = ImageFileDataset(find_images(tmp_path), CenterCrop(32))
+    assert dataset.paths == sorted([good[0], bad])
+    with pytest.warns(RuntimeWarning, match="broken.png"):
+        out = dataset[0]
+    assert out.shape == (3, 32, 32) and dataset.skipped == 1
+
+
+def test_missing_or_empty_folder_raises_dataset_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a directory"):
+        find_images(tmp_path / "nope")
+    with pytest.raises(DatasetError, match="no image files"):
+        find_images(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["sample", "folder"])
+def test_data_configs_instantiate(name: str, tmp_path: Path) -> None:
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    if name == "folder":
+        write_images(tmp_path, [(64, 64)] * 3)
+        cfg.train_dir = str(tmp_path)
+    cfg.crop_size = 32
+    cfg.num_workers = 0
+    dm = hydra.utils.instantiate(cfg)
+    dm.setup("fit")
+    assert next(iter(dm.train_dataloader())).shape[1:] == (3, 32, 32)
