@@ -1,0 +1,85 @@
+"""How far a fully convolutional network looks: its receptive-field radius, read off its layers.
+
+Tiled processing is exact when every tile extends beyond the part of the output it keeps by at
+least the receptive-field radius: then no kept output sees the tile's own (reflection or zero)
+padding, only the same input pixels the whole image would give it.
+
+Positions follow PyTorch's convolution arithmetic with top-left alignment: output ``i`` of a
+stride-``s`` convolution sits at input position ``s * i``; output ``o`` of a stride-``s``
+transposed convolution sits at input position ``o / s``. A conv with kernel ``k`` and dilation
+``d`` then reaches ``d * (k - 1) / 2`` of its own input pixels either side; a transposed conv
+reaches ``(k - 1) / 2`` of its output pixels, i.e. ``(k - 1) / (2 s)`` input pixels.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from torch import nn
+
+from hific_lit.nn.layers import ChannelNorm2d, ResidualBlock
+
+PER_PIXEL = (ChannelNorm2d, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.ReflectionPad2d, nn.ReplicationPad2d)
+"""Layers that act on each pixel on their own (padding is accounted for by the conv after it).
+
+ChannelNorm normalises over channels within a pixel (Mentzer et al. 2020, App. A.3), so a tile
+sees no statistics of the rest of the image; instance norm would, and is refused.
+"""
+
+
+class Footprint:
+    """Receptive-field radius (in input pixels) and scale (output pixels per input pixel) so far."""
+
+    def __init__(self) -> None:
+        self.radius = Fraction(0)
+        self.scale = Fraction(1)
+
+    def conv(self, kernel: int, stride: int, dilation: int) -> None:
+        self.radius += Fraction(dilation * (kernel - 1), 2) / self.scale
+        self.scale /= stride
+
+    def conv_transpose(self, kernel: int, stride: int, dilation: int) -> None:
+        self.scale *= stride
+        self.radius += Fraction(dilation * (kernel - 1), 2) / self.scale
+
+
+def _square(value: int | tuple[int, ...], name: str, layer: nn.Module) -> int:
+    values = (value,) if isinstance(value, int) else tuple(value)
+    if len(set(values)) != 1:
+        raise ValueError(f"tiling supports square {name}s only; {layer} has {name} {value}")
+    return values[0]
+
+
+def _walk(module: nn.Module, fp: Footprint) -> None:
+    if isinstance(module, nn.Conv2d):
+        fp.conv(*(_square(getattr(module, a), a, module) for a in ("kernel_size", "stride", "dilation")))
+    elif isinstance(module, nn.ConvTranspose2d):
+        fp.conv_transpose(*(_square(getattr(module, a), a, module) for a in ("kernel_size", "stride", "dilation")))
+    elif isinstance(module, ResidualBlock):
+        _walk(module.body, fp)  # the skip adds nothing to the reach
+    elif isinstance(module, PER_PIXEL) or (isinstance(module, nn.BatchNorm2d) and not module.training):
+        return
+    elif isinstance(module, nn.Sequential):
+        for child in module.children():
+            _walk(child, fp)
+    else:
+        raise ValueError(
+            f"cannot work out the receptive field of {type(module).__name__}: tiling supports convolutions, "
+            "transposed convolutions, residual blocks and per-pixel layers (ChannelNorm, ReLU, eval-mode "
+            "BatchNorm); norms with per-image statistics such as InstanceNorm make tiles differ from the whole image"
+        )
+
+
+def receptive_field(*layers: nn.Module) -> tuple[Fraction, Fraction]:
+    """(radius in input pixels, output pixels per input pixel) of ``layers`` applied in order.
+
+    Each layer is a convolution, a per-pixel layer, a residual block or an ``nn.Sequential`` of
+    those (nested); skips that add a chain's input to its output add nothing to the reach.
+    Examples (paper sizes, Mentzer et al. 2020, App. A.1): g_a reaches ``3 + 1 + 2 + 4 + 8 + 16 = 34``
+    image pixels at scale 1/16; g_s's latent-resolution part (head conv and 9 residual blocks)
+    reaches ``1 + 9 * 2 = 19`` latent pixels; its upsampling part ``1/2 + 1/4 + 1/8 + 1/16 + 3/16 = 9/8``.
+    """
+    fp = Footprint()
+    for layer in layers:
+        _walk(layer, fp)
+    return fp.radius, fp.scale

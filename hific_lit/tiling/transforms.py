@@ -1,0 +1,66 @@
+"""g_a and g_s of HiFiC on tiles, with the tile size chosen from a memory budget.
+
+Receptive fields (paper sizes, Mentzer et al. 2020, App. A.1; any preset has the same layout):
+
+* g_a reaches 34 image pixels either side (7x7 conv: 3, four stride-2 3x3 convs: 1+2+4+8, the
+  final 3x3 conv at /16: 16), so its tiles overlap by 48 pixels (3 latent pixels) on each side.
+* g_s is run in two stages. Its *trunk* at latent resolution (ChannelNorm, 3x3 conv, 9 residual
+  blocks of two 3x3 convs) reaches 1 + 9 * 2 = 19 latent pixels: a halo of 19. It costs ~88 % of
+  g_s's arithmetic but little memory per pixel (960 channels at 1/256 of the pixels), so its tiles
+  are large, and for images up to a few megapixels it runs whole. Its *upsampling* part (four
+  stride-2 transposed 3x3 convs and a 7x7 conv) reaches 9/8 latent pixels: a halo of 2, on tiles
+  sized to the budget (it holds 60 channels at full resolution).
+  The trunk's output (960 channels at latent resolution, 15 bytes per image pixel in float32) is
+  kept whole between the two stages, like the image itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hific_lit.nn import Encoder, Generator
+from hific_lit.tiling.memory import DEFAULT_MAX_MEMORY
+from hific_lit.tiling.tiles import Stage, run_tiled
+
+
+class GeneratorTrunk(nn.Module):
+    """g_s up to its upsampling: ``h = head(y_hat)``, then ``h + blocks(h)`` (shares the generator's layers)."""
+
+    def __init__(self, g_s: Generator) -> None:
+        super().__init__()
+        self.head, self.blocks = g_s.head, g_s.blocks
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        h = self.head(y_hat)
+        return h + self.blocks(h)
+
+
+def analysis_stage(g_a: Encoder) -> Stage:
+    """g_a as one tiled stage: image (padded to a multiple of 16) -> latent at /16."""
+    return Stage.of(g_a, g_a.net)
+
+
+def synthesis_stages(g_s: Generator) -> tuple[Stage, Stage]:
+    """g_s as two tiled stages: the trunk at latent resolution, then the upsampling to the image."""
+    trunk = GeneratorTrunk(g_s)
+    return Stage.of(trunk, g_s.head, g_s.blocks), Stage.of(g_s.up, g_s.up)
+
+
+def tiled_analysis(
+    g_a: Encoder, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool = False
+) -> torch.Tensor:
+    """``g_a(x)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole image).
+
+    ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64); the result is on ``x``'s device.
+    """
+    return run_tiled(analysis_stage(g_a), x, max_memory, progress, desc="g_a tiles")
+
+
+def tiled_synthesis(
+    g_s: Generator, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool = False
+) -> torch.Tensor:
+    """``g_s(y_hat)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole latent)."""
+    trunk, up = synthesis_stages(g_s)
+    h = run_tiled(trunk, y_hat, max_memory, progress, desc="g_s trunk tiles")
+    return run_tiled(up, h, max_memory, progress, desc="g_s upsampling tiles")
