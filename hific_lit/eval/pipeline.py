@@ -1,0 +1,135 @@
+"""``evaluate(cfg)``: checkpoints × images × (ours + baselines) → CSV/JSON, summary, RD plots, viewers.
+
+The config is ``conf/eval/eval.yaml`` (see ``scripts/eval.py``). Metrics whose pretrained weights
+are unavailable offline (LPIPS' AlexNet, FID's Inception) are skipped with a warning, and the
+summary lists them under ``missing`` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableError
+from hific_lit.eval import baselines
+from hific_lit.eval.fid import PatchEmbedder, load_inception
+from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
+from hific_lit.eval.plots import plot_rd
+from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
+from hific_lit.eval.runner import Scorers, evaluate_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Path]:
+    """Name -> path of each checkpoint (``ckpt=PATH`` or ``ckpt=[low,med,high]``); names are unique."""
+    paths = [Path(str(p)) for p in ([] if ckpt is None else [ckpt] if isinstance(ckpt, str) else list(ckpt))]
+    if not paths:
+        raise CheckpointError("no checkpoint given: pass ckpt=PATH, or ckpt=[low,med,high] for an RD curve")
+    names: dict[str, Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file (make one with `make train` or `make demo`)")
+        name = path.stem if path.stem not in names else f"{path.parent.name}_{path.stem}"
+        names[name if name not in names else f"{name}_{len(names)}"] = path
+    return names
+
+
+def dataset_images(data: DictConfig) -> list[Path]:
+    """The image files of ``data``: an eval set (kodak, clic2020) under ``data.root``, or a folder."""
+    if data.name == "folder":
+        from hific_lit.data.image_files import find_images
+
+        if not data.get("path"):
+            raise DatasetError("data=folder needs data.path=/a/folder/of/images")
+        return find_images(data.path)
+    from hific_lit.data.eval_sets import eval_set_images
+
+    return eval_set_images(data.name, data.root)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+
+
+def _skip(missing: dict[str, str], keys: tuple[str, ...], reason: str) -> None:
+    log.warning("skipping %s: %s", "/".join(keys).upper(), reason)
+    for key in keys:
+        missing[key] = reason
+
+
+def load_scorers(metrics: DictConfig, device: torch.device, missing: dict[str, str]) -> Scorers:
+    """LPIPS and FID/KID as configured; unavailable ones are recorded in ``missing`` and left out."""
+    scorers = Scorers(kid_subset_size=metrics.kid_subset_size)
+    if not metrics.lpips:
+        missing["lpips"] = "turned off (metrics.lpips=false)"
+    else:
+        from hific_lit.perceptual import LPIPSLoss
+
+        try:
+            scorers.lpips = LpipsScorer(LPIPSLoss(pretrained_backbone=True, download=metrics.download_weights), device)
+        except WeightsUnavailableError as exc:
+            _skip(missing, ("lpips",), str(exc))
+    if not metrics.fid:
+        missing["fid"] = missing["kid"] = "turned off (metrics.fid=false)"
+    else:
+        try:
+            scorers.embed = PatchEmbedder(load_inception(metrics.inception_weights, metrics.download_weights), device)
+        except WeightsUnavailableError as exc:
+            _skip(missing, ("fid", "kid"), str(exc))
+    return scorers
+
+
+def available_codecs(requested: list[str], missing: dict[str, str]) -> list[str]:
+    """The requested baselines this Pillow can encode; the others are recorded in ``missing``."""
+    known = baselines.available_baselines()
+    for codec in requested:
+        if codec not in known:
+            _skip(missing, (f"baseline_{codec}",), f"Pillow {baselines.pillow_version()} cannot encode {codec}")
+    return [c for c in requested if c in known]
+
+
+def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = None) -> dict:
+    """Run the evaluation described by ``cfg`` and write everything under ``out_dir``; return the summary.
+
+    ``scorers`` replaces the configured LPIPS/FID metrics (tests pass small feature extractors).
+    """
+    from hific_lit.checkpoint import load_inference_checkpoint
+
+    out_dir = Path(out_dir)
+    checkpoints = checkpoint_paths(cfg.ckpt)
+    images = dataset_images(cfg.data)
+    device = resolve_device(cfg.device)
+    models = {name: load_inference_checkpoint(path, map_location=device) for name, path in checkpoints.items()}
+    missing: dict[str, str] = {}
+    scorers = scorers or load_scorers(cfg.metrics, device, missing)
+    codecs = available_codecs(list(cfg.baselines), missing)
+    rows, results, points, viewers, feature_cache = [], {}, [], {}, {}
+    for name, model in models.items():
+        res = evaluate_checkpoint(
+            model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache
+        )
+        rows += res.rows
+        results[name] = {"path": str(checkpoints[name]), "methods": res.results}
+        points += [{"method": method, **values} for method, values in res.results.items()]
+        viewers[name] = str(res.viewer) if res.viewer else None
+    if any(r.ms_ssim is None for r in rows):
+        missing["ms_ssim"] = f"some images have a side below {MS_SSIM_MIN_SIDE} px, too small for 5-scale MS-SSIM"
+    csv_path, json_path = write_rows(rows, out_dir)
+    plots = plot_rd(points, out_dir / "plots", title=f"{cfg.data.name}: rate-distortion")
+    summary = {
+        "dataset": {"name": cfg.data.name, "images": len(images)},
+        "checkpoints": results,
+        "missing": missing,
+        "outputs": {"per_image_csv": str(csv_path), "per_image_json": str(json_path), "plots": [str(p) for p in plots],
+                    "viewers": viewers},
+        "command": command_line(),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": environment_versions(),
+    }  # fmt: skip
+    write_summary(summary, out_dir)
+    return summary

@@ -1,0 +1,55 @@
+"""Rate-distortion plots: bpp against PSNR, MS-SSIM and LPIPS, ours against the baselines."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from hific_lit.image_io import atomic_write_bytes
+
+# metric key -> axis label
+RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓"}
+METHOD_LABELS = {"hific": "HiFiC (ours)", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+
+
+def method_label(method: str) -> str:
+    """How plots and the viewer name a method."""
+    return METHOD_LABELS.get(method, method)
+
+
+def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Path]:
+    """Write ``rd_<metric>.png`` for each metric that some point has; return the files written.
+
+    ``points`` are mean results, each ``{"method": "hific" | "jpeg" | ..., "bpp": float, <metric>: float | None}``;
+    the points of one method are joined in order of bpp (one per checkpoint).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_method: dict[str, list[dict]] = defaultdict(list)
+    for point in points:
+        by_method[point["method"]].append(point)
+    written = []
+    for key, label in RD_METRICS.items():
+        if not any(p.get(key) is not None for p in points):
+            continue
+        fig = Figure(figsize=(5.5, 4.0), dpi=120)
+        ax = fig.subplots()
+        for method, rows in by_method.items():
+            rows = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r["bpp"])
+            style = {"linewidth": 2.2, "marker": "o", "zorder": 3} if method == "hific" else {"marker": "s"}
+            ax.plot([r["bpp"] for r in rows], [r[key] for r in rows], label=method_label(method), **style)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.set_title(title or f"rate vs {key}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"rd_{key}.png"
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written

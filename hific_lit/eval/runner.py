@@ -1,0 +1,176 @@
+"""The evaluation loop: code every image with a checkpoint through real bitstreams, then the baselines.
+
+For each image: compress, write the .hfc file, read it back from disk, decompress, and measure the
+reconstruction against the original; bpp is the file's size. Each baseline is then encoded at that
+bpp (closest at or above), written, read back and measured the same way. FID and KID are computed
+per method over the 256² patches of all images.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from hific_lit.codec import HiFiC
+from hific_lit.eval import baselines
+from hific_lit.eval.fid import PatchEmbedder, fid_kid
+from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
+from hific_lit.eval.records import ImageResult, means
+from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
+from hific_lit.image_io import atomic_write_bytes, load_image, to_uint8
+
+
+@dataclass
+class Scorers:
+    """The optional metrics: LPIPS and the FID/KID patch features (None when unavailable)."""
+
+    lpips: LpipsScorer | None = None
+    embed: PatchEmbedder | None = None
+    kid_subset_size: int = 1000
+
+
+@dataclass
+class CheckpointResults:
+    """What one checkpoint's pass produced: per-image rows, per-method means (and FID/KID), the viewer."""
+
+    rows: list[ImageResult]
+    results: dict[str, dict]
+    viewer: Path | None
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Lossless PNG encoding of an (H, W, 3) uint8 image."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def unique_names(paths: list[Path]) -> list[str]:
+    """File stems, with the parent folder prepended where two stems collide."""
+    stems = [p.stem for p in paths]
+    return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def measure(original: np.ndarray, reconstruction: np.ndarray, lpips: LpipsScorer | None) -> dict[str, float | None]:
+    """PSNR, MS-SSIM and LPIPS (None when unavailable) of a reconstruction against its original."""
+    return {
+        "psnr": psnr_uint8(original, reconstruction),
+        "ms_ssim": ms_ssim(original, reconstruction),
+        "lpips": lpips(original, reconstruction) if lpips is not None else None,
+    }
+
+
+@torch.no_grad()
+def code_with_model(model: HiFiC, original: np.ndarray, hfc_path: Path) -> tuple[np.ndarray, float, float]:
+    """Compress ``original`` to ``hfc_path``, decompress what is on disk; (uint8 image, encode s, decode s)."""
+    x = torch.from_numpy(original).permute(2, 0, 1).float().div(255.0).to(next(model.parameters()).device)
+    start = time.perf_counter()
+    data = model.compress(x)
+    encode_s = time.perf_counter() - start
+    atomic_write_bytes(hfc_path, data)
+    start = time.perf_counter()
+    x_hat = model.decompress(hfc_path.read_bytes())
+    decode_s = time.perf_counter() - start
+    return to_uint8(x_hat), encode_s, decode_s
+
+
+class FidFeatures:
+    """FID/KID features of the originals and of each method's reconstructions, in image order.
+
+    ``cache`` keeps the originals' features across checkpoints (they do not change).
+    """
+
+    def __init__(self, embed: PatchEmbedder, cache: dict[str, torch.Tensor]) -> None:
+        self.embed = embed
+        self.cache = cache
+        self.real: list[torch.Tensor] = []
+        self.fake: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def add_original(self, name: str, original: np.ndarray) -> None:
+        if name not in self.cache:
+            self.cache[name] = self.embed(original)
+        self.real.append(self.cache[name])
+
+    def add(self, method: str, reconstruction: np.ndarray) -> None:
+        self.fake[method].append(self.embed(reconstruction))
+
+    def compute(self, method: str, kid_subset_size: int) -> dict[str, float | int]:
+        """FID/KID of ``method``; empty when the images gave fewer than two patches."""
+        real = [f for f in self.real if len(f)]
+        fake = [f for f in self.fake[method] if len(f)]
+        if sum(map(len, real)) < 2:
+            return {}
+        return fid_kid(torch.cat(real), torch.cat(fake), kid_subset_size)
+
+
+def evaluate_checkpoint(
+    model: HiFiC,
+    name: str,
+    images: list[Path],
+    out_dir: Path,
+    codecs: list[str],
+    scorers: Scorers,
+    viewer_images: int = 24,
+    feature_cache: dict[str, torch.Tensor] | None = None,
+) -> CheckpointResults:
+    """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
+
+    Writes ``bitstreams/*.hfc``, ``reconstructions/*.png``, ``<codec>/*`` and ``viewer.html`` (the
+    first ``viewer_images`` images).
+    """
+    rows: list[ImageResult] = []
+    viewer: list[ViewerImage] = []
+    fid = FidFeatures(scorers.embed, {} if feature_cache is None else feature_cache) if scorers.embed else None
+    for image_name, path in tqdm(list(zip(unique_names(images), images, strict=True)), desc=f"eval {name}", unit="img"):
+        original = to_uint8(load_image(path))
+        height, width = original.shape[:2]
+        hfc = out_dir / "bitstreams" / f"{image_name}.hfc"
+        recon, encode_s, decode_s = code_with_model(model, original, hfc)
+        recon_png = png_bytes(recon)
+        atomic_write_bytes(out_dir / "reconstructions" / f"{image_name}.png", recon_png)
+        size = hfc.stat().st_size
+        ours = ImageResult(
+            name, image_name, "hific", width, height, size, baselines.bits_per_pixel(size, height, width),
+            **measure(original, recon, scorers.lpips), file=str(hfc), encode_s=encode_s, decode_s=decode_s,
+        )  # fmt: skip
+        rows.append(ours)
+        variants = [
+            ViewerVariant("Original", png_bytes(original), "image/png"),
+            ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
+        ]
+        if fid is not None:
+            fid.add_original(image_name, original)
+            fid.add("hific", recon)
+        for codec in codecs:
+            match = baselines.match_bpp(original, codec, ours.bpp)
+            file = out_dir / codec / f"{image_name}{baselines.suffix(codec)}"
+            atomic_write_bytes(file, match.data)
+            data = file.read_bytes()
+            decoded = baselines.decode(data)
+            row = ImageResult(
+                name, image_name, codec, width, height, len(data), baselines.bits_per_pixel(len(data), height, width),
+                **measure(original, decoded, scorers.lpips), file=str(file), quality=match.quality,
+                matched=match.matched,
+            )  # fmt: skip
+            rows.append(row)
+            label = f"{codec.upper()} q={match.quality}"
+            variants.append(ViewerVariant(label, data, baselines.mime_type(codec), asdict(row)))
+            if fid is not None:
+                fid.add(codec, decoded)
+        if len(viewer) < viewer_images:
+            viewer.append(ViewerImage(image_name, variants))
+    results = {}
+    for method in ("hific", *codecs):
+        results[method] = means([r for r in rows if r.method == method])
+        if fid is not None:
+            results[method].update(fid.compute(method, scorers.kid_subset_size))
+    viewer_path = write_viewer(viewer, out_dir / "viewer.html", title=f"hific-lit: {name}") if viewer else None
+    return CheckpointResults(rows, results, viewer_path)
