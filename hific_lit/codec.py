@@ -20,8 +20,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from hific_lit import coding
 from hific_lit.arch import ArchConfig, arch_preset
 from hific_lit.entropy import FactorizedPrior, GaussianConditional
+from hific_lit.entropy.tables import CodingTables
 from hific_lit.nn import Discriminator, Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.padding import crop, pad_to_multiple
 
@@ -66,7 +68,8 @@ class HiFiC(nn.Module):
     """HiFiC's codec: encoder, mean-scale hyperprior, generator (and discriminator for training).
 
     Images are float tensors (B, 3, H, W) in [0, 1] of any size; they are reflect-padded to a
-    multiple of 64 and the reconstruction is cropped back.
+    multiple of 64 and the reconstruction is cropped back. After :meth:`update`, :meth:`compress`
+    and :meth:`decompress` turn images into .hfc bytes and back (see :mod:`hific_lit.coding`).
     """
 
     def __init__(self, arch: ArchConfig | None = None, with_discriminator: bool = True) -> None:
@@ -80,6 +83,8 @@ class HiFiC(nn.Module):
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n)
         self.gaussian_conditional = GaussianConditional()
+        self.y_tables = CodingTables()
+        self.z_tables = CodingTables()
         self.discriminator = (
             Discriminator(c, arch.discriminator_widths, arch.discriminator_context) if with_discriminator else None
         )
@@ -107,6 +112,41 @@ class HiFiC(nn.Module):
         with torch.no_grad():
             bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
         return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
+
+    def analysis(self, x_padded: torch.Tensor) -> torch.Tensor:
+        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32."""
+        dtype = next(self.g_a.parameters()).dtype
+        return self.g_a(x_padded.to(dtype) * 2.0 - 1.0).float()
+
+    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32."""
+        dtype = next(self.g_s.parameters()).dtype
+        return ((self.g_s(y_hat.to(dtype)) + 1.0) / 2.0).float()
+
+    def update(self, force: bool = False) -> None:
+        """Build the coding tables once and store them as buffers (they travel in the state dict)."""
+        coding.build_tables(self, force)
+
+    def compress(self, x: torch.Tensor) -> bytes:
+        """One image (3, H, W) or (1, 3, H, W) in [0, 1] -> the bytes of a .hfc file."""
+        return coding.encode_image(self, x).data
+
+    def decompress(self, data: bytes) -> torch.Tensor:
+        """.hfc bytes -> the image (1, 3, H, W) in [0, 1]; malformed input raises BitstreamError."""
+        return coding.decode_image(self, data)
+
+    def compress_batch(self, x: torch.Tensor) -> list[bytes]:
+        """A batch (B, 3, H, W) -> one .hfc byte string per image (g_a runs on the whole batch)."""
+        x = coding.as_image_batch(x)
+        coding.require_tables(self)
+        with torch.no_grad():
+            y = self.analysis(pad_to_multiple(x.to(self.y_tables.cdf.device)))
+        height, width = x.shape[-2:]
+        return [coding.encode_latent(self, y[i : i + 1], height, width).data for i in range(x.shape[0])]
+
+    def decompress_batch(self, data: list[bytes]) -> list[torch.Tensor]:
+        """Decode each byte string (their images may differ in size)."""
+        return [self.decompress(d) for d in data]
 
     def aux_loss(self) -> torch.Tensor:
         """Loss of the factorized prior's quantiles (optimised on its own, see :meth:`parameter_groups`)."""
