@@ -2,5 +2,6 @@
 
 from hific_lit.data.folder import ImageFolderDataModule
 from hific_lit.data.sample import SampleDataModule, load_sample_photo
+from hific_lit.data.webdataset_module import WebDataModule
 
-__all__ = ["ImageFolderDataModule", "SampleDataModule", "load_sample_photo"]
+__all__ = ["ImageFolderDataModule", "SampleDataModule", "WebDataModule", "load_sample_photo"]

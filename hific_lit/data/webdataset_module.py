@@ -1,0 +1,110 @@
+"""``data=openimages_wds``: training crops streamed from WebDataset shards, on one or many ranks."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from hific_lit.data.image_files import ImageFileDataset, find_images
+from hific_lit.data.shards import ShardStream, SkipCounter, resolve_shards, shards_for_rank
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
+
+
+class WebDataModule(pl.LightningDataModule):
+    """Paper-style crops from tar shards (``scripts/make_shards.py``); validation from an image folder.
+
+    Every rank reads a disjoint subset of the shards and yields exactly ``batches_per_epoch`` batches
+    per epoch, so DDP ranks stay in step. Batches are ``(B, 3, crop, crop)`` float tensors in [0, 1].
+
+    Args:
+        train_shards: a shard directory, a brace pattern (``shards/train-{000000..000123}.tar``),
+            ``::``-joined patterns, URLs, or a list of these (see :func:`resolve_shards`).
+        val_dir: directory tree of validation images (centre crops); ``None`` disables validation.
+        batch_size, crop_size, num_workers: loader settings; each rank uses at most as many workers
+            as it has shards.
+        batches_per_epoch: batches per epoch on every rank.
+        shuffle_buffer: samples in each worker's shuffle buffer (memory: about this many encoded images).
+        scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
+        rank, world_size: override the rank and world size; by default they come from the Trainer, or
+            from ``torch.distributed`` when it is initialised, else 0 and 1.
+    """
+
+    def __init__(
+        self,
+        train_shards: str | list[str],
+        val_dir: str | None = None,
+        batch_size: int = 8,
+        crop_size: int = 256,
+        num_workers: int = 4,
+        batches_per_epoch: int = 1000,
+        shuffle_buffer: int = 1000,
+        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.train_shards = train_shards
+        self.val_dir = val_dir
+        self.batch_size = batch_size
+        self.crop_size = crop_size
+        self.num_workers = num_workers
+        self.batches_per_epoch = batches_per_epoch
+        self.shuffle_buffer = shuffle_buffer
+        self.scale_range = tuple(scale_range)
+        self.rank = rank
+        self.world_size = world_size
+        self.skips = SkipCounter()
+        self.train_set: ShardStream | None = None
+        self.val_set: ImageFileDataset | None = None
+
+    @property
+    def skipped_samples(self) -> int:
+        """Unreadable samples skipped so far by this rank's loader (all its workers)."""
+        return self.skips.value
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        if self.rank is not None or self.world_size is not None:
+            return (self.rank or 0), (self.world_size or 1)
+        trainer = self.trainer
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def setup(self, stage: str | None = None) -> None:
+        rank, world_size = self._rank_and_world()
+        shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
+        augment = RandomScaleCrop(self.crop_size, self.scale_range)
+        self.train_set = ShardStream(
+            shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer, self.skips
+        )
+        if self.val_dir is not None:
+            self.val_set = ImageFileDataset(find_images(self.val_dir), CenterCrop(self.crop_size))
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            raise RuntimeError("WebDataModule.setup() must run before asking for a loader")
+        workers = min(self.num_workers, len(self.train_set.shards))
+        if workers < self.num_workers:
+            warnings.warn(
+                f"{len(self.train_set.shards)} shard(s) on this rank: using {workers} of {self.num_workers} workers",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return DataLoader(
+            self.train_set,
+            batch_size=None,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=min(self.num_workers, 2))

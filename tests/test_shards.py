@@ -1,0 +1,187 @@
+"""WebDataset shards: writing them (make_shards) and streaming them to ranks and workers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from omegaconf import OmegaConf
+from PIL import Image
+
+from hific_lit.data import WebDataModule
+from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
+from hific_lit.data.shards import batches_for_worker, decode_image, resolve_shards, shards_for_rank
+from hific_lit.errors import DatasetError
+from hific_lit.image_io import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADER = {"batch_size": 2, "crop_size": 32, "num_workers": 2, "batches_per_epoch": 6}
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """14 random images of varied sizes and formats in two folders, plus one corrupt file."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(14):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        pixels = rng.integers(0, 256, (40 + 7 * i, 90 - 3 * i, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i:02d}.{'png' if i % 3 else 'jpg'}")
+    (root / "a" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shard_dir(image_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shards")
+    write_shards(image_tree, out, ShardSettings(max_count=3), workers=2, progress=False)
+    return out
+
+
+def sha256s(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_manifest_counts_samples_bytes_and_skips(shard_dir: Path) -> None:
+    manifest = json.loads((shard_dir / "train-manifest.json").read_text())
+    assert manifest["samples"] == 14 and len(manifest["shards"]) == 5
+    assert [s["samples"] for s in manifest["shards"]] == [3, 3, 3, 3, 2]
+    assert manifest["skipped"] == [{"source": "a/corrupt.png", "reason": manifest["skipped"][0]["reason"]}]
+    assert manifest["pattern"] == "train-{000000..000004}.tar"
+    for shard in manifest["shards"]:
+        data = (shard_dir / shard["name"]).read_bytes()
+        assert shard["bytes"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_shards_are_reproducible_and_stale_ones_removed(image_tree: Path, shard_dir: Path, tmp_path: Path) -> None:
+    write_shards(image_tree, tmp_path, ShardSettings(max_count=2), progress=False)
+    assert (tmp_path / "train-000006.tar").exists()
+    write_shards(image_tree, tmp_path, ShardSettings(max_count=3), workers=1, progress=False)
+    shards = {k: v for k, v in sha256s(tmp_path).items() if k.endswith(".tar")}
+    assert shards == {k: v for k, v in sha256s(shard_dir).items() if k.endswith(".tar")}
+
+
+def test_size_limit_and_pre_downscale(image_tree: Path, tmp_path: Path) -> None:
+    manifest = write_shards(image_tree, tmp_path, ShardSettings(max_bytes=40_000, max_short_side=48), progress=False)
+    assert manifest["downscaled"] == sum(1 for i in range(14) if min(40 + 7 * i, 90 - 3 * i) > 48)
+    assert all(s["bytes"] <= 40_000 or s["samples"] == 1 for s in manifest["shards"])
+    for sample in wds.WebDataset(str(tmp_path / "train-000000.tar"), shardshuffle=False, empty_check=False):
+        meta = json.loads(sample["json"])
+        assert min(meta["stored_size"]) == min(48, min(meta["size"]))
+
+
+def test_shards_hold_the_source_images_exactly(image_tree: Path, shard_dir: Path) -> None:
+    seen = []
+    for sample in wds.WebDataset(resolve_shards(shard_dir), shardshuffle=False, empty_check=False):
+        source = json.loads(sample["json"])["source"]
+        seen.append(source)
+        assert torch.equal(decode_image(sample), load_image(image_tree / source))
+    assert len(seen) == 14 and seen == sorted(seen)
+
+
+def test_stream_reads_back_with_two_workers(shard_dir: Path) -> None:
+    dm = WebDataModule(str(shard_dir), batch_size=4, crop_size=32, num_workers=2, batches_per_epoch=9)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    for _ in range(2):  # two epochs from the same persistent workers
+        batches = list(loader)
+        assert len(loader) == len(batches) == 9
+        assert all(b.shape == (4, 3, 32, 32) and b.dtype == torch.float32 for b in batches)
+    assert dm.skipped_samples == 0
+
+
+def test_two_ranks_see_disjoint_shards_and_equal_batch_counts(shard_dir: Path) -> None:
+    pattern = str(shard_dir / "train-{000000..000004}.tar")
+    shards, counts = [], []
+    for rank in range(2):
+        dm = WebDataModule(
+            pattern, batch_size=2, crop_size=32, num_workers=2, batches_per_epoch=6, rank=rank, world_size=2
+        )
+        dm.setup("fit")
+        shards.append(set(dm.train_set.shards))
+        counts.append(len(list(dm.train_dataloader())))
+    assert shards[0].isdisjoint(shards[1]) and len(shards[0]) == 3 and len(shards[1]) == 2
+    assert counts == [6, 6]
+
+
+def test_corrupt_member_is_skipped_counted_and_training_goes_on(shard_dir: Path, tmp_path: Path) -> None:
+    members = [(m, f.read()) for m, f in _members(shard_dir / "train-000000.tar")]
+    with tarfile.open(tmp_path / "bad-000000.tar", "w") as tar:
+        for info, data in members:
+            if info.name.startswith("000000001."):
+                data = b"not an image" if info.name.endswith((".png", ".jpg")) else data
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    bad = str(tmp_path / "bad-000000.tar")
+    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=0, batches_per_epoch=4)
+    dm.setup("fit")
+    with pytest.warns(RuntimeWarning, match="000000001"):
+        assert len(list(dm.train_dataloader())) == 4
+    assert dm.skipped_samples >= 1
+    # In worker processes the warning goes to the worker's stderr; the count reaches the main process.
+    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=2, batches_per_epoch=4)
+    dm.setup("fit")
+    assert len(list(dm.train_dataloader())) == 4
+    assert dm.skipped_samples >= 2
+
+
+def _members(path: Path) -> list[tuple[tarfile.TarInfo, io.BytesIO]]:
+    with tarfile.open(path) as tar:
+        return [(m, io.BytesIO(tar.extractfile(m).read())) for m in tar.getmembers()]
+
+
+def test_paper_preprocessing_gives_256_crops_in_unit_range(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, size in enumerate([(120, 200), (300, 280), (700, 500)]):  # below, near and above the crop
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    write_shards(src, tmp_path / "out", ShardSettings(), progress=False)
+    dm = WebDataModule(str(tmp_path / "out"), batch_size=3, crop_size=256, num_workers=0, batches_per_epoch=2)
+    dm.setup("fit")
+    for batch in dm.train_dataloader():
+        assert batch.shape == (3, 3, 256, 256)
+        assert batch.min() >= 0 and batch.max() <= 1
+
+
+def test_shard_spec_errors_are_clear(shard_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="do not exist"):
+        resolve_shards(str(tmp_path / "x-{000..002}.tar"))
+    with pytest.raises(DatasetError, match=r"no \.tar shards"):
+        resolve_shards(str(tmp_path))
+    with pytest.raises(DatasetError, match="every rank needs at least one"):
+        shards_for_rank(["a.tar"], 1, 2)
+    assert sum(batches_for_worker(10, w, 3) for w in range(3)) == 10
+
+
+def test_parse_size() -> None:
+    assert parse_size("1G") == 1 << 30 and parse_size("500M") == 500 << 20 and parse_size("123") == 123
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("big")
+
+
+def test_make_shards_script_and_config(image_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import make_shards
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    assert make_shards.main([str(image_tree), str(tmp_path), "--max-count", "5", "--workers", "1", "--quiet"]) == 0
+    assert "14 images in 3 shards" in capsys.readouterr().out
+    assert make_shards.main([str(tmp_path / "nothing"), str(tmp_path)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    cfg = OmegaConf.load(ROOT / "conf" / "data" / "openimages_wds.yaml")
+    cfg.train_shards, cfg.crop_size, cfg.num_workers, cfg.batches_per_epoch = str(tmp_path), 16, 0, 2
+    dm = hydra.utils.instantiate(cfg)
+    dm.setup("fit")
+    assert [tuple(b.shape) for b in dm.train_dataloader()] == [(8, 3, 16, 16)] * 2
