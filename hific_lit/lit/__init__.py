@@ -1,0 +1,15 @@
+"""Lightning orchestration of HiFiC's two training stages; the networks themselves import no Lightning."""
+
+from hific_lit.lit.base import RDStage
+from hific_lit.lit.callbacks import InferenceExport, ReconstructionImages, export_inference_checkpoint
+from hific_lit.lit.gan import GANStage
+from hific_lit.lit.warmstart import load_codec_weights
+
+__all__ = [
+    "GANStage",
+    "InferenceExport",
+    "RDStage",
+    "ReconstructionImages",
+    "export_inference_checkpoint",
+    "load_codec_weights",
+]

@@ -1,0 +1,173 @@
+"""Stage 1 of HiFiC's training: the codec on rate, MSE and LPIPS, without a discriminator.
+
+One *iteration* is one training batch: a codec step on ``λ'·R + k_M·MSE + k_P·LPIPS``
+(Mentzer et al. 2020, eq. 3 without the GAN term) and an aux step on the factorized prior's
+quantiles, each on its own optimizer (manual optimization). Warm-up and learning-rate
+schedules follow :attr:`iteration`, our own counter saved in checkpoints; Lightning's
+``global_step`` counts optimizer steps instead (two or three per iteration).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from hific_lit.arch import ArchConfig
+from hific_lit.codec import HiFiC, HiFiCOutput
+from hific_lit.losses import LossConfig, LRSchedule, mse_255, psnr
+
+log = logging.getLogger(__name__)
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""Builds an optimizer from parameters; Hydra passes ``torch.optim.Adam`` with ``_partial_: true``."""
+
+ITERATION_KEY = "hific_iteration"
+
+
+def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam at the paper's learning rate 1e-4 (App. A.2)."""
+    return torch.optim.Adam(params, lr=1e-4)
+
+
+class RDStage(pl.LightningModule):
+    """Rate-distortion-perception stage of HiFiC, the base the GAN stage extends.
+
+    Args:
+        arch: network sizes (``arch=`` preset).
+        loss: weights and warm-up of the objective (``regime=`` fills target and λ).
+        perceptual: the LPIPS module, a callable ``(x, x_hat) -> mean distance``.
+        codec_optimizer, aux_optimizer: optimizer factories for the codec and the quantiles.
+        lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
+        gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
+            missing or ``None`` means no clipping.
+    """
+
+    uses_discriminator = False
+    optimizer_names: tuple[str, ...] = ("codec", "aux")
+
+    def __init__(
+        self,
+        arch: ArchConfig,
+        loss: LossConfig,
+        perceptual: nn.Module,
+        codec_optimizer: OptimizerFactory = default_adam,
+        aux_optimizer: OptimizerFactory = default_adam,
+        lr_schedule: LRSchedule | None = None,
+        gradient_clip: Mapping[str, float | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = HiFiC(arch, with_discriminator=self.uses_discriminator)
+        self.loss_config = loss
+        self.perceptual = perceptual
+        self.optimizer_factories: dict[str, OptimizerFactory] = {"codec": codec_optimizer, "aux": aux_optimizer}
+        self.lr_schedule = lr_schedule or LRSchedule()
+        self.gradient_clip = dict(gradient_clip or {})
+        unknown = set(self.gradient_clip) - {"codec", "aux", "discriminator"}
+        if unknown:
+            raise ValueError(
+                f"gradient_clip names unknown optimizers {sorted(unknown)}; known: codec, aux, discriminator"
+            )
+        self.iteration = 0
+
+    @property
+    def optimizers_per_iteration(self) -> int:
+        """Optimizer steps per iteration, i.e. how much Lightning's ``global_step`` grows per batch."""
+        return len(self.optimizer_names)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        groups = self.model.parameter_groups()._asdict()
+        params = {"codec": groups["codec"], "aux": groups["aux"], "discriminator": groups["discriminator"]}
+        optimizers = [self.optimizer_factories[name](params[name]) for name in self.optimizer_names]
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        return optimizers
+
+    def named_optimizers(self) -> dict[str, pl.core.optimizer.LightningOptimizer]:
+        """This stage's optimizers by name (``codec``, ``aux`` and, in the GAN stage, ``discriminator``)."""
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return dict(zip(self.optimizer_names, opts, strict=True))
+
+    def apply_lr_schedule(self) -> float:
+        """Set every optimizer's learning rate for the current :attr:`iteration`; returns the multiplier."""
+        factor = self.lr_schedule.multiplier(self.iteration)
+        for opt in self.named_optimizers().values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+        return factor
+
+    def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
+        """toggle → zero_grad → backward → clip → step for the optimizer ``name`` (Lightning's canonical shape)."""
+        opt = self.named_optimizers()[name]
+        with self.toggled_optimizer(opt):
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            clip = self.gradient_clip.get(name)
+            if clip is not None:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+
+    def rd_terms(self, x: torch.Tensor, out: HiFiCOutput, iteration: int | None) -> dict[str, torch.Tensor]:
+        """Rate, distortion and perception terms and their weighted sum ``loss`` (eq. 3 without β·G).
+
+        ``iteration=None`` uses the weights after warm-up, so that validation losses compare over time.
+        """
+        cfg = self.loss_config
+        weight = cfg.rate_weight(out.bpp_rounded.item(), iteration)
+        mse = mse_255(x, out.x_hat)
+        lpips = self.perceptual(x, out.x_hat)
+        loss = weight * out.bpp + cfg.k_m * mse + cfg.k_p * lpips
+        return {
+            "loss": loss,
+            "bpp": out.bpp.detach(),
+            "bpp_rounded": out.bpp_rounded,
+            "rate_weight": torch.tensor(weight),
+            "mse": mse.detach(),
+            "lpips": lpips.detach(),
+            "psnr": psnr(x, out.x_hat.detach()),
+        }
+
+    def codec_objective(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """What the codec step minimises (``loss``) and the terms to log; the GAN stage adds β·G."""
+        return self.rd_terms(x, out, self.iteration)
+
+    def after_codec_step(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """Further steps of the iteration that use the same forward pass; none in this stage."""
+        return {}
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        lr_factor = self.apply_lr_schedule()
+        out = self.model(batch)
+        terms = self.codec_objective(batch, out)
+        self.optimizer_step_on("codec", terms["loss"])
+        terms |= self.after_codec_step(batch, out)
+        aux = self.model.aux_loss()
+        self.optimizer_step_on("aux", aux)
+        self.iteration += 1
+        terms |= {"aux_loss": aux, "lr_factor": torch.tensor(lr_factor), "iteration": torch.tensor(self.iteration)}
+        shown = ("loss", "bpp_rounded")
+        for prog_bar in (True, False):
+            metrics = {f"train/{k}": v.detach().float() for k, v in terms.items() if (k in shown) == prog_bar}
+            self.log_dict(metrics, on_step=True, prog_bar=prog_bar, batch_size=batch.shape[0])
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self.model(batch)
+        terms = self.rd_terms(batch, out, iteration=None)
+        terms["rd_loss"] = terms.pop("loss").detach()
+        del terms["rate_weight"]
+        for prog_bar in (True, False):
+            metrics = {f"val/{k}": v for k, v in terms.items() if (k in ("rd_loss", "psnr")) == prog_bar}
+            self.log_dict(metrics, prog_bar=prog_bar, sync_dist=True, batch_size=batch.shape[0])
+        return {"x_hat": out.x_hat.detach()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[ITERATION_KEY] = self.iteration
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.iteration = int(checkpoint.get(ITERATION_KEY, 0))

@@ -1,0 +1,91 @@
+"""Callbacks of the training run: reconstruction images for the dashboard, the inference export at fit end."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torchvision.utils import make_grid, save_image
+
+from hific_lit.lit.base import RDStage
+
+log = logging.getLogger(__name__)
+
+
+class ReconstructionImages(pl.Callback):
+    """Log the first validation batch, originals above reconstructions, every ``every_n_iterations``.
+
+    To wandb as ``val/reconstruction`` when a :class:`WandbLogger` is attached, and always as
+    ``<dirpath>/iter_<iteration>.png``.
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_iterations: int = 1000, max_images: int = 4) -> None:
+        self.dirpath = Path(dirpath)
+        self.every_n_iterations = every_n_iterations
+        self.max_images = max_images
+        self._last_logged: int | None = None
+
+    @rank_zero_only
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or not isinstance(pl_module, RDStage):
+            return
+        iteration = pl_module.iteration
+        if self._last_logged is not None and iteration - self._last_logged < self.every_n_iterations:
+            return
+        self._last_logged = iteration
+        n = min(self.max_images, batch.shape[0])
+        x, x_hat = batch[:n].detach().cpu(), outputs["x_hat"][:n].clamp(0, 1).cpu()
+        grid = make_grid(torch.cat([x, x_hat]), nrow=n, padding=2)
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        save_image(grid, self.dirpath / f"iter_{iteration:07d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(
+                    "val/reconstruction", [grid], step=trainer.global_step, caption=[f"iteration {iteration}"]
+                )
+
+
+class InferenceExport(pl.Callback):
+    """At fit end, build the codec's coding tables and write an inference checkpoint ``hific compress`` loads.
+
+    The file holds weights, tables, architecture and the resolved run config; no optimizer state
+    and no discriminator (:func:`hific_lit.checkpoint.save_inference_checkpoint`).
+    """
+
+    def __init__(self, path: str | Path, config: dict | None = None) -> None:
+        self.path = Path(path)
+        self.config = config
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or not isinstance(pl_module, RDStage):
+            return
+        export_inference_checkpoint(pl_module, self.path, self.config)
+
+
+def export_inference_checkpoint(module: RDStage, path: str | Path, config: dict | None = None) -> Path:
+    """Build ``module``'s coding tables and save its codec as an inference checkpoint at ``path``."""
+    from hific_lit.checkpoint import save_inference_checkpoint
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = module.model.training
+    module.model.eval()
+    with torch.no_grad():
+        module.model.update(force=True)
+    save_inference_checkpoint(module.model, path, config=config)
+    module.model.train(was_training)
+    log.info("inference checkpoint written to %s", path)
+    return path

@@ -1,0 +1,66 @@
+"""Stage 2 of HiFiC's training: the base stage plus a conditional discriminator (Mentzer et al. 2020, Sec. 3).
+
+Each iteration: a codec (generator) step on ``λ'·R + k_M·MSE + k_P·LPIPS + β·G_loss``, then a
+discriminator step on real and (detached) reconstructed images, both conditioned on the detached
+``y_hat``, then the aux step. Usually warm-started from a base-stage checkpoint (``warmstart=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from hific_lit.arch import ArchConfig
+from hific_lit.codec import HiFiCOutput
+from hific_lit.lit.base import OptimizerFactory, RDStage, default_adam
+from hific_lit.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss
+
+
+class GANStage(RDStage):
+    """The base stage's objective plus β·G_loss, alternating codec and discriminator steps.
+
+    Args:
+        discriminator_optimizer: optimizer factory for D (paper: Adam, lr 1e-4, one D step per G step).
+        Other arguments as :class:`~hific_lit.lit.base.RDStage`.
+    """
+
+    uses_discriminator = True
+    optimizer_names = ("codec", "aux", "discriminator")
+
+    def __init__(
+        self,
+        arch: ArchConfig,
+        loss: LossConfig,
+        perceptual: nn.Module,
+        codec_optimizer: OptimizerFactory = default_adam,
+        aux_optimizer: OptimizerFactory = default_adam,
+        discriminator_optimizer: OptimizerFactory = default_adam,
+        lr_schedule: LRSchedule | None = None,
+        gradient_clip: Mapping[str, float | None] | None = None,
+    ) -> None:
+        super().__init__(arch, loss, perceptual, codec_optimizer, aux_optimizer, lr_schedule, gradient_clip)
+        self.optimizer_factories["discriminator"] = discriminator_optimizer
+
+    def codec_objective(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """The base objective plus β·G_loss, with D judging x_hat given the detached y_hat."""
+        terms = super().codec_objective(x, out)
+        d_fake = self.model.discriminator(out.x_hat, out.y_hat.detach())
+        g_loss = generator_loss(d_fake, self.loss_config.gan_loss)
+        terms["loss"] = terms["loss"] + self.loss_config.beta * g_loss
+        terms["g_loss"] = g_loss.detach()
+        return terms
+
+    def after_codec_step(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """One discriminator step on x (real) and the detached x_hat (fake), conditioned on y_hat."""
+        y_hat = out.y_hat.detach()
+        d_real = self.model.discriminator(x, y_hat)
+        d_fake = self.model.discriminator(out.x_hat.detach(), y_hat)
+        d_loss = discriminator_loss(d_real, d_fake, self.loss_config.gan_loss)
+        self.optimizer_step_on("discriminator", d_loss)
+        return {
+            "d_loss": d_loss.detach(),
+            "d_real": torch.sigmoid(d_real.detach()).mean(),
+            "d_fake": torch.sigmoid(d_fake.detach()).mean(),
+        }

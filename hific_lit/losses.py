@@ -1,0 +1,105 @@
+"""HiFiC's training objective: rate, distortion, perceptual and adversarial terms, and their schedules.
+
+The codec (E, G) minimises (Mentzer et al. 2020, eq. 3 and Sec. 4.2)::
+
+    L_EG = λ'·r(y) + k_M·MSE(x, x') + k_P·LPIPS(x, x') - β·log D(x', y)
+
+with MSE on images scaled to 0..255, and the discriminator minimises
+``-log(1 - D(x', y)) - log D(x, y)``. The rate weight λ' is λ_A when the batch's rounded bitrate
+exceeds the target rate and λ_B otherwise (eq. 4). For the first iterations λ is doubled and the
+target raised by 0.20/0.14 (the paper's warm-up, App. A.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+GAN_LOSSES = ("non_saturating", "least_squares")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The weights of the objective; defaults are the paper's (``med`` regime, Table 4 / App. A.2)."""
+
+    target_bpp: float = 0.30
+    lambda_a: float = 1.0
+    lambda_b: float = 2.0**-4
+    k_m: float = 0.075 * 2.0**-5
+    k_p: float = 1.0
+    beta: float = 0.15
+    warmup_iterations: int = 50_000
+    warmup_lambda_factor: float = 2.0
+    warmup_target_factor: float = 0.20 / 0.14
+    gan_loss: str = "non_saturating"
+
+    def __post_init__(self) -> None:
+        if self.gan_loss not in GAN_LOSSES:
+            raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
+        if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
+            raise ValueError("target_bpp must be > 0 and lambda_a, lambda_b >= 0")
+        if self.warmup_iterations < 0:
+            raise ValueError("warmup_iterations must be >= 0")
+
+    def in_warmup(self, iteration: int) -> bool:
+        """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
+        return iteration < self.warmup_iterations
+
+    def target_at(self, iteration: int | None) -> float:
+        """Target rate r_t at ``iteration``; ``None`` means after every warm-up (used for validation)."""
+        if iteration is not None and self.in_warmup(iteration):
+            return self.target_bpp * self.warmup_target_factor
+        return self.target_bpp
+
+    def rate_weight(self, bpp_rounded: float, iteration: int | None) -> float:
+        """λ' of eq. 4: λ_A above the target rate, λ_B at or below it, both doubled in warm-up."""
+        weight = self.lambda_a if bpp_rounded > self.target_at(iteration) else self.lambda_b
+        if iteration is not None and self.in_warmup(iteration):
+            weight *= self.warmup_lambda_factor
+        return weight
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """Piecewise-constant learning rate: ``factor`` times lower from ``decay_iteration`` on (App. A.2)."""
+
+    decay_iteration: int = 500_000
+    factor: float = 0.1
+
+    def multiplier(self, iteration: int) -> float:
+        """Factor applied to each optimizer's initial learning rate at ``iteration``."""
+        return self.factor if iteration >= self.decay_iteration else 1.0
+
+
+def mse_255(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of images in [0, 1], measured on the 0..255 scale (as the paper's k_M assumes)."""
+    return F.mse_loss(x_hat * 255.0, x * 255.0)
+
+
+def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of per-image PSNR in dB for images in [0, 1] (x_hat clamped to [0, 1])."""
+    mse = (x_hat.clamp(0.0, 1.0) - x).pow(2).flatten(1).mean(dim=1)
+    return (10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))).mean()
+
+
+def generator_loss(d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    """Adversarial term of the codec: ``-log D(x')`` (non-saturating) or ``(D(x') - 1)^2`` (least squares).
+
+    ``d_fake`` are D's logits on the reconstruction.
+    """
+    if kind == "non_saturating":
+        return F.softplus(-d_fake).mean()
+    if kind == "least_squares":
+        return (torch.sigmoid(d_fake) - 1.0).pow(2).mean()
+    raise ValueError(f"unknown gan_loss {kind!r}; known: {', '.join(GAN_LOSSES)}")
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    """``-log D(x) - log(1 - D(x'))`` (non-saturating) or ``(D(x) - 1)^2 + D(x')^2`` (least squares), from logits."""
+    if kind == "non_saturating":
+        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if kind == "least_squares":
+        return (torch.sigmoid(d_real) - 1.0).pow(2).mean() + torch.sigmoid(d_fake).pow(2).mean()
+    raise ValueError(f"unknown gan_loss {kind!r}; known: {', '.join(GAN_LOSSES)}")

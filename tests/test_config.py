@@ -1,0 +1,100 @@
+"""Every config group composes and instantiates; arch presets and paper numbers agree with the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+import pytorch_lightning as pl
+from omegaconf import OmegaConf
+
+from hific_lit.arch import ARCH_PRESETS
+from hific_lit.lit import GANStage, RDStage
+from hific_lit.losses import LossConfig
+from hific_lit.train import CONFIG_DIR, DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
+
+FAST = ["perceptual.pretrained_backbone=false"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_options() -> None:
+    assert set(options("arch")) == {"hific", "small", "tiny"}
+    assert set(options("regime")) == {"low", "med", "high"}
+    assert set(options("stage")) == {"base", "gan"}
+    assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
+    assert set(options("logger")) == {"wandb", "csv", "none"}
+    assert {"sample", "folder"} <= set(options("data"))
+    for group in ("experiment", "hparams_search", "debug", "paths", "callbacks"):
+        assert options(group), group
+
+
+@pytest.mark.parametrize("name", options("arch"))
+def test_arch_configs_match_the_presets(name: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"arch={name}"], tmp_path)
+    assert hydra.utils.instantiate(cfg.arch) == ARCH_PRESETS[name]
+
+
+@pytest.mark.parametrize(("name", "target", "lambda_a"), [("low", 0.14, 2.0), ("med", 0.30, 1.0), ("high", 0.45, 0.5)])
+def test_regimes_carry_the_paper_numbers(name: str, target: float, lambda_a: float, tmp_path: Path) -> None:
+    loss = hydra.utils.instantiate(compose_config([f"regime={name}"], tmp_path).loss)
+    assert isinstance(loss, LossConfig)
+    assert (loss.target_bpp, loss.lambda_a, loss.lambda_b) == (target, lambda_a, 2**-4)
+    assert loss.k_m == pytest.approx(0.075 * 2**-5) and loss.warmup_target_factor == pytest.approx(0.20 / 0.14)
+
+
+@pytest.mark.parametrize(("stage", "cls"), [("base", RDStage), ("gan", GANStage)])
+def test_stages_instantiate(stage: str, cls: type, tmp_path: Path) -> None:
+    cfg = compose_config([f"stage={stage}", "arch=tiny", *FAST], tmp_path)
+    module = hydra.utils.instantiate(cfg.stage)
+    assert type(module) is cls and module.optimizers_per_iteration == (3 if stage == "gan" else 2)
+    assert (module.model.discriminator is not None) == (stage == "gan")
+    assert [opt.defaults["lr"] for opt in module.configure_optimizers()] == [1e-4] * module.optimizers_per_iteration
+
+
+@pytest.mark.parametrize("trainer", options("trainer"))
+def test_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"trainer={trainer}", "trainer.accelerator=cpu", "trainer.devices=1"], tmp_path)
+    assert isinstance(hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False), pl.Trainer)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_loggers_instantiate(logger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    loggers = instantiate_dict(compose_config([f"logger={logger}"], tmp_path).get("logger"))
+    assert len(loggers) == (0 if logger == "none" else 1)
+    assert all(isinstance(lg, pl.loggers.Logger) for lg in loggers)
+
+
+def test_callbacks_and_sample_data_instantiate(tmp_path: Path) -> None:
+    cfg = compose_config(["data=sample"], tmp_path)
+    callbacks = instantiate_dict(cfg.callbacks)
+    assert {type(cb).__name__ for cb in callbacks} == {"ModelCheckpoint", "ReconstructionImages", "InferenceExport"}
+    assert isinstance(hydra.utils.instantiate(cfg.data), pl.LightningDataModule)
+
+
+@pytest.mark.parametrize(
+    "overrides", [["experiment=" + e] for e in options("experiment")] + [["debug=" + d] for d in options("debug")]
+)
+def test_experiments_and_debug_presets_compose(overrides: list[str], tmp_path: Path) -> None:
+    cfg = compose_config([*overrides, "warmstart=null"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    assert cfg.max_iterations > 0
+
+
+def test_rate_sweep_is_a_multirun_over_regimes(tmp_path: Path) -> None:
+    search = OmegaConf.load(CONFIG_DIR / "hparams_search" / "rate_sweep.yaml")
+    assert search.hydra.mode == "MULTIRUN"
+    assert set(search.hydra.sweeper.params.regime.split(",")) == {"low", "med", "high"}
+    assert compose_config(["hparams_search=rate_sweep"], tmp_path).optimized_metric == "val/rd_loss"
+
+
+@pytest.mark.parametrize(
+    ("devices", "strategy"), [(1, "auto"), ("1", "auto"), ([3], "auto"), (4, DDP_STRATEGY), ("auto", DDP_STRATEGY)]
+)
+def test_several_devices_get_ddp(devices: object, strategy: str, tmp_path: Path) -> None:
+    assert strategy_for_devices(devices) == strategy
+    assert compose_config([f"trainer.devices={devices}"], tmp_path).trainer.strategy == strategy

@@ -1,0 +1,74 @@
+"""The training objective's pieces: λ' switching, warm-up, lr decay, MSE scale, PSNR, GAN losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hific_lit.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss, mse_255, psnr
+
+
+def test_rate_weight_switches_at_the_target_after_warmup() -> None:
+    cfg = LossConfig(target_bpp=0.3, lambda_a=1.0, lambda_b=2**-4, warmup_iterations=10)
+    assert cfg.rate_weight(0.31, iteration=10) == 1.0
+    assert cfg.rate_weight(0.30, iteration=10) == 2**-4
+    assert cfg.rate_weight(0.29, iteration=None) == 2**-4
+
+
+def test_warmup_doubles_lambda_and_raises_the_target() -> None:
+    cfg = LossConfig(target_bpp=0.14, lambda_a=2.0, lambda_b=2**-4, warmup_iterations=10)
+    assert cfg.target_at(9) == pytest.approx(0.20)
+    assert cfg.target_at(10) == pytest.approx(0.14)
+    # 0.17 bpp is above the final target but below the warm-up target: λ_B, doubled
+    assert cfg.rate_weight(0.17, iteration=9) == pytest.approx(2 * 2**-4)
+    assert cfg.rate_weight(0.21, iteration=9) == pytest.approx(4.0)
+    assert cfg.rate_weight(0.17, iteration=10) == pytest.approx(2.0)
+
+
+def test_paper_defaults() -> None:
+    cfg = LossConfig()
+    assert cfg.k_m == pytest.approx(0.075 / 32) and cfg.k_p == 1.0 and cfg.beta == 0.15
+    assert cfg.warmup_iterations == 50_000 and cfg.gan_loss == "non_saturating"
+    assert LRSchedule().multiplier(499_999) == 1.0 and LRSchedule().multiplier(500_000) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"gan_loss": "wasserstein"}, {"target_bpp": 0.0}, {"lambda_a": -1.0}, {"warmup_iterations": -1}]
+)
+def test_invalid_loss_config_is_refused(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        LossConfig(**kwargs)
+
+
+def test_mse_is_on_the_0_255_scale_and_psnr_matches() -> None:
+    x = torch.zeros(2, 3, 8, 8)
+    x_hat = torch.full_like(x, 0.1)
+    assert mse_255(x, x_hat).item() == pytest.approx(25.5**2, rel=1e-5)
+    assert psnr(x, x_hat).item() == pytest.approx(20.0, rel=1e-5)
+    assert psnr(x, torch.full_like(x, 2.0)).item() == pytest.approx(0.0, abs=1e-5)  # clamped to 1
+
+
+def test_non_saturating_losses_at_known_points() -> None:
+    zero = torch.zeros(4, 1, 8, 8)
+    assert generator_loss(zero).item() == pytest.approx(math.log(2.0))
+    assert discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2.0))
+    confident = discriminator_loss(torch.full_like(zero, 10.0), torch.full_like(zero, -10.0))
+    assert confident.item() < 1e-3
+    assert generator_loss(torch.full_like(zero, -10.0)).item() == pytest.approx(10.0, rel=1e-3)
+
+
+def test_least_squares_losses_at_known_points() -> None:
+    zero = torch.zeros(2, 1, 4, 4)
+    assert generator_loss(zero, "least_squares").item() == pytest.approx(0.25)
+    assert discriminator_loss(zero, zero, "least_squares").item() == pytest.approx(0.5)
+
+
+def test_gan_losses_push_the_right_way() -> None:
+    d_fake = torch.zeros(1, 1, 4, 4, requires_grad=True)
+    generator_loss(d_fake).backward()
+    assert torch.all(d_fake.grad < 0)  # G wants D's logit on fakes to rise
+    d_real, d_fake = torch.zeros(1, 1, 4, 4, requires_grad=True), torch.zeros(1, 1, 4, 4, requires_grad=True)
+    discriminator_loss(d_real, d_fake).backward()
+    assert torch.all(d_real.grad < 0) and torch.all(d_fake.grad > 0)
