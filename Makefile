@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-full lint format
+.PHONY: help setup test test-full lint format browser eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torchac"
 	touch $(STAMP)
 
-test: setup ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
+test: setup browser ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-full: setup ## every test, including those marked slow
+test-full: setup browser ## every test, including those marked slow
 	$(BIN)/python -m pytest -q
 
 lint: setup ## ruff lint and format check
@@ -35,3 +35,13 @@ lint: setup ## ruff lint and format check
 format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix hific_lit scripts tests
 	$(BIN)/ruff format hific_lit scripts tests
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser: setup ## install Debian's chromium (headless, for the viewer test); does nothing when present
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+
+DATA ?= kodak
+eval: setup ## evaluate CKPT=model.pt (or CKPT='[lo.pt,mid.pt,hi.pt]') on DATA=kodak|clic2020; ARGS='...' for more overrides
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=model.pt [DATA=kodak|clic2020] [ARGS='data=folder data.path=DIR']"; exit 2; }
+	$(BIN)/python scripts/eval.py 'ckpt=$(CKPT)' data=$(DATA) $(ARGS)

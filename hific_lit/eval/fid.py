@@ -9,6 +9,7 @@ feature extractor (Inception-v3 as torch-fidelity ports it, or any module mappin
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def load_inception(weights: str | os.PathLike | None = None, download: bool = Tr
     kwargs = {"feature_extractor_weights_path": str(path)} if path.is_file() else {}
     try:
         return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
         raise WeightsUnavailableError(f"could not load the Inception weights for FID/KID ({exc}); {hint}") from None
 
 

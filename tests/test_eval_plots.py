@@ -1,0 +1,21 @@
+"""RD plots: one PNG per metric that has values, ours against the baselines."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from hific_lit.eval.plots import plot_rd
+
+
+def test_plots_are_written_for_metrics_with_values(tmp_path) -> None:
+    points = [
+        {"method": "hific", "bpp": 0.3, "psnr": 30.0, "ms_ssim": None, "lpips": 0.05},
+        {"method": "hific", "bpp": 0.1, "psnr": 27.0, "ms_ssim": None, "lpips": 0.10},
+        {"method": "jpeg", "bpp": 0.12, "psnr": 24.0, "ms_ssim": None, "lpips": 0.30},
+        {"method": "jpeg", "bpp": 0.31, "psnr": 28.0, "ms_ssim": None, "lpips": 0.20},
+    ]
+    written = plot_rd(points, tmp_path / "plots")
+    assert sorted(p.name for p in written) == ["rd_lpips.png", "rd_psnr.png"]
+    for path in written:
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.width > 300 and img.height > 200
