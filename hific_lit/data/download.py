@@ -1,0 +1,106 @@
+"""Resumable, verified HTTP downloads for the evaluation sets.
+
+A download goes to ``<file>.part`` and resumes from its size with an HTTP ``Range`` request (a
+server that ignores the range restarts it from zero); the file gets its final name only once it is
+complete. Any network failure becomes a :class:`DatasetError` naming the URL and the place to put the
+file by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hific_lit.errors import DatasetError
+
+CHUNK = 1 << 20
+DIGESTS = ("sha256", "sha1", "md5")
+
+
+def file_digests(path: Path, names: tuple[str, ...] = DIGESTS) -> dict[str, str]:
+    """Hex digests of ``path`` for each algorithm in ``names``, reading it once."""
+    hashes = {name: hashlib.new(name) for name in names}
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            for h in hashes.values():
+                h.update(block)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def verify_digests(path: Path, expected: dict[str, str]) -> dict[str, str]:
+    """Check ``path`` against every digest in ``expected``; return all its digests.
+
+    A mismatch moves the file aside to ``<name>.corrupt`` (so that a new download can start) and raises
+    :class:`DatasetError` naming both values.
+    """
+    unknown = set(expected) - set(DIGESTS)
+    if unknown:
+        raise DatasetError(f"{path.name}: unsupported checksum type(s) {sorted(unknown)}; use {', '.join(DIGESTS)}")
+    actual = file_digests(path)
+    for name, value in expected.items():
+        if actual[name] != value.lower():
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            raise DatasetError(
+                f"{path.name}: {name} checksum mismatch (expected {value}, got {actual[name]}); "
+                f"moved it to {aside.name}; run again to download it afresh"
+            )
+    return actual
+
+
+def _manual_hint(url: str, path: Path) -> str:
+    return (
+        f"download {url} by hand and put it at {path} (folder {path.parent}), or point data.root= "
+        "at an existing copy; then run again"
+    )
+
+
+def _bar(total: int | None, start: int, name: str, progress: bool) -> tqdm:
+    return tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=name, disable=not progress)
+
+
+def fetch(url: str, path: Path, progress: bool = True, timeout: float = 30.0) -> None:
+    """Download ``url`` to ``path``, resuming a ``path.part`` left by an interrupted run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    start = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "hific-lit"} | ({"Range": f"bytes={start}-"} if start else {})
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and start:  # the part file already holds the whole file
+            os.replace(part, path)
+            return
+        raise DatasetError(f"cannot download {url}: HTTP {exc.code} {exc.reason}; {_manual_hint(url, path)}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DatasetError(f"cannot download {url} ({reason}); offline? {_manual_hint(url, path)}") from None
+    with response:
+        if start and response.status != 206:
+            start = 0  # the server ignored the range: start again
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        written = start
+        try:
+            with (
+                open(part, "ab" if start else "wb") as out,
+                tqdm(
+                    total=total, initial=start, unit="B", unit_scale=True, desc=path.name, disable=not progress
+                ) as bar,
+            ):
+                while block := response.read(CHUNK):
+                    out.write(block)
+                    written += len(block)
+                    bar.update(len(block))
+        except OSError as exc:
+            raise DatasetError(
+                f"download of {url} interrupted after {written} bytes ({exc}); run again to resume"
+            ) from None
+    if total is not None and written != total:
+        raise DatasetError(f"download of {url} stopped at {written} of {total} bytes; run again to resume")
+    os.replace(part, path)

@@ -1,0 +1,199 @@
+"""The evaluation sets: Kodak (24 images) and CLIC 2020 (test: 428 images; professional validation: 41).
+
+``python -m hific_lit.data.eval_sets kodak clic2020 --root data`` downloads them from the official
+URLs in ``eval_sets.json`` (resumable, verified) into ``data/kodak`` and ``data/clic2020``. Offline,
+it fails with a message naming each URL and the folder to put the files in by hand.
+
+Checksums: ``eval_sets.json`` lists every digest (sha256, sha1, md5) published for a file, and all of
+them are verified. Files with no published digest are pinned on first download: their SHA-256 goes
+into ``SHA256SUMS`` in the set's folder, and later runs verify against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from hific_lit.data.download import fetch, file_digests, verify_digests
+from hific_lit.errors import DatasetError, HificError
+from hific_lit.image_io import IMAGE_SUFFIXES
+
+LOCK_NAME = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a set: its name on disk, official URL, published digests, and whether it is a zip to unpack."""
+
+    name: str
+    url: str
+    digests: dict[str, str] = field(default_factory=dict)
+    extract: bool = False
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A named evaluation set: its files and how many images it holds."""
+
+    description: str
+    images: int
+    files: tuple[RemoteFile, ...]
+
+
+def load_registry() -> dict[str, EvalSet]:
+    """The sets described in ``hific_lit/data/eval_sets.json``."""
+    raw = json.loads(resources.files("hific_lit.data").joinpath("eval_sets.json").read_text())
+    return {
+        name: EvalSet(spec["description"], spec["images"], tuple(RemoteFile(**f) for f in spec["files"]))
+        for name, spec in raw.items()
+        if not name.startswith("_")
+    }
+
+
+REGISTRY = load_registry()
+
+
+def _lookup(name: str) -> EvalSet:
+    if name not in REGISTRY:
+        raise DatasetError(f"unknown evaluation set {name!r}; choose from {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def _read_lock(folder: Path) -> dict[str, str]:
+    lock = folder / LOCK_NAME
+    if not lock.is_file():
+        return {}
+    pairs = (line.split(maxsplit=1) for line in lock.read_text().splitlines() if line.strip())
+    return {name.strip().lstrip("*"): digest for digest, name in pairs}
+
+
+def _write_lock(folder: Path, pins: dict[str, str]) -> None:
+    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items()))
+    tmp = folder / f".{LOCK_NAME}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, folder / LOCK_NAME)
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """Unpack ``archive`` into ``folder/<archive stem>`` (through a temporary folder, renamed when done)."""
+    target = folder / archive.stem
+    if target.is_dir():
+        return
+    tmp = folder / f".{archive.stem}.extracting"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.namelist() if "__MACOSX" not in m and not Path(m).name.startswith("._")]
+            zf.extractall(tmp, members)
+    except (zipfile.BadZipFile, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DatasetError(f"{archive}: not a readable zip archive ({exc}); delete it and run again") from None
+    os.replace(tmp, target)
+
+
+def download_eval_set(name: str, root: str | os.PathLike, progress: bool = True) -> Path:
+    """Download (or resume, or just verify) the set ``name`` into ``root/name``; return that folder.
+
+    Files already present are verified, not downloaded again; zips are unpacked next to themselves.
+    Raises :class:`DatasetError` when offline (naming each URL and the folder for manual copies) or
+    when a checksum does not match.
+    """
+    spec = _lookup(name)
+    folder = Path(root).expanduser() / name
+    folder.mkdir(parents=True, exist_ok=True)
+    pins = _read_lock(folder)
+    for remote in spec.files:
+        path = folder / remote.name
+        if not path.is_file():
+            fetch(remote.url, path, progress=progress)
+        expected = dict(remote.digests)
+        if "sha256" not in expected and remote.name in pins:
+            expected["sha256"] = pins[remote.name]
+        pins[remote.name] = verify_digests(path, expected)["sha256"]
+        if remote.extract:
+            _extract(path, folder)
+    _write_lock(folder, pins)
+    return folder
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(folder).parts)
+    )
+
+
+def eval_set_images(name: str, root: str | os.PathLike) -> list[Path]:
+    """The image files of set ``name`` under ``root/name`` (or directly under ``root``), sorted.
+
+    Images that were downloaded as single files are checked against their published or pinned
+    SHA-256. Raises :class:`DatasetError` when the set is missing (naming the download command, the
+    URLs and the folder to put files in) or has fewer images than it should.
+    """
+    spec = _lookup(name)
+    root = Path(root).expanduser()
+    folder = root / name if (root / name).is_dir() else root
+    images = _images_under(folder) if folder.is_dir() else []
+    if not images:
+        urls = " ".join(f.url for f in spec.files[:2]) + (" ..." if len(spec.files) > 2 else "")
+        raise DatasetError(
+            f"{name} not found under {root}: run `python -m hific_lit.data.eval_sets {name} --root {root}` "
+            f"(downloads {urls}), or put the files into {root / name} by hand"
+        )
+    if len(images) < spec.images:
+        raise DatasetError(
+            f"{name} under {folder} is incomplete: {len(images)} of {spec.images} images; "
+            f"run `python -m hific_lit.data.eval_sets {name} --root {root}` to complete and verify it"
+        )
+    if len(images) > spec.images:
+        warnings.warn(f"{name} under {folder}: {len(images)} images, expected {spec.images}", stacklevel=2)
+    _verify_single_files(spec, folder)
+    return images
+
+
+def _verify_single_files(spec: EvalSet, folder: Path) -> None:
+    pins = _read_lock(folder)
+    for remote in spec.files:
+        path = folder / remote.name
+        expected = dict(remote.digests) or ({"sha256": pins[remote.name]} if remote.name in pins else {})
+        if remote.extract or not expected or not path.is_file():
+            continue
+        actual = file_digests(path, tuple(expected))
+        if actual != {k: v.lower() for k, v in expected.items()}:
+            raise DatasetError(f"{path}: checksum does not match the published or pinned value; download it again")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hific_lit.data.eval_sets NAME... --root DIR``: download and verify evaluation sets."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hific_lit.data.eval_sets",
+        description="Download (resumable) and verify evaluation sets into ROOT/NAME. "
+        + "; ".join(f"{n}: {s.description}" for n, s in REGISTRY.items()),
+    )
+    parser.add_argument("names", nargs="+", choices=sorted(REGISTRY), metavar="NAME", help=", ".join(REGISTRY))
+    parser.add_argument("--root", default=os.environ.get("HIFIC_DATA", "data"), help="default: $HIFIC_DATA or data")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        for name in args.names:
+            folder = download_eval_set(name, args.root, progress=not args.quiet)
+            print(f"{name}: {len(eval_set_images(name, args.root))} images verified in {folder}")
+    except HificError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
