@@ -110,7 +110,7 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError("the .hfc header has a zero image or latent size")
     payload = data[HEADER_SIZE:]
     if len(payload) != z_length + y_length:
-        kind = "truncated" if len(payload) < z_length + y_length else "has trailing bytes"
+        kind = "is truncated" if len(payload) < z_length + y_length else "has trailing bytes"
         raise BitstreamError(
             f"the .hfc file {kind}: the header announces {z_length + y_length} payload bytes, found {len(payload)}"
         )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hific_lit import __version__
+from hific_lit import __version__, cli_coding
+from hific_lit.errors import HificError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="HiFiC image compression (Mentzer et al. 2020): compress, decompress and inspect .hfc files.",
     )
     parser.add_argument("--version", action="version", version=f"hific-lit {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    cli_coding.register(subparsers)
     return parser
 
 
@@ -26,7 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except HificError as exc:
+        print(f"hific {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hific {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -37,16 +37,27 @@ _PAD_SLACK = 1 << 20
 
 @functools.cache
 def torchac_module() -> ModuleType:
-    """Import torchac (building its C++ extension on first use) without its build chatter on stdout."""
-    with open(os.devnull, "w") as devnull:
-        saved = os.dup(1)
-        os.dup2(devnull.fileno(), 1)
-        try:
-            with contextlib.redirect_stdout(devnull):
+    """Import torchac (building its C++ extension on first use) without its build chatter.
+
+    torchac compiles with ``verbose=True`` and torch warns about CUDA on CPU-only machines; both
+    would clutter the command line's output, so stdout and stderr are muted during the import.
+    """
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            with contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
                 import torchac
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
+    except Exception as exc:
+        raise RuntimeError(
+            f"torchac's C++ extension failed to load ({exc}); run `python -c 'import torchac'` to see the "
+            "compiler output (it needs g++ and ninja)"
+        ) from exc
+    finally:
+        for fd, saved_fd in zip((1, 2), saved, strict=True):
+            os.dup2(saved_fd, fd)
+            os.close(saved_fd)
     return torchac
 
 

@@ -1,0 +1,199 @@
+"""``hific compress``, ``hific decompress`` and ``hific info``: real .hfc files from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from hific_lit.bitstream import HEADER_SIZE, SUFFIX, header_fields, read_hfc, unpack, write_hfc
+from hific_lit.errors import HificError
+
+OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise HificError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def _load_model(args: argparse.Namespace):
+    from hific_lit.checkpoint import load_inference_checkpoint
+
+    return load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
+
+
+def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
+    """Where each input's result goes: next to it, into the folder ``output``, or the file ``output``.
+
+    ``output`` is taken as a file only for a single input and when it has a suffix.
+    """
+    if output is not None and len(inputs) == 1 and Path(output).suffix and not Path(output).is_dir():
+        return [Path(output)]
+    folder = Path(output) if output is not None else None
+    paths = [(folder or p.parent) / (p.stem + suffix) for p in inputs]
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(inputs, paths, strict=True):
+        if dst in seen:
+            raise HificError(f"{seen[dst]} and {src} would both be written to {dst}; use -o DIR per group or rename")
+        seen[dst] = src
+    return paths
+
+
+def _run_over_files(
+    inputs: list[Path], outputs: list[Path], work: Callable[[Path, Path], str], desc: str, quiet: bool
+) -> int:
+    """Apply ``work`` to each (input, output) pair with a progress bar; report failures, one line each."""
+    failures = 0
+    bar = tqdm(
+        list(zip(inputs, outputs, strict=True)),
+        desc=desc,
+        unit="file",
+        disable=True if quiet or len(inputs) < 2 else None,
+    )
+    for src, dst in bar:
+        try:
+            message = work(src, dst)
+        except HificError as exc:
+            failures += 1
+            text = str(exc) if str(exc).startswith(str(src)) else f"{src}: {exc}"
+            tqdm.write(f"hific {desc}: error: {text}", file=sys.stderr)
+            continue
+        if not quiet:
+            tqdm.write(message)
+    return 1 if failures else 0
+
+
+def run_compress(args: argparse.Namespace) -> int:
+    """Compress each image into a .hfc file; print its size, actual bpp and the model's estimate."""
+    from hific_lit.coding import encode_image
+    from hific_lit.image_io import load_image
+
+    inputs = [Path(p) for p in args.images]
+    outputs = output_paths(inputs, args.output, SUFFIX)
+    model = _load_model(args)
+
+    def compress_one(src: Path, dst: Path) -> str:
+        notes: list[str] = []
+        x = load_image(src, notes)
+        encoded = encode_image(model, x)
+        write_hfc(dst, encoded.data)
+        pixels = x.shape[-1] * x.shape[-2]
+        size = dst.stat().st_size
+        note = f" ({'; '.join(notes)})" if notes else ""
+        return (
+            f"{src} -> {dst}: {x.shape[-1]}x{x.shape[-2]}, {size} bytes, {8 * size / pixels:.4f} bpp"
+            f" (model estimate {encoded.estimated_bits / pixels:.4f} bpp){note}"
+        )
+
+    return _run_over_files(inputs, outputs, compress_one, "compress", args.quiet)
+
+
+def run_decompress(args: argparse.Namespace) -> int:
+    """Decode each .hfc file into an image."""
+    from hific_lit.coding import decode_image
+    from hific_lit.image_io import save_image
+
+    inputs = [Path(p) for p in args.files]
+    outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
+    model = _load_model(args)
+
+    def decompress_one(src: Path, dst: Path) -> str:
+        x_hat = decode_image(model, read_hfc(src))
+        save_image(x_hat, dst)
+        return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}"
+
+    return _run_over_files(inputs, outputs, decompress_one, "decompress", args.quiet)
+
+
+def file_info(path: Path) -> dict[str, object]:
+    """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
+    data = read_hfc(path)
+    try:
+        header, _, _ = unpack(data)
+    except HificError as exc:
+        raise type(exc)(f"{path}: {exc}") from None
+    info: dict[str, object] = {"file": str(path), **header_fields(header)}
+    info.update(header_bytes=HEADER_SIZE, total_bytes=len(data))
+    info["bpp"] = round(8 * len(data) / (header.height * header.width), 6)
+    return info
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print each file's header fields, sizes and bpp."""
+    infos = []
+    for path in args.files:
+        infos.append(file_info(Path(path)))
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
+        return 0
+    for info in infos:
+        print("\n".join(f"{key:>12}: {value}" for key, value in info.items()))
+    return 0
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ckpt", required=True, help="inference checkpoint (from training or save_inference_checkpoint)"
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="device to run the model on: cpu (default), cuda, cuda:N or auto"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print errors only, no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the compress, decompress and info subcommands."""
+    compress = subparsers.add_parser(
+        "compress",
+        help="compress images into .hfc files",
+        description="Compress images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated "
+        "inputs are converted to RGB, with a note) into .hfc files. Prints each file's size, its bpp "
+        "from the bytes on disk and the model's estimate. Exit status 1 if any file failed.",
+        epilog="example: hific compress photo.png --ckpt model.ckpt -o out/",
+    )
+    compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    compress.add_argument(
+        "-o", "--output", metavar="FILE|DIR", help="output file (one input) or folder; default: next to each input"
+    )
+    _add_model_options(compress)
+    compress.set_defaults(func=run_compress)
+
+    decompress = subparsers.add_parser(
+        "decompress",
+        help="decode .hfc files into images",
+        description="Decode .hfc files with the checkpoint that made them. A file from another model, "
+        "truncated or corrupt fails with a one-line error. Exit status 1 if any file failed.",
+        epilog="example: hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)",
+    )
+    decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
+    decompress.add_argument(
+        "-o", "--output", metavar="FILE|DIR", help="output image (one input) or folder; default: next to each input"
+    )
+    decompress.add_argument(
+        "--format",
+        default="png",
+        choices=OUTPUT_FORMATS,
+        help="image format of outputs named automatically",
+    )
+    _add_model_options(decompress)
+    decompress.set_defaults(func=run_decompress)
+
+    info = subparsers.add_parser(
+        "info",
+        help="show the header, sizes and bpp of .hfc files",
+        description="Check .hfc files (magic, version, CRCs, lengths) and print their header fields, "
+        "section sizes and bits per pixel. No checkpoint needed.",
+    )
+    info.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(func=run_info)

@@ -1,0 +1,144 @@
+"""The .hfc container: layout, and one clear BitstreamError for every kind of malformed input."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from hific_lit import HiFiC, coding
+from hific_lit.bitstream import HEADER_SIZE, MAGIC, Header, pack, read_hfc, unpack, write_hfc
+from hific_lit.errors import BitstreamError
+
+
+@pytest.fixture(scope="module")
+def model() -> HiFiC:
+    torch.manual_seed(0)
+    m = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    m.update()
+    return m
+
+
+@pytest.fixture(scope="module")
+def data(model: HiFiC) -> bytes:
+    torch.manual_seed(1)
+    return model.compress(torch.rand(3, 70, 90))
+
+
+def _with_valid_crcs(data: bytes) -> bytes:
+    """Recompute the payload and header CRCs after tampering, so that only deeper checks can object."""
+    head = bytearray(data[:HEADER_SIZE])
+    struct.pack_into("<I", head, HEADER_SIZE - 8, zlib.crc32(data[HEADER_SIZE:]))
+    struct.pack_into("<I", head, HEADER_SIZE - 4, zlib.crc32(bytes(head[: HEADER_SIZE - 4])))
+    return bytes(head) + data[HEADER_SIZE:]
+
+
+def test_header_round_trips_with_large_sizes() -> None:
+    header = Header(b"\x01" * 8, 70_000, 123_456, (220, 4375, 7716), (320, 1094, 1929), 3, 5, 0xDEADBEEF)
+    data = pack(header, b"zzz", b"yyyyy")
+    assert data[:4] == MAGIC and len(data) == HEADER_SIZE + 8
+    assert unpack(data) == (header, b"zzz", b"yyyyy")
+
+
+def test_layout_matches_the_documented_offsets(data: bytes) -> None:
+    header, z, y = unpack(data)
+    assert struct.unpack_from("<H", data, 4)[0] == 1
+    assert data[6:14] == header.fingerprint
+    assert struct.unpack_from("<II", data, 14) == (70, 90)
+    assert struct.unpack_from("<HII", data, 22) == header.y_shape
+    assert struct.unpack_from("<HII", data, 32) == header.z_shape
+    assert struct.unpack_from("<II", data, 42) == (len(z), len(y))
+    assert struct.unpack_from("<I", data, 54)[0] == zlib.crc32(data[HEADER_SIZE:])
+    assert struct.unpack_from("<I", data, 58)[0] == zlib.crc32(data[:58])
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: b"", "magic"),
+        (lambda d: d[:3], "magic"),
+        (lambda d: d[:40], "truncated"),
+        (lambda d: d[:-1], "truncated"),
+        (lambda d: d + b"\0", "trailing"),
+        (lambda d: b"PNG!" + d[4:], "magic"),
+        (lambda d: d[:4] + struct.pack("<H", 9) + d[6:], "version 9"),
+        (lambda d: d[:20] + bytes([d[20] ^ 1]) + d[21:], "header is corrupt"),
+        (lambda d: d[:-3] + bytes([d[-3] ^ 0x10]) + d[-2:], "payload is corrupt"),
+    ],
+)
+def test_malformed_files_raise_a_clear_error(model: HiFiC, data: bytes, mutate, message: str) -> None:
+    with pytest.raises(BitstreamError, match=message):
+        model.decompress(mutate(data))
+
+
+def test_every_single_bit_flip_is_caught(model: HiFiC, data: bytes) -> None:
+    for position in range(0, len(data), max(1, len(data) // 60)):
+        for bit in (0, 5):
+            flipped = bytearray(data)
+            flipped[position] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                model.decompress(bytes(flipped))
+
+
+def test_payload_damage_behind_valid_crcs_never_gives_garbage(model: HiFiC, data: bytes) -> None:
+    expected = model.decompress(data)
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        damaged = bytearray(data)
+        position = int(torch.randint(HEADER_SIZE, len(data), (1,), generator=generator))
+        damaged[position] ^= int(torch.randint(1, 256, (1,), generator=generator))
+        try:
+            decoded = model.decompress(_with_valid_crcs(bytes(damaged)))
+        except BitstreamError:
+            continue
+        assert torch.equal(decoded, expected)
+
+
+def test_a_file_from_another_model_is_refused(data: bytes) -> None:
+    torch.manual_seed(99)
+    other = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    other.update()
+    with pytest.raises(BitstreamError, match="another model"):
+        other.decompress(data)
+
+
+def test_desync_is_detected_by_the_symbol_crc(model: HiFiC, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    drifted = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    drifted.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        drifted.h_s_sigma.net[-1].bias.add_(2.0)
+    monkeypatch.setattr(coding, "model_fingerprint", lambda m: unpack(data)[0].fingerprint)
+    with pytest.raises(BitstreamError, match=r"out of step|do not match"):
+        drifted.decompress(data)
+
+
+def test_wrong_latent_shapes_are_refused(model: HiFiC, data: bytes) -> None:
+    tampered = bytearray(data)
+    struct.pack_into("<H", tampered, 22, 9)
+    with pytest.raises(BitstreamError, match="latent shapes"):
+        model.decompress(_with_valid_crcs(bytes(tampered)))
+
+
+def test_non_bytes_are_refused(model: HiFiC) -> None:
+    with pytest.raises(BitstreamError, match="bytes"):
+        model.decompress("HFIC")  # type: ignore[arg-type]
+
+
+def test_files_are_written_atomically(tmp_path: Path, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.hfc"
+    write_hfc(path, data)
+    assert read_hfc(path) == data
+
+    def crash(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        write_hfc(path, b"new")
+    assert read_hfc(path) == data
+    assert [p.name for p in tmp_path.iterdir()] == ["a.hfc"]
+    with pytest.raises(BitstreamError, match="no such file"):
+        read_hfc(tmp_path / "missing.hfc")

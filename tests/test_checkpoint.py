@@ -1,0 +1,102 @@
+"""Inference checkpoints: what they hold, and clear errors for files that are not one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hific_lit import HiFiC
+from hific_lit.checkpoint import load_inference_checkpoint, read_inference_checkpoint, save_inference_checkpoint
+from hific_lit.errors import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[HiFiC, Path]:
+    torch.manual_seed(0)
+    model = HiFiC.from_preset("tiny").eval()
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    save_inference_checkpoint(model, path, config={"arch": "tiny", "lr": 1e-4, "crop": [256, 256]})
+    return model, path
+
+
+def test_checkpoint_holds_weights_tables_arch_and_config(saved: tuple[HiFiC, Path]) -> None:
+    model, path = saved
+    payload = read_inference_checkpoint(path)
+    assert payload["config"] == {"arch": "tiny", "lr": 1e-4, "crop": [256, 256]}
+    assert payload["arch"] == model.arch.to_dict()
+    assert not any(k.startswith("discriminator.") for k in payload["state_dict"])
+    assert model.y_tables.built, "saving builds the tables"
+    loaded = load_inference_checkpoint(path)
+    assert not loaded.training and loaded.discriminator is None
+    x = torch.rand(3, 64, 80)
+    data = model.compress(x)
+    assert loaded.compress(x) == data
+    assert torch.equal(loaded.decompress(data), model.decompress(data))
+
+
+def test_omegaconf_configs_are_stored_as_plain_data(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.create({"a": 1, "b": "${a}"})
+    save_inference_checkpoint(HiFiC.from_preset("tiny"), tmp_path / "m.ckpt", config=config)
+    assert read_inference_checkpoint(tmp_path / "m.ckpt")["config"] == {"a": 1, "b": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "HTML"),
+        (b"\x00\x01garbage" * 50, "not a readable PyTorch checkpoint"),
+    ],
+)
+def test_non_checkpoints_get_a_clear_message(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_inference_checkpoint(path)
+
+
+def test_missing_and_truncated_files(tmp_path: Path, saved: tuple[HiFiC, Path]) -> None:
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_inference_checkpoint(tmp_path / "missing.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(saved[1].read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_inference_checkpoint(truncated)
+
+
+def test_foreign_torch_files_are_refused(tmp_path: Path) -> None:
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6"}, tmp_path / "lightning.ckpt")
+    with pytest.raises(CheckpointError, match="Lightning training checkpoint"):
+        load_inference_checkpoint(tmp_path / "lightning.ckpt")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(CheckpointError, match="not a hific-lit inference checkpoint"):
+        load_inference_checkpoint(tmp_path / "tensor.pt")
+
+
+def test_pickled_code_is_not_executed(tmp_path: Path) -> None:
+    torch.save({"format": "hific-lit-inference", "payload": Path("x")}, tmp_path / "pickle.ckpt")
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        load_inference_checkpoint(tmp_path / "pickle.ckpt")
+
+
+def test_weights_of_another_architecture_and_missing_tables(tmp_path: Path, saved: tuple[HiFiC, Path]) -> None:
+    payload = read_inference_checkpoint(saved[1])
+    payload["arch"] = {**payload["arch"], "latent_channels": 9}
+    torch.save(payload, tmp_path / "mismatch.ckpt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_inference_checkpoint(tmp_path / "mismatch.ckpt")
+    payload = read_inference_checkpoint(saved[1])
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if "_tables." not in k}
+    payload["state_dict"].update(
+        HiFiC.from_preset("tiny", with_discriminator=False).y_tables.state_dict(prefix="y_tables.")
+    )
+    payload["state_dict"].update(
+        HiFiC.from_preset("tiny", with_discriminator=False).z_tables.state_dict(prefix="z_tables.")
+    )
+    torch.save(payload, tmp_path / "no_tables.ckpt")
+    with pytest.raises(CheckpointError, match="no coding tables"):
+        load_inference_checkpoint(tmp_path / "no_tables.ckpt")

@@ -1,0 +1,142 @@
+"""The ``hific`` command: compress, decompress, info on real image files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hific_lit import HiFiC
+from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.cli import main
+from hific_lit.image_io import load_image
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
+    save_inference_checkpoint(HiFiC.from_preset("tiny"), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One file per kind the command must handle: formats, gray, RGBA, 16-bit, EXIF-rotated."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)
+    paths = {
+        "png": folder / "photo.png",
+        "jpeg": folder / "photo_q.jpg",
+        "webp": folder / "photo_w.webp",
+        "tiff16": folder / "deep.tif",
+        "gray": folder / "gray.png",
+        "rgba": folder / "logo.png",
+        "rotated": folder / "rotated.jpg",
+    }
+    Image.fromarray(rgb).save(paths["png"])
+    Image.fromarray(rgb).save(paths["jpeg"], quality=90)
+    Image.fromarray(rgb).save(paths["webp"])
+    Image.fromarray((rng.integers(0, 65536, (30, 50))).astype(np.uint16)).save(paths["tiff16"])
+    Image.fromarray(rgb[..., 0]).save(paths["gray"])
+    Image.fromarray(np.dstack([rgb, rgb[..., :1]])).save(paths["rgba"])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(paths["rotated"], exif=exif)
+    return paths
+
+
+def test_compress_decompress_info_round_trip(
+    ckpt: Path, images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "hfc"
+    assert main(["compress", *map(str, images.values()), "--ckpt", str(ckpt), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    model = load_inference_checkpoint(ckpt)
+    for src in images.values():
+        hfc = out / (src.stem + ".hfc")
+        line = next(line for line in printed.splitlines() if line.startswith(str(src)))
+        width, height = map(int, re.search(r": (\d+)x(\d+),", line).groups())
+        assert f"{hfc.stat().st_size} bytes" in line
+        bpp = float(re.search(r"([\d.]+) bpp \(model", line).group(1))
+        assert bpp == pytest.approx(8 * hfc.stat().st_size / (width * height), abs=1e-4)
+        assert "model estimate" in line
+        x = load_image(src)
+        assert (height, width) == x.shape[-2:]
+        assert hfc.read_bytes() == model.compress(x)
+    assert "dropped the alpha channel" in printed and "16" in printed
+    assert re.search(r"rotated.jpg -> .*: 40x72", printed), "EXIF orientation 6 turns 72x40 into 40x72"
+
+    decoded = tmp_path / "decoded"
+    files = sorted(out.glob("*.hfc"))
+    assert main(["decompress", *map(str, files), "--ckpt", str(ckpt), "-o", str(decoded)]) == 0
+    for hfc in files:
+        png = decoded / f"{hfc.stem}.decoded.png"
+        pixels = np.asarray(Image.open(png))
+        expected = (model.decompress(hfc.read_bytes())[0].permute(1, 2, 0) * 255).round().byte().numpy()
+        assert np.array_equal(pixels, expected)
+
+    capsys.readouterr()
+    assert main(["info", str(files[0]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["total_bytes"] == files[0].stat().st_size and info["header_bytes"] == 62
+    assert info["bpp"] == pytest.approx(8 * info["total_bytes"] / (info["height"] * info["width"]), rel=1e-5)
+
+
+def test_single_output_file_and_default_location(ckpt: Path, images: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "one.hfc"
+    assert main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(target), "-q"]) == 0
+    assert target.exists()
+    assert main(["decompress", str(target), "--ckpt", str(ckpt), "-q"]) == 0
+    assert (tmp_path / "one.decoded.png").exists()
+
+
+def test_bad_inputs_give_one_line_errors(
+    ckpt: Path, images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    html = tmp_path / "page.ckpt"
+    html.write_text("<html><body>Error 404</body></html>")
+    truncated = tmp_path / "cut.hfc"
+    main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(truncated), "-q"])
+    truncated.write_bytes(truncated.read_bytes()[:-5])
+    cases = [
+        (["compress", str(not_image), str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path)], 1, "notes.png"),
+        (["compress", str(images["png"]), "--ckpt", str(html)], 2, "HTML"),
+        (["compress", str(images["png"]), "--ckpt", str(tmp_path / "none.ckpt")], 2, "no such checkpoint"),
+        (["decompress", str(truncated), "--ckpt", str(ckpt)], 1, "truncated"),
+        (["info", str(truncated)], 2, "truncated"),
+        (["info", str(images["png"])], 2, "not a .hfc file"),
+    ]
+    for argv, code, message in cases:
+        capsys.readouterr()
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "error" in line]
+        assert len(lines) == 1 and message in lines[0], err
+        assert "Traceback" not in err
+    assert (tmp_path / "photo.hfc").exists(), "the good file of a mixed batch is still written"
+
+
+def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    expected = {
+        "compress": ["--ckpt", "--output", "--device", "--quiet", "IMG"],
+        "decompress": ["--ckpt", "--output", "--format", "--device", "FILE.hfc"],
+        "info": ["--json", "FILE.hfc"],
+    }
+    for command, options in expected.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        assert all(option in text for option in options), (command, text)
+    assert main([]) == 0
+    top = capsys.readouterr().out
+    assert all(command in top for command in expected)
