@@ -16,6 +16,7 @@ from hific_lit.data.folder import hold_out
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles
 from hific_lit.errors import DatasetError
+from hific_lit.image_io import pil_to_tensor
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
@@ -62,6 +63,16 @@ def test_random_scale_crop_flips_and_is_reproducible_with_a_generator() -> None:
     flipped = sum(torch.allclose(u, x.flip(-1), atol=1e-5) for u in a)
     kept = sum(torch.allclose(u, x, atol=1e-5) for u in a)
     assert flipped > 0 and kept > 0 and flipped + kept == len(a)
+
+
+def test_pil_input_crops_like_the_tensor_input() -> None:
+    pil = Image.fromarray(np.random.default_rng(3).integers(0, 256, (90, 130, 3), dtype=np.uint8))
+    tensor = pil_to_tensor(pil)
+    for size in (64, 128):  # a downscaled window, and an upscaled one
+        crop = RandomScaleCrop(size)
+        from_pil = crop(pil, generator=torch.Generator().manual_seed(7))
+        assert torch.equal(from_pil, crop(tensor, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(CenterCrop(64)(pil), CenterCrop(64)(tensor))
 
 
 def test_center_crop_and_tiles_upscale_small_images() -> None:

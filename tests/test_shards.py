@@ -21,7 +21,7 @@ from hific_lit.data import WebDataModule
 from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
 from hific_lit.data.shards import batches_for_worker, decode_image, resolve_shards, shards_for_rank
 from hific_lit.errors import DatasetError
-from hific_lit.image_io import load_image
+from hific_lit.image_io import load_image, pil_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADER = {"batch_size": 2, "crop_size": 32, "num_workers": 2, "batches_per_epoch": 6}
@@ -85,7 +85,7 @@ def test_shards_hold_the_source_images_exactly(image_tree: Path, shard_dir: Path
     for sample in wds.WebDataset(resolve_shards(shard_dir), shardshuffle=False, empty_check=False):
         source = json.loads(sample["json"])["source"]
         seen.append(source)
-        assert torch.equal(decode_image(sample), load_image(image_tree / source))
+        assert torch.equal(pil_to_tensor(decode_image(sample)), load_image(image_tree / source))
     assert len(seen) == 14 and seen == sorted(seen)
 
 

@@ -1,16 +1,36 @@
-"""Finding image files in a directory tree and reading them as training crops (a map-style dataset)."""
+"""Finding image files in a directory tree, decoding them, and reading them as crops (a map-style dataset)."""
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import IMAGE_SUFFIXES, load_image
+from hific_lit.image_io import IMAGE_SUFFIXES
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+def open_image(source: Path | bytes, label: str | None = None) -> Image.Image:
+    """Decode an image file or encoded bytes into a loaded PIL image (conversion to float comes later).
+
+    Raises :class:`ImageReadError` naming ``label`` (default: the path) when it is not a readable image.
+    """
+    label = label or str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            img.load()
+            return img
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{label}: not a readable image ({exc})") from None
 
 
 def find_images(root: str | Path) -> list[Path]:
@@ -28,20 +48,18 @@ def find_images(root: str | Path) -> list[Path]:
 
 
 class ImageFileDataset(Dataset):
-    """Image files read with :func:`load_image` and passed through ``transform``.
+    """Image files decoded with :func:`open_image` and passed through ``transform``.
 
     Args:
         paths: the image files.
-        transform: maps a (3, H, W) float image to a (3, crop, crop) tensor.
+        transform: maps a PIL image to a (3, crop, crop) float tensor (see ``hific_lit.data.transforms``).
         length: items per epoch; index ``i`` reads ``paths[i % len(paths)]``, so a few photos can fill
             a long epoch of fresh random crops. Defaults to ``len(paths)``.
 
     An unreadable file is skipped with a warning: the next readable file in the list takes its place.
     """
 
-    def __init__(
-        self, paths: Sequence[Path], transform: Callable[[torch.Tensor], torch.Tensor], length: int | None = None
-    ) -> None:
+    def __init__(self, paths: Sequence[Path], transform: Transform, length: int | None = None) -> None:
         if not paths:
             raise DatasetError("an image dataset needs at least one file")
         self.paths = list(paths)
@@ -56,7 +74,7 @@ class ImageFileDataset(Dataset):
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
-                image = load_image(path)
+                image = open_image(path)
             except ImageReadError as exc:
                 self.skipped += 1
                 warnings.warn(f"skipping unreadable image: {exc}", RuntimeWarning, stacklevel=2)

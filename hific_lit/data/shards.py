@@ -14,21 +14,21 @@ raise :class:`DatasetError` instead of spinning forever.
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import os
 import random
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
 import webdataset as wds
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
+from hific_lit.data.image_files import Transform, open_image
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import IMAGE_SUFFIXES, pil_to_tensor
+from hific_lit.image_io import IMAGE_SUFFIXES
 
 MAX_CONSECUTIVE_SKIPS = 1000
 IMAGE_KEYS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
@@ -104,18 +104,13 @@ class SkipCounter:
         return int(self._count.value)
 
 
-def decode_image(sample: dict) -> torch.Tensor:
-    """The image of a WebDataset sample (first member with an image suffix) as (3, H, W) float in [0, 1]."""
+def decode_image(sample: dict) -> Image.Image:
+    """The image of a WebDataset sample (its first member with an image suffix), decoded."""
     where = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
     key = next((k for k in IMAGE_KEYS if k in sample), None)
     if key is None:
         raise ImageReadError(f"{where}: no image member (has {sorted(k for k in sample if not k.startswith('__'))})")
-    try:
-        with Image.open(io.BytesIO(sample[key])) as img:
-            img.load()
-            return pil_to_tensor(img)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{where}.{key}: not a readable image ({exc})") from None
+    return open_image(sample[key], f"{where}.{key}")
 
 
 class ShardStream(IterableDataset):
@@ -124,7 +119,7 @@ class ShardStream(IterableDataset):
     Args:
         shards: this rank's shards (see :func:`shards_for_rank`); DataLoader workers split them further,
             so use at most ``len(shards)`` workers.
-        transform: maps a decoded (3, H, W) image to a (3, crop, crop) crop.
+        transform: maps a decoded PIL image to a (3, crop, crop) float tensor.
         batch_size: samples per batch.
         batches_per_epoch: batches this rank yields per epoch, over all its workers.
         shuffle_buffer: samples held in the shuffle buffer (0 disables sample shuffling).
@@ -134,7 +129,7 @@ class ShardStream(IterableDataset):
     def __init__(
         self,
         shards: Sequence[str],
-        transform: Callable[[torch.Tensor], torch.Tensor],
+        transform: Transform,
         batch_size: int,
         batches_per_epoch: int,
         shuffle_buffer: int = 1000,

@@ -9,12 +9,17 @@ by a factor in [0.75, 0.95], with random horizontal flips. Two rules make this t
 
 Downscale-then-crop is computed as crop-then-resize: a square of side ``crop / factor`` is cut from the
 original and resized to ``crop`` with antialiasing, which is the same picture at a fraction of the cost.
+Given a PIL image, only that square is converted to float (by :func:`pil_to_tensor`, which also applies
+EXIF orientation: a square window of the stored image is a square window of the oriented one).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from hific_lit.image_io import pil_to_tensor
 
 PAPER_SCALE_RANGE = (0.75, 0.95)
 
@@ -26,6 +31,22 @@ def _uniform(low: float, high: float, generator: torch.Generator | None) -> floa
 def _randint(high: int, generator: torch.Generator | None) -> int:
     """A uniform integer in [0, high] (inclusive)."""
     return int(torch.randint(0, high + 1, (), generator=generator))
+
+
+def as_tensor(image: Image.Image | torch.Tensor) -> torch.Tensor:
+    """A PIL image as a (3, H, W) float tensor in [0, 1]; a tensor passes through."""
+    return pil_to_tensor(image) if isinstance(image, Image.Image) else image
+
+
+def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
+    """(height, width) of a PIL image or a (3, H, W) tensor."""
+    return (image.height, image.width) if isinstance(image, Image.Image) else tuple(image.shape[-2:])
+
+
+def _window(image: Image.Image | torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
+    if isinstance(image, Image.Image):
+        return pil_to_tensor(image.crop((left, top, left + side, top + side)))
+    return image[:, top : top + side, left : left + side]
 
 
 def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -56,15 +77,15 @@ class RandomScaleCrop:
         self.scale_range = (float(low), float(high))
         self.flip = flip
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(3, H, W) float in [0, 1] -> (3, crop, crop) float in [0, 1]."""
-        height, width = x.shape[-2:]
+    def __call__(self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """PIL image or (3, H, W) float in [0, 1] -> (3, crop, crop) float in [0, 1]."""
+        height, width = _size(image)
         short = min(height, width)
         factor = max(_uniform(*self.scale_range, generator), self.crop_size / short)
         window = min(short, max(1, round(self.crop_size / factor)))
         top = _randint(height - window, generator)
         left = _randint(width - window, generator)
-        out = _resize_square(x[:, top : top + window, left : left + window], self.crop_size)
+        out = _resize_square(_window(image, top, left, window), self.crop_size)
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             out = out.flip(-1)
         return out.contiguous()
@@ -76,9 +97,9 @@ class CenterCrop:
     def __init__(self, crop_size: int = 256) -> None:
         self.crop_size = crop_size
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """(3, H, W) float in [0, 1] -> (3, crop, crop) float in [0, 1]."""
-        x = upscale_to_cover(x, self.crop_size)
+    def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        """PIL image or (3, H, W) float in [0, 1] -> (3, crop, crop) float in [0, 1]."""
+        x = upscale_to_cover(as_tensor(image), self.crop_size)
         height, width = x.shape[-2:]
         top, left = (height - self.crop_size) // 2, (width - self.crop_size) // 2
         return x[:, top : top + self.crop_size, left : left + self.crop_size].contiguous()
