@@ -7,6 +7,7 @@ fields and :mod:`hific_lit.tiling.memory` for how the working memory is measured
 
 from hific_lit.tiling.memory import (
     DEFAULT_MAX_MEMORY,
+    MEMORY_SAFETY,
     MemoryBudgetError,
     activation_peak_bytes,
     format_bytes,
@@ -18,6 +19,7 @@ from hific_lit.tiling.transforms import analysis_stage, synthesis_stages, tiled_
 
 __all__ = [
     "DEFAULT_MAX_MEMORY",
+    "MEMORY_SAFETY",
     "MemoryBudgetError",
     "Stage",
     "TilePlan",

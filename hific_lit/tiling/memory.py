@@ -1,11 +1,13 @@
 """Memory budgets: parse them, and measure how many bytes a network's activations take per pixel.
 
-The peak is measured, not guessed: the network runs once on the ``meta`` device (shapes only, no
-arithmetic, no memory) under a dispatch mode that adds up the bytes of every tensor storage while
-it is alive. That is exact for the tensors PyTorch allocates, for any architecture, dtype and
-batch size. Kernels' private scratch space and allocator slack come on top;
-:data:`MEMORY_SAFETY` covers them (measured on CPU: the resident set of a g_a or g_s
+The peak is measured, not guessed: the network runs once on a small probe tile, on its own device,
+under a function mode that adds up the bytes of every tensor storage while it is alive. That is
+exact for the tensors the network's Python code creates, for any architecture, dtype, device and
+batch size, and it scales with the tile's area. Kernels' private scratch space and allocator slack
+come on top; :data:`MEMORY_SAFETY` covers them (measured on CPU: the resident set of a g_a or g_s
 upsampling pass grows by 1.23x the counted bytes, ``scripts/bench_tiling.py`` reports it).
+(The ``meta`` device would spare the probe's arithmetic, but its kernels for some ops import
+torch._dynamo, ~140 MB of resident memory.)
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import weakref
 
 import torch
 from torch import nn
-from torch.func import functional_call
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from hific_lit.errors import HificError
@@ -53,7 +54,7 @@ def format_bytes(size: float) -> str:
     return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
-class _LiveBytes(TorchDispatchMode):
+class _LiveBytes(TorchFunctionMode):
     """Tracks the bytes of tensor storages alive during the ops it sees, and their maximum."""
 
     def __init__(self) -> None:
@@ -66,7 +67,7 @@ class _LiveBytes(TorchDispatchMode):
         self.live -= size
         self._alive.pop(key, None)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for tensor in tree_flatten(out)[0]:
             if not isinstance(tensor, torch.Tensor):
@@ -81,15 +82,12 @@ class _LiveBytes(TorchDispatchMode):
 
 
 def activation_peak_bytes(module: nn.Module, input_shape: tuple[int, ...], dtype: torch.dtype) -> int:
-    """Peak bytes of the tensors ``module`` allocates on an input of ``input_shape`` (weights excluded).
+    """Peak bytes of the tensors ``module`` creates on an input of ``input_shape`` (weights excluded).
 
-    Runs ``module`` on the ``meta`` device with stand-ins for its parameters and buffers: it costs
-    milliseconds whatever the size, and works whichever device the real module lives on.
+    Runs ``module`` once on zeros of that shape on the module's device; keep the probe small.
     """
-    stand_ins = {
-        name: torch.empty_like(t, device="meta") for name, t in [*module.named_parameters(), *module.named_buffers()]
-    }
-    x = torch.empty(input_shape, dtype=dtype, device="meta")
+    device = next(module.parameters()).device
+    x = torch.zeros(input_shape, dtype=dtype, device=device)
     with torch.no_grad(), _LiveBytes() as tracker:
-        functional_call(module, stand_ins, (x,))
+        module(x)
     return tracker.peak

@@ -66,8 +66,12 @@ def split_axis(length: int, core: int, align: int) -> list[tuple[int, int]]:
 
 
 def bytes_per_pixel(stage: Stage, batch: int, channels: int, dtype: torch.dtype) -> float:
-    """Working memory per input pixel of a tile, measured on a probe tile and scaled by the safety margin."""
-    side = 2 * stage.halo + 4 * stage.align
+    """Working memory per input pixel of a tile, measured on a probe tile and scaled by the safety margin.
+
+    The probe is 8 strides square: small enough to cost little arithmetic, large enough that the
+    border (padding copies) adds only a little, on the safe side, to the per-pixel figure.
+    """
+    side = 8 * stage.align
     return MEMORY_SAFETY * activation_peak_bytes(stage.module, (batch, channels, side, side), dtype) / side**2
 
 

@@ -1,0 +1,156 @@
+"""Tiled g_a and g_s agree with whole-image processing; halos come from the receptive field."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from fractions import Fraction
+
+import pytest
+import torch
+
+from hific_lit import HiFiC
+from hific_lit.arch import arch_preset
+from hific_lit.nn import Encoder, Generator
+from hific_lit.padding import pad_to_multiple
+from hific_lit.tiling import (
+    MEMORY_SAFETY,
+    MemoryBudgetError,
+    Stage,
+    activation_peak_bytes,
+    analysis_stage,
+    parse_memory_size,
+    plan_tiles,
+    receptive_field,
+    run_tiled,
+    split_axis,
+    synthesis_stages,
+    tiled_analysis,
+    tiled_synthesis,
+)
+
+ATOL = 1e-5
+"""Float rounding only: a tile's convolutions may sum in another order than the whole image's."""
+
+
+@pytest.fixture(scope="module")
+def tiny() -> HiFiC:
+    return HiFiC.from_preset("tiny", with_discriminator=False).eval()
+
+
+def _budget_for(stage: Stage, shape: tuple[int, ...], tiles: int) -> int:
+    """A budget that splits the longer side(s) of ``shape`` into about ``tiles`` tiles."""
+    extent = []
+    for length in shape[-2:]:
+        core = -(-length // tiles // stage.align) * stage.align
+        extent.append(min(length, core + 2 * stage.halo))
+    peak = activation_peak_bytes(stage.module, (*shape[:2], *extent), torch.float32)
+    return int(MEMORY_SAFETY * peak) + 1
+
+
+def test_receptive_fields_match_the_paper_layout() -> None:
+    arch = dataclasses.replace(arch_preset("tiny"), residual_blocks=9)
+    g_a, g_s = Encoder(arch.encoder_widths, arch.latent_channels), Generator(arch.latent_channels, n_blocks=9)
+    assert receptive_field(g_a.net) == (Fraction(34), Fraction(1, 16))
+    assert receptive_field(g_s.head, g_s.blocks) == (Fraction(19), Fraction(1))
+    assert receptive_field(g_s.up) == (Fraction(9, 8), Fraction(16))
+    stage = analysis_stage(g_a)
+    assert (stage.halo, stage.align) == (48, 16)
+    assert [(s.halo, s.align) for s in synthesis_stages(g_s)] == [(19, 1), (2, 1)]
+
+
+def test_norms_with_image_statistics_are_refused() -> None:
+    g_a = Encoder((4, 4, 4, 4, 4), 4, norm="instance")
+    with pytest.raises(ValueError, match="InstanceNorm"):
+        analysis_stage(g_a)
+
+
+@pytest.mark.parametrize("size", [(197, 175), (17, 3000), (3000, 17)])
+def test_tiled_analysis_matches_whole_image(tiny: HiFiC, size: tuple[int, int]) -> None:
+    x = pad_to_multiple(torch.rand(1, 3, *size)) * 2.0 - 1.0
+    stage = analysis_stage(tiny.g_a)
+    budget = _budget_for(stage, x.shape, 3)
+    plan = plan_tiles(stage, x.shape, x.dtype, budget)
+    assert plan.count > 1
+    with torch.no_grad():
+        whole = tiny.g_a(x)
+    torch.testing.assert_close(tiled_analysis(tiny.g_a, x, budget), whole, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("latent", [(7, 13), (4, 188)])
+def test_tiled_synthesis_matches_whole_image(tiny: HiFiC, latent: tuple[int, int]) -> None:
+    y_hat = torch.round(torch.randn(1, tiny.arch.latent_channels, *latent) * 3)
+    trunk, up = synthesis_stages(tiny.g_s)
+    with torch.no_grad():
+        h, whole = trunk.module(y_hat), tiny.g_s(y_hat)
+    trunk_budget, up_budget = _budget_for(trunk, y_hat.shape, 3), _budget_for(up, h.shape, 3)
+    assert plan_tiles(trunk, y_hat.shape, y_hat.dtype, trunk_budget).count > 1
+    assert plan_tiles(up, h.shape, h.dtype, up_budget).count > 1
+    torch.testing.assert_close(run_tiled(trunk, y_hat, trunk_budget), h, atol=ATOL, rtol=0)
+    torch.testing.assert_close(tiled_synthesis(tiny.g_s, y_hat, up_budget), whole, atol=ATOL, rtol=0)
+
+
+def test_a_halo_short_of_the_receptive_field_shows_seams(tiny: HiFiC) -> None:
+    x = torch.rand(1, 3, 256, 256) * 2.0 - 1.0
+    stage = analysis_stage(tiny.g_a)
+    budget = _budget_for(stage, x.shape, 2)
+    with torch.no_grad():
+        whole = tiny.g_a(x)
+        short = run_tiled(dataclasses.replace(stage, halo=32), x, budget)
+        exact = run_tiled(stage, x, budget)
+    assert (short - whole).abs().max() > 100 * ATOL
+    assert (exact - whole).abs().max() <= ATOL
+
+
+def test_no_budget_means_one_tile_and_the_plain_network(tiny: HiFiC) -> None:
+    x = torch.rand(2, 3, 64, 128)
+    stage = analysis_stage(tiny.g_a)
+    assert plan_tiles(stage, x.shape, x.dtype, None).count == 1
+    with torch.no_grad():
+        assert torch.equal(tiled_analysis(tiny.g_a, x, None), tiny.g_a(x))
+
+
+def test_chosen_tiles_fit_the_budget(tiny: HiFiC) -> None:
+    x = torch.rand(1, 3, 1024, 768)
+    stage = analysis_stage(tiny.g_a)
+    for budget in (2**21, 2**23):
+        plan = plan_tiles(stage, x.shape, x.dtype, budget)
+        tallest = max(r1 - r0 for r0, r1 in plan.rows) + 2 * stage.halo
+        widest = max(c1 - c0 for c0, c1 in plan.cols) + 2 * stage.halo
+        assert activation_peak_bytes(tiny.g_a, (1, 3, tallest, widest), x.dtype) <= budget
+    assert plan_tiles(stage, x.shape, x.dtype, 2**21).count > plan_tiles(stage, x.shape, x.dtype, 2**23).count
+
+
+def test_activation_peak_grows_with_area_and_batch(tiny: HiFiC) -> None:
+    small = activation_peak_bytes(tiny.g_a, (1, 3, 64, 64), torch.float32)
+    assert small > 64 * 64 * 4 * tiny.arch.encoder_widths[0]  # at least one full-resolution activation
+    assert activation_peak_bytes(tiny.g_a, (1, 3, 128, 128), torch.float32) == pytest.approx(4 * small, rel=0.01)
+    assert activation_peak_bytes(tiny.g_a, (2, 3, 64, 64), torch.float32) == pytest.approx(2 * small, rel=0.01)
+
+
+def test_too_small_a_budget_is_a_clear_error(tiny: HiFiC) -> None:
+    x = torch.rand(1, 3, 256, 256)
+    with pytest.raises(MemoryBudgetError, match="too small"):
+        tiled_analysis(tiny.g_a, x, 1000)
+
+
+@pytest.mark.parametrize(("length", "core", "align"), [(320, 80, 16), (320, 100, 16), (13, 4, 1), (5, 100, 1)])
+def test_split_axis_covers_the_axis_with_aligned_cores(length: int, core: int, align: int) -> None:
+    parts = split_axis(length, core, align)
+    assert parts[0][0] == 0 and parts[-1][1] == length
+    assert all(a % align == 0 and b - a <= max(core, align) for a, b in parts)
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(parts))
+    assert len(parts) == -(-length // (core // align * align))
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("512M", 512 * 2**20), ("2GiB", 2 * 2**30), ("1.5g", 3 * 2**29), ("4096", 4096), (64, 64)]
+)
+def test_parse_memory_size(text: str | int, size: int) -> None:
+    assert parse_memory_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "0", "5X"])
+def test_parse_memory_size_rejects_nonsense(text: str) -> None:
+    with pytest.raises(MemoryBudgetError, match="memory size"):
+        parse_memory_size(text)
