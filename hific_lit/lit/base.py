@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable, Mapping
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC, HiFiCOutput
+from hific_lit.entropy.tables import CodingTables
 from hific_lit.losses import LossConfig, LRSchedule, mse_255, psnr
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,15 @@ class RDStage(pl.LightningModule):
                 f"gradient_clip names unknown optimizers {sorted(unknown)}; known: codec, aux, discriminator"
             )
         self.iteration = 0
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, self.coding_table_buffers())
+
+    def coding_table_buffers(self) -> list[str]:
+        """Names of the codec's coding-table buffers: built once at export, never synchronised by DDP.
+
+        (gloo cannot broadcast their int16 CDFs, and every rank builds the same tables anyway.)
+        """
+        tables = [name for name, m in self.named_modules() if isinstance(m, CodingTables)]
+        return [f"{prefix}.{buffer}" for prefix in tables for buffer, _ in self.get_submodule(prefix).named_buffers()]
 
     @property
     def optimizers_per_iteration(self) -> int:

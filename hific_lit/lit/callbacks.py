@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
+from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.lit.base import RDStage
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,8 @@ class InferenceExport(pl.Callback):
 
 
 def export_inference_checkpoint(module: RDStage, path: str | Path, config: dict | None = None) -> Path:
-    """Build ``module``'s coding tables and save its codec as an inference checkpoint at ``path``."""
-    from hific_lit.checkpoint import save_inference_checkpoint
-
+    """Build ``module``'s coding tables (fresh, from the trained densities) and save its codec at ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     was_training = module.model.training
     module.model.eval()
     with torch.no_grad():

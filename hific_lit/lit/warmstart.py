@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from hific_lit.codec import HiFiC
+from hific_lit.entropy.tables import CodingTables
 from hific_lit.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,14 @@ def read_lightning_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_codec_weights(model: HiFiC, path: str | Path) -> None:
     """Copy g_a, g_s, h_a, h_s and the entropy models from a training checkpoint into ``model``.
 
-    The discriminator is left as it is (fresh), whatever the checkpoint holds. Every codec
-    parameter must be present with the same shape; otherwise :class:`CheckpointError` says which.
+    The discriminator is left as it is (fresh), whatever the checkpoint holds, and so are the
+    coding tables (rebuilt from the trained densities at export). Every other tensor must be
+    present with the same shape; otherwise :class:`CheckpointError` says which.
     """
     state = read_lightning_state_dict(path)
-    codec = {
-        k[len(MODEL_PREFIX) :]: v
-        for k, v in state.items()
-        if k.startswith(MODEL_PREFIX) and not k.startswith(MODEL_PREFIX + "discriminator.")
-    }
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("discriminator.")}
+    skipped = ("discriminator.", *(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables)))
+    codec = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
     missing = sorted(set(own) - set(codec))
     mismatched = sorted(k for k in set(own) & set(codec) if own[k].shape != codec[k].shape)
     if missing or mismatched:

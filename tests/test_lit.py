@@ -1,0 +1,145 @@
+"""The Lightning stages take real optimizer steps: counters, schedules, clipping, warm start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from hific_lit.arch import arch_preset
+from hific_lit.errors import CheckpointError
+from hific_lit.lit import GANStage, RDStage, load_codec_weights
+from hific_lit.losses import LossConfig, LRSchedule
+from hific_lit.perceptual import LPIPSLoss
+
+
+@pytest.fixture(scope="module")
+def lpips_random() -> LPIPSLoss:
+    return LPIPSLoss(pretrained_backbone=False)
+
+
+@pytest.fixture
+def crops(astronaut: torch.Tensor) -> DataLoader:
+    """Eight 64x64 crops of a real photo, batches of two."""
+    tiles = astronaut[0, :, :128, :256].unfold(1, 64, 64).unfold(2, 64, 64)  # (3, 2, 4, 64, 64)
+    return DataLoader(list(tiles.permute(1, 2, 0, 3, 4).reshape(-1, 3, 64, 64)), batch_size=2)
+
+
+def make_stage(cls: type[RDStage], lpips: LPIPSLoss, arch: str = "tiny", **kwargs: object) -> RDStage:
+    return cls(arch_preset(arch), LossConfig(warmup_iterations=1), lpips, **kwargs)
+
+
+def fit(module: RDStage, loader: DataLoader, iterations: int) -> pl.Trainer:
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=iterations * module.optimizers_per_iteration,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    return trainer
+
+
+def snapshot(params: list[torch.nn.Parameter]) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in params]
+
+
+def changed(before: list[torch.Tensor], params: list[torch.nn.Parameter]) -> bool:
+    return all(not torch.equal(b, p.detach()) for b, p in zip(before, params, strict=True))
+
+
+def test_base_stage_steps_codec_and_aux(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
+    module = make_stage(RDStage, lpips_random)
+    groups = module.model.parameter_groups()
+    codec, aux = snapshot(groups.codec[:4]), snapshot(groups.aux)
+    trainer = fit(module, crops, iterations=3)
+    assert module.iteration == 3 and trainer.global_step == 6  # two optimizer steps per iteration
+    assert changed(codec, groups.codec[:4]) and changed(aux, groups.aux)
+    assert module.model.discriminator is None
+    logged = trainer.callback_metrics
+    for key in ("train/loss", "train/bpp", "train/bpp_rounded", "train/mse", "train/lpips", "train/aux_loss"):
+        assert torch.isfinite(logged[key]), key
+    assert logged["train/rate_weight"].item() in (1.0, 2**-4)  # warm-up is over by the third iteration
+
+
+def test_gan_stage_alternates_generator_discriminator_and_aux(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
+    module = make_stage(GANStage, lpips_random)
+    groups = module.model.parameter_groups()
+    codec, disc = snapshot(groups.codec[:4]), snapshot(groups.discriminator)
+    trainer = fit(module, crops, iterations=2)
+    assert module.iteration == 2 and trainer.global_step == 6
+    assert changed(codec, groups.codec[:4])
+    assert any(not torch.equal(b, p) for b, p in zip(disc, groups.discriminator, strict=True))
+    logged = trainer.callback_metrics
+    assert 0 < logged["train/d_real"].item() < 1 and 0 < logged["train/d_fake"].item() < 1
+    assert torch.isfinite(logged["train/g_loss"]) and torch.isfinite(logged["train/d_loss"])
+
+
+class NormRecorder(GANStage):
+    """Records each optimizer's gradient norm right before its step (after clipping)."""
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        name = {id(opt.optimizer): n for n, opt in self.named_optimizers().items()}[id(optimizer)]
+        self.norms = getattr(self, "norms", {}) | {
+            name: torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+        }
+
+
+def test_gradient_clipping_is_per_optimizer(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
+    module = make_stage(NormRecorder, lpips_random, gradient_clip={"codec": 1e-3, "discriminator": 2e-3})
+    fit(module, crops, iterations=1)
+    assert module.norms["codec"].item() <= 1e-3 * 1.001
+    assert module.norms["discriminator"].item() <= 2e-3 * 1.001
+    assert module.norms["aux"].item() > 1e-2  # not clipped
+    with pytest.raises(ValueError, match="unknown optimizers"):
+        make_stage(RDStage, lpips_random, gradient_clip={"generator": 1.0})
+
+
+def test_learning_rate_follows_our_iteration_counter(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
+    module = make_stage(GANStage, lpips_random, lr_schedule=LRSchedule(decay_iteration=2, factor=0.1))
+    fit(module, crops, iterations=2)
+    assert all(opt.param_groups[0]["lr"] == pytest.approx(1e-4) for opt in module.named_optimizers().values())
+    module.iteration = 2
+    assert module.apply_lr_schedule() == pytest.approx(0.1)
+    assert all(opt.param_groups[0]["lr"] == pytest.approx(1e-5) for opt in module.named_optimizers().values())
+
+
+def test_warm_start_copies_the_codec_and_keeps_a_fresh_discriminator(
+    lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path
+) -> None:
+    base = make_stage(RDStage, lpips_random)
+    trainer = fit(base, crops, iterations=1)
+    path = tmp_path / "base.ckpt"
+    trainer.save_checkpoint(path)
+    gan = make_stage(GANStage, lpips_random)
+    fresh_d = {k: v.clone() for k, v in gan.model.discriminator.state_dict().items()}
+    load_codec_weights(gan.model, path)
+    gan_state = gan.model.state_dict()
+    for key, value in base.model.state_dict().items():
+        assert torch.equal(gan_state[key], value), key
+    assert all(torch.equal(v, gan.model.discriminator.state_dict()[k]) for k, v in fresh_d.items())
+
+
+def test_warm_start_refuses_wrong_files(lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path) -> None:
+    gan = make_stage(GANStage, lpips_random)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_codec_weights(gan.model, tmp_path / "missing.ckpt")
+    (tmp_path / "page.ckpt").write_text("<html>not found</html>")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_codec_weights(gan.model, tmp_path / "page.ckpt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a Lightning training checkpoint"):
+        load_codec_weights(gan.model, tmp_path / "other.ckpt")
+    small = make_stage(RDStage, lpips_random)
+    torch.save(
+        {"state_dict": {f"model.{k}": v[..., :1] for k, v in small.model.state_dict().items()}}, tmp_path / "s.ckpt"
+    )
+    with pytest.raises(CheckpointError, match="same arch"):
+        load_codec_weights(gan.model, tmp_path / "s.ckpt")

@@ -1,0 +1,108 @@
+"""train(cfg) end to end on the tiny model: export, resume, warm start, a sweep, 2-process CPU DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.data.sample import load_sample_photo
+from hific_lit.lit.base import ITERATION_KEY
+from hific_lit.losses import psnr
+from hific_lit.train import CONFIG_DIR, compose_config, train
+
+ROOT = CONFIG_DIR.parent
+SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]
+
+
+def run_script(args: list[str], multirun: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = os.environ | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *(["-m"] if multirun else []), *SMOKE, *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("base")
+    return out, train(compose_config([*SMOKE, "logger=csv"], out))
+
+
+def test_a_run_writes_checkpoints_metrics_images_and_logs(base_run: tuple[Path, dict]) -> None:
+    out, metrics = base_run
+    assert metrics["iteration"] == 2
+    for key in ("train/loss", "val/rd_loss", "val/psnr", "val/bpp_rounded", "val/lpips"):
+        assert torch.isfinite(torch.tensor(metrics[key])), key
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "best.ckpt").is_file()
+    assert json.loads((out / "metrics.json").read_text())["status"] == "ok"
+    assert sorted(p.name for p in (out / "reconstructions").iterdir()) == ["iter_0000001.png", "iter_0000002.png"]
+    header = (out / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/d_real" not in header and "val/rd_loss" in header and "train/aux_loss" in header
+
+
+def test_the_exported_checkpoint_compresses_a_real_photo(base_run: tuple[Path, dict]) -> None:
+    out, _ = base_run
+    model = load_inference_checkpoint(out / "inference.ckpt")
+    assert model.discriminator is None or not any(k.startswith("discriminator.") for k in model.state_dict())
+    photo = load_sample_photo()[..., :96, :160]
+    data = model.compress(photo)
+    x_hat = model.decompress(data)
+    assert x_hat.shape == photo.shape
+    with torch.no_grad():
+        forward = model(photo).x_hat.clamp(0, 1)
+    assert abs(psnr(photo, x_hat).item() - psnr(photo, forward).item()) < 0.5
+    assert len(data) > 0
+
+
+def test_resume_continues_the_iteration_counter(base_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = base_run
+    last = out / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)[ITERATION_KEY] == 2
+    metrics = train(compose_config([*SMOKE, "max_iterations=3", f"ckpt_path={last}"], tmp_path))
+    assert metrics["iteration"] == 3
+    resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed[ITERATION_KEY] == 3 and resumed["global_step"] == 6
+
+
+def test_gan_stage_warm_starts_from_the_base_run(base_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = base_run
+    last = out / "checkpoints" / "last.ckpt"
+    metrics = train(compose_config([*SMOKE, "stage=gan", f"warmstart={last}", "logger=csv"], tmp_path))
+    assert metrics["iteration"] == 2
+    assert 0 < metrics["train/d_real"] < 1 and 0 < metrics["train/d_fake"] < 1
+    gan = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert gan[ITERATION_KEY] == 2 and gan["global_step"] == 6
+    assert any(k.startswith("model.discriminator.") for k in gan["state_dict"])
+    assert load_inference_checkpoint(tmp_path / "inference.ckpt").compress(torch.rand(3, 32, 48))
+
+
+def test_a_failing_sweep_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    result = run_script(["regime.target_bpp=-1,0.3", f"hydra.sweep.dir={tmp_path}"], multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    failed = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "target_bpp" in failed["error"]
+    assert json.loads((tmp_path / "1" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_a_failing_single_run_exits_non_zero(tmp_path: Path) -> None:
+    result = run_script(["regime.target_bpp=-1", f"hydra.run.dir={tmp_path}"])
+    assert result.returncode != 0 and "target_bpp" in result.stderr
+
+
+@pytest.mark.parametrize("stage", ["base", pytest.param("gan", marks=pytest.mark.slow)])
+def test_two_process_cpu_ddp_shares_one_output_folder(stage: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"stage={stage}"]
+    result = run_script([*ddp, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
+    assert list(tmp_path.iterdir()) == [run_dir]
+    assert [p.name for p in (run_dir / "csv").iterdir()] == ["version_0"]  # rank zero logs alone
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["iteration"] == 2
+    assert (run_dir / "inference.ckpt").is_file()
