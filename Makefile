@@ -45,3 +45,12 @@ DATA ?= kodak
 eval: setup ## evaluate CKPT=model.pt (or CKPT='[lo.pt,mid.pt,hi.pt]') on DATA=kodak|clic2020; ARGS='...' for more overrides
 	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=model.pt [DATA=kodak|clic2020] [ARGS='data=folder data.path=DIR']"; exit 2; }
 	$(BIN)/python scripts/eval.py 'ckpt=$(CKPT)' data=$(DATA) $(ARGS)
+
+.PHONY: eval-data shards
+EVAL_SETS ?= kodak clic2020
+eval-data: setup ## download + verify EVAL_SETS (default: kodak clic2020) into HIFIC_DATA or data/ (resumable)
+	$(BIN)/python -m hific_lit.data.eval_sets $(EVAL_SETS) --root "$${HIFIC_DATA:-data}"
+
+shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-count 5000 --max-short-side 1024']
+	@test -n "$(SRC)" && test -n "$(OUT)" || { echo "usage: make shards SRC=DIR OUT=DIR [ARGS='--max-size 1G']"; exit 2; }
+	$(BIN)/python scripts/make_shards.py "$(SRC)" "$(OUT)" $(ARGS)
