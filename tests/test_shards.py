@@ -12,6 +12,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import webdataset as wds
 from omegaconf import OmegaConf
@@ -185,3 +186,48 @@ def test_make_shards_script_and_config(image_tree: Path, tmp_path: Path, capsys:
     dm = hydra.utils.instantiate(cfg)
     dm.setup("fit")
     assert [tuple(b.shape) for b in dm.train_dataloader()] == [(8, 3, 16, 16)] * 2
+
+
+class CountingModule(pl.LightningModule):
+    """Trains one scalar on the batches and writes, per rank, the shards it read and the batches it saw."""
+
+    def __init__(self, out_dir: str) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.out_dir = out_dir
+        self.batches = 0
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        assert batch.shape == (2, 3, 16, 16)
+        self.batches += 1
+        return (batch.mean() - self.weight) ** 2
+
+    def on_train_end(self) -> None:
+        record = {"shards": self.trainer.datamodule.train_set.shards, "batches": self.batches}
+        (Path(self.out_dir) / f"rank{self.global_rank}.json").write_text(json.dumps(record))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(shards: Path, out_dir: Path, **trainer_kwargs: object) -> list[dict]:
+    dm = WebDataModule(str(shards), batch_size=2, crop_size=16, num_workers=1, batches_per_epoch=3, shuffle_buffer=4)
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, **trainer_kwargs,
+    )  # fmt: skip
+    trainer.fit(CountingModule(str(out_dir)), datamodule=dm)
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("rank*.json"))]
+
+
+def test_trainer_runs_the_explicit_epoch_length(shard_dir: Path, tmp_path: Path) -> None:
+    (record,) = fit(shard_dir, tmp_path)
+    assert record["batches"] == 2 * 3 and len(record["shards"]) == 5
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ranks_read_disjoint_shards_in_step(shard_dir: Path, tmp_path: Path) -> None:
+    records = fit(shard_dir, tmp_path, strategy="ddp_spawn", devices=2)
+    assert [r["batches"] for r in records] == [6, 6]
+    assert set(records[0]["shards"]).isdisjoint(records[1]["shards"])
+    assert len(records[0]["shards"]) + len(records[1]["shards"]) == 5

@@ -57,14 +57,14 @@ class WebDataModule(pl.LightningDataModule):
         self.scale_range = tuple(scale_range)
         self.rank = rank
         self.world_size = world_size
-        self.skips = SkipCounter()
+        self.skips: SkipCounter | None = None  # made in setup(): it must not cross a spawn boundary
         self.train_set: ShardStream | None = None
         self.val_set: ImageFileDataset | None = None
 
     @property
     def skipped_samples(self) -> int:
         """Unreadable samples skipped so far by this rank's loader (all its workers)."""
-        return self.skips.value
+        return 0 if self.skips is None else self.skips.value
 
     def _rank_and_world(self) -> tuple[int, int]:
         if self.rank is not None or self.world_size is not None:
@@ -80,6 +80,7 @@ class WebDataModule(pl.LightningDataModule):
         rank, world_size = self._rank_and_world()
         shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
         augment = RandomScaleCrop(self.crop_size, self.scale_range)
+        self.skips = self.skips or SkipCounter()
         self.train_set = ShardStream(
             shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer, self.skips
         )
