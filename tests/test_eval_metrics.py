@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 from skimage import data
+from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
-from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer, ms_ssim, psnr_uint8
+from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer, ms_ssim, psnr_uint8, uint8_to_tensor
 from hific_lit.perceptual import LPIPSLoss
 
 
@@ -37,6 +38,14 @@ def test_ms_ssim_orders_distortions_and_skips_small_images(photo: np.ndarray) ->
     assert 1.0 > mild > strong > 0.0
     small = photo[: MS_SSIM_MIN_SIDE - 1]
     assert ms_ssim(small, small) is None
+
+
+def test_ms_ssim_in_float32_agrees_with_float64(photo: np.ndarray) -> None:
+    noisy = _noisy(photo, 10)
+    reference = multiscale_structural_similarity_index_measure(
+        uint8_to_tensor(noisy).double() * 255, uint8_to_tensor(photo).double() * 255, data_range=255.0
+    )
+    assert ms_ssim(photo, noisy) == pytest.approx(float(reference), abs=1e-5)
 
 
 def test_lpips_scorer_is_zero_for_identical_images_and_grows_with_noise(photo: np.ndarray) -> None:

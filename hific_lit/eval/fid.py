@@ -31,7 +31,7 @@ INCEPTION_URL = (
 def fid_patches(image: np.ndarray, size: int = PATCH, shift: int = SHIFT) -> torch.Tensor:
     """(H, W, 3) uint8 -> (N, 3, size, size) uint8 patches: the aligned grid, plus the shifted grid
     when both sides are >= size + shift. Images smaller than ``size`` give no patch."""
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    chw = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
     height, width = chw.shape[-2:]
     offsets = [0] + ([shift] if min(height, width) >= size + shift else [])
     patches = [

@@ -31,8 +31,6 @@ def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Pat
         raise CheckpointError("no checkpoint given: pass ckpt=PATH, or ckpt=[low,med,high] for an RD curve")
     names: dict[str, Path] = {}
     for path in paths:
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file (make one with `make train` or `make demo`)")
         name = path.stem if path.stem not in names else f"{path.parent.name}_{path.stem}"
         names[name if name not in names else f"{name}_{len(names)}"] = path
     return names
@@ -102,9 +100,9 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
 
     out_dir = Path(out_dir)
     checkpoints = checkpoint_paths(cfg.ckpt)
-    images = dataset_images(cfg.data)
     device = resolve_device(cfg.device)
     models = {name: load_inference_checkpoint(path, map_location=device) for name, path in checkpoints.items()}
+    images = dataset_images(cfg.data)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
     codecs = available_codecs(list(cfg.baselines), missing)

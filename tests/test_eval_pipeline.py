@@ -1,0 +1,181 @@
+"""End to end: tiny checkpoints, a folder of local photos, real .hfc files, baselines, summary, plots, viewer."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+from skimage import data
+
+from hific_lit import HiFiC
+from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.errors import CheckpointError, DatasetError
+from hific_lit.eval.fid import PatchEmbedder
+from hific_lit.eval.metrics import LpipsScorer
+from hific_lit.eval.pipeline import evaluate, load_scorers
+from hific_lit.eval.runner import Scorers
+from hific_lit.image_io import to_uint8
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf" / "eval"
+
+
+class TinyFeatures(torch.nn.Module):
+    """A small stand-in for Inception: uint8 patches -> 8-d features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 16, stride=16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x.float() / 255.0).mean(dim=(2, 3))
+
+
+class MeanAbsoluteDifference(torch.nn.Module):
+    """A cheap stand-in for the LPIPS network (the real one is tested in test_eval_metrics.py)."""
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+        return (x - x_hat).abs().mean()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    crops = {
+        "astronaut": data.astronaut()[:256, :320],
+        "coffee": data.coffee()[:300, :300],
+        "cat": data.chelsea()[:150, :200],
+    }
+    for name, pixels in crops.items():
+        Image.fromarray(np.ascontiguousarray(pixels)).save(folder / f"{name}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = []
+    for seed, name in ((1, "low"), (2, "high")):
+        torch.manual_seed(seed)
+        path = folder / f"{name}.pt"
+        save_inference_checkpoint(HiFiC.from_preset("tiny", with_discriminator=False), path)
+        paths.append(path)
+    return paths
+
+
+def _config(checkpoints: list[Path], photos: Path, *extra: str):
+    overrides = [
+        f"ckpt=[{','.join(map(str, checkpoints))}]",
+        "data=folder",
+        f"data.path={photos}",
+        "device=cpu",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("eval", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def run(checkpoints: list[Path], photos: Path, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("eval")
+    torch.manual_seed(0)
+    scorers = Scorers(LpipsScorer(MeanAbsoluteDifference()), PatchEmbedder(TinyFeatures()))
+    summary = evaluate(_config(checkpoints, photos, "baselines=[jpeg]"), out, scorers)
+    return summary, out
+
+
+def test_bpp_comes_from_the_bytes_on_disk(run: tuple[dict, Path]) -> None:
+    summary, out = run
+    rows = json.loads((out / "per_image.json").read_text())
+    assert len(rows) == 2 * 3 * 2  # checkpoints x images x (ours, jpeg)
+    for row in rows:
+        size = Path(row["file"]).stat().st_size
+        assert row["bytes"] == size and row["bpp"] == 8 * size / (row["width"] * row["height"])
+    for name in ("low", "high"):
+        ours = [r for r in rows if r["checkpoint"] == name and r["method"] == "hific"]
+        assert all(r["file"].endswith(".hfc") for r in ours)
+        assert summary["checkpoints"][name]["methods"]["hific"]["bpp"] == pytest.approx(
+            np.mean([r["bpp"] for r in ours])
+        )
+    with open(out / "per_image.csv", newline="") as f:
+        assert [float(r["bpp"]) for r in csv.DictReader(f)] == [r["bpp"] for r in rows]
+
+
+def test_reconstructions_are_decoded_from_the_written_files(run: tuple[dict, Path], checkpoints: list[Path]) -> None:
+    _, out = run
+    model = load_inference_checkpoint(checkpoints[0])
+    for hfc in sorted((out / "low" / "bitstreams").glob("*.hfc")):
+        decoded = to_uint8(model.decompress(hfc.read_bytes()))
+        saved = np.asarray(Image.open(out / "low" / "reconstructions" / f"{hfc.stem}.png"))
+        assert np.array_equal(decoded, saved)
+
+
+def test_baselines_are_matched_at_or_above_our_bpp(run: tuple[dict, Path]) -> None:
+    _, out = run
+    rows = json.loads((out / "per_image.json").read_text())
+    ours = {(r["checkpoint"], r["image"]): r["bpp"] for r in rows if r["method"] == "hific"}
+    for row in (r for r in rows if r["method"] != "hific"):
+        target = ours[(row["checkpoint"], row["image"])]
+        assert row["bpp"] >= target or not row["matched"]
+        assert row["quality"] is not None and row["psnr"] > 0
+
+
+def test_summary_has_every_metric_fid_kid_and_provenance(run: tuple[dict, Path]) -> None:
+    summary, out = run
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    for entry in summary["checkpoints"].values():
+        for method in ("hific", "jpeg"):
+            values = entry["methods"][method]
+            assert values["images"] == 3 and values["patches"] == 2  # the two 256² crops give one patch each
+            assert None not in (values["psnr"], values["lpips"], values["fid"], values["kid_mean"])
+    assert "ms_ssim" in summary["missing"]  # the 150-px crop is too small for 5-scale MS-SSIM
+    assert summary["versions"]["torch"] and summary["versions"]["libjpg"] and summary["command"]
+    assert summary["config"]["data"]["path"]
+
+
+def test_plots_and_viewers_are_written(run: tuple[dict, Path]) -> None:
+    summary, out = run
+    assert {Path(p).name for p in summary["outputs"]["plots"]} == {"rd_psnr.png", "rd_lpips.png"}
+    for name in ("low", "high"):
+        html = (out / name / "viewer.html").read_text()
+        assert html.count("<section") == 3 and html.count("data:image/") == 3 * 3
+
+
+def test_unavailable_weights_are_skipped_with_a_warning(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    cfg = _config([tmp_path / "x.pt"], tmp_path, "metrics.download_weights=false")
+    missing: dict[str, str] = {}
+    with caplog.at_level(logging.WARNING):
+        scorers = load_scorers(cfg.metrics, torch.device("cpu"), missing)
+    assert scorers.lpips is None and scorers.embed is None
+    assert set(missing) == {"lpips", "fid", "kid"} and "AlexNet" in missing["lpips"] and "Inception" in missing["fid"]
+    assert "skipping LPIPS" in caplog.text and "skipping FID/KID" in caplog.text
+
+
+def test_missing_checkpoint_and_data_set_are_clear_errors(checkpoints: list[Path], photos: Path, tmp_path) -> None:
+    with pytest.raises(CheckpointError, match=r"nope\.pt"):
+        evaluate(_config([tmp_path / "nope.pt"], photos), tmp_path / "out")
+    with pytest.raises(DatasetError, match="no image files"):
+        evaluate(_config(checkpoints[:1], tmp_path), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_script_reports_a_bad_checkpoint_without_a_traceback(tmp_path) -> None:
+    bad = tmp_path / "page.pt"
+    bad.write_text("<!doctype html><html>login</html>")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt={bad}", "data=folder", f"data.path={tmp_path}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "HTML" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
