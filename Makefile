@@ -54,3 +54,13 @@ eval-data: setup ## download + verify EVAL_SETS (default: kodak clic2020) into H
 shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-count 5000 --max-short-side 1024']
 	@test -n "$(SRC)" && test -n "$(OUT)" || { echo "usage: make shards SRC=DIR OUT=DIR [ARGS='--max-size 1G']"; exit 2; }
 	$(BIN)/python scripts/make_shards.py "$(SRC)" "$(OUT)" $(ARGS)
+
+.PHONY: demo train
+DEMO_DIR := outputs/demo
+demo: setup ## train a small model on bundled photos (CPU: base + short GAN stage), compress + decompress a held-out photo, print bpp and PSNR
+	$(BIN)/python scripts/train.py experiment=demo_base
+	$(BIN)/python scripts/train.py experiment=demo_gan
+	$(BIN)/python scripts/demo.py --ckpt $(DEMO_DIR)/gan/inference.ckpt --out $(DEMO_DIR) --runs $(DEMO_DIR)/base $(DEMO_DIR)/gan
+
+train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
+	$(BIN)/python scripts/train.py $(ARGS)
