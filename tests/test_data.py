@@ -104,6 +104,7 @@ def test_folder_datamodule_reads_a_tree_with_two_workers(tmp_path: Path) -> None
     batches = list(dm.train_dataloader())
     assert [tuple(b.shape) for b in batches] == [(2, 3, 64, 64)] * 2
     assert [tuple(b.shape) for b in dm.val_dataloader()] == [(1, 3, 64, 64)]
+    assert dm.skipped_samples == 0
 
 
 def test_folder_holds_out_validation_deterministically(tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
     assert dataset.paths == sorted([good[0], bad])
     with pytest.warns(RuntimeWarning, match="broken.png"):
         out = dataset[0]
-    assert out.shape == (3, 32, 32) and dataset.skipped == 1
+    assert out.shape == (3, 32, 32) and dataset.skips.value == 1
 
 
 def test_missing_or_empty_folder_raises_dataset_error(tmp_path: Path) -> None:

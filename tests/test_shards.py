@@ -99,6 +99,14 @@ def test_stream_reads_back_with_two_workers(shard_dir: Path) -> None:
         assert len(loader) == len(batches) == 9
         assert all(b.shape == (4, 3, 32, 32) and b.dtype == torch.float32 for b in batches)
     assert dm.skipped_samples == 0
+    assert dm.val_dataloader() == []  # no val_dir: no validation
+
+
+def test_validation_comes_from_an_image_folder(shard_dir: Path, image_tree: Path) -> None:
+    dm = WebDataModule(str(shard_dir), val_dir=str(image_tree / "b"), batch_size=4, crop_size=32, num_workers=0)
+    dm.setup("fit")
+    batches = list(dm.val_dataloader())
+    assert [b.shape[0] for b in batches] == [4, 3] and all(b.shape[1:] == (3, 32, 32) for b in batches)
 
 
 def test_two_ranks_see_disjoint_shards_and_equal_batch_counts(shard_dir: Path) -> None:

@@ -11,8 +11,9 @@ class CropDataModule(pl.LightningDataModule):
     """Batches are plain float tensors ``(batch_size, 3, crop_size, crop_size)`` in [0, 1].
 
     Subclasses build ``self.train_set`` and ``self.val_set`` in :meth:`setup`. Under DDP, Lightning
-    wraps these loaders in a ``DistributedSampler``, which pads so every rank sees the same number of
-    batches; the last incomplete training batch is dropped so every batch has the same shape.
+    wraps the loaders of map-style datasets in a ``DistributedSampler``, which pads so every rank sees
+    the same number of batches; the last incomplete training batch is dropped so every batch has the
+    same shape. (Iterable sources, such as shards, split themselves: see ``WebDataModule``.)
     """
 
     def __init__(self, batch_size: int = 8, crop_size: int = 256, num_workers: int = 0) -> None:
@@ -26,6 +27,12 @@ class CropDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    @property
+    def skipped_samples(self) -> int:
+        """Unreadable images skipped so far (with a warning) by the training and validation loaders."""
+        counters = (getattr(ds, "skips", None) for ds in (self.train_set, self.val_set))
+        return sum(c.value for c in counters if c is not None)
 
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,28 @@ def open_image(source: Path | bytes, label: str | None = None) -> Image.Image:
         raise ImageReadError(f"{label}: not a readable image ({exc})") from None
 
 
+class SkipCounter:
+    """Handler for unreadable samples: warn, count in shared memory, continue.
+
+    The count lives in a ``multiprocessing.Value`` so that skips made in DataLoader worker processes
+    show up in :attr:`value` of the main process.
+    """
+
+    def __init__(self) -> None:
+        self._count = multiprocessing.get_context().Value("q", 0)
+
+    def __call__(self, exc: BaseException) -> bool:
+        with self._count.get_lock():
+            self._count.value += 1
+        warnings.warn(f"skipping unreadable sample: {exc}", RuntimeWarning, stacklevel=2)
+        return True
+
+    @property
+    def value(self) -> int:
+        """Samples skipped so far, in every process sharing this counter."""
+        return int(self._count.value)
+
+
 def find_images(root: str | Path) -> list[Path]:
     """Every image file (by suffix, case-insensitive) under ``root``, recursively, in sorted order.
 
@@ -56,16 +79,19 @@ class ImageFileDataset(Dataset):
         length: items per epoch; index ``i`` reads ``paths[i % len(paths)]``, so a few photos can fill
             a long epoch of fresh random crops. Defaults to ``len(paths)``.
 
-    An unreadable file is skipped with a warning: the next readable file in the list takes its place.
+    An unreadable file is skipped with a warning and counted in ``skips`` (shared with DataLoader
+    workers): the next readable file in the list takes its place.
     """
 
-    def __init__(self, paths: Sequence[Path], transform: Transform, length: int | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], transform: Transform, length: int | None = None, skips: SkipCounter | None = None
+    ) -> None:
         if not paths:
             raise DatasetError("an image dataset needs at least one file")
         self.paths = list(paths)
         self.transform = transform
         self.length = len(self.paths) if length is None else int(length)
-        self.skipped = 0
+        self.skips = skips if skips is not None else SkipCounter()
 
     def __len__(self) -> int:
         return self.length
@@ -76,8 +102,7 @@ class ImageFileDataset(Dataset):
             try:
                 image = open_image(path)
             except ImageReadError as exc:
-                self.skipped += 1
-                warnings.warn(f"skipping unreadable image: {exc}", RuntimeWarning, stacklevel=2)
+                self.skips(exc)
                 continue
             return self.transform(image)
         raise DatasetError(f"none of the {len(self.paths)} images (first: {self.paths[0]}) is readable")

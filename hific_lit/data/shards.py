@@ -14,10 +14,8 @@ raise :class:`DatasetError` instead of spinning forever.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import random
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -26,7 +24,7 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from hific_lit.data.image_files import Transform, open_image
+from hific_lit.data.image_files import SkipCounter, Transform, open_image
 from hific_lit.errors import DatasetError, ImageReadError
 from hific_lit.image_io import IMAGE_SUFFIXES
 
@@ -80,28 +78,6 @@ def shards_for_rank(shards: Sequence[str], rank: int, world_size: int) -> list[s
 def batches_for_worker(batches: int, worker: int, num_workers: int) -> int:
     """Worker ``worker``'s share of ``batches`` (shares differ by at most one and sum to ``batches``)."""
     return batches // num_workers + (1 if worker < batches % num_workers else 0)
-
-
-class SkipCounter:
-    """Exception handler for WebDataset stages: warn, count in shared memory, continue.
-
-    The count lives in a ``multiprocessing.Value`` so that skips made in DataLoader worker processes
-    show up in :attr:`value` of the main process.
-    """
-
-    def __init__(self) -> None:
-        self._count = multiprocessing.get_context().Value("q", 0)
-
-    def __call__(self, exc: BaseException) -> bool:
-        with self._count.get_lock():
-            self._count.value += 1
-        warnings.warn(f"skipping unreadable sample: {exc}", RuntimeWarning, stacklevel=2)
-        return True
-
-    @property
-    def value(self) -> int:
-        """Samples skipped so far, in every process sharing this counter."""
-        return int(self._count.value)
 
 
 def decode_image(sample: dict) -> Image.Image:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import warnings
 
-import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
-from hific_lit.data.shards import ShardStream, SkipCounter, resolve_shards, shards_for_rank
+from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
 from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
 
 
-class WebDataModule(pl.LightningDataModule):
+class WebDataModule(CropDataModule):
     """Paper-style crops from tar shards (``scripts/make_shards.py``); validation from an image folder.
 
     Every rank reads a disjoint subset of the shards and yields exactly ``batches_per_epoch`` batches
@@ -46,25 +46,14 @@ class WebDataModule(pl.LightningDataModule):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size=batch_size, crop_size=crop_size, num_workers=num_workers)
         self.train_shards = train_shards
         self.val_dir = val_dir
-        self.batch_size = batch_size
-        self.crop_size = crop_size
-        self.num_workers = num_workers
         self.batches_per_epoch = batches_per_epoch
         self.shuffle_buffer = shuffle_buffer
         self.scale_range = tuple(scale_range)
         self.rank = rank
         self.world_size = world_size
-        self.skips: SkipCounter | None = None  # made in setup(): it must not cross a spawn boundary
-        self.train_set: ShardStream | None = None
-        self.val_set: ImageFileDataset | None = None
-
-    @property
-    def skipped_samples(self) -> int:
-        """Unreadable samples skipped so far by this rank's loader (all its workers)."""
-        return 0 if self.skips is None else self.skips.value
 
     def _rank_and_world(self) -> tuple[int, int]:
         if self.rank is not None or self.world_size is not None:
@@ -80,10 +69,8 @@ class WebDataModule(pl.LightningDataModule):
         rank, world_size = self._rank_and_world()
         shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
         augment = RandomScaleCrop(self.crop_size, self.scale_range)
-        self.skips = self.skips or SkipCounter()
-        self.train_set = ShardStream(
-            shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer, self.skips
-        )
+        # The skip counter (shared memory) is made here, in the rank's own process, never before a spawn.
+        self.train_set = ShardStream(shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer)
         if self.val_dir is not None:
             self.val_set = ImageFileDataset(find_images(self.val_dir), CenterCrop(self.crop_size))
 
@@ -106,6 +93,4 @@ class WebDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader | list:
-        if self.val_set is None:
-            return []
-        return DataLoader(self.val_set, batch_size=self.batch_size, num_workers=min(self.num_workers, 2))
+        return [] if self.val_set is None else super().val_dataloader()
