@@ -26,6 +26,7 @@ from hific_lit.entropy import FactorizedPrior, GaussianConditional
 from hific_lit.entropy.tables import CodingTables
 from hific_lit.nn import Discriminator, Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.padding import crop, pad_to_multiple
+from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
 
 
 class Likelihoods(NamedTuple):
@@ -88,6 +89,10 @@ class HiFiC(nn.Module):
         self.discriminator = (
             Discriminator(c, arch.discriminator_widths, arch.discriminator_context) if with_discriminator else None
         )
+        self.max_memory: int | None = DEFAULT_MAX_MEMORY
+        """Working-memory budget (bytes) of g_a and g_s in compress/decompress; ``None``: whole image."""
+        self.tile_progress: bool | None = None
+        """Progress bar over tiles: ``None`` shows it on a terminal when there is more than one tile."""
 
     @classmethod
     def from_preset(cls, name: str, with_discriminator: bool = True) -> HiFiC:
@@ -114,14 +119,19 @@ class HiFiC(nn.Module):
         return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
 
     def analysis(self, x_padded: torch.Tensor) -> torch.Tensor:
-        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32."""
+        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32.
+
+        Runs on tiles within ``self.max_memory`` bytes of working memory (see :mod:`hific_lit.tiling`).
+        """
         dtype = next(self.g_a.parameters()).dtype
-        return self.g_a(x_padded.to(dtype) * 2.0 - 1.0).float()
+        x = x_padded.to(dtype) * 2.0 - 1.0
+        return tiled_analysis(self.g_a, x, self.max_memory, self.tile_progress).float()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32."""
+        """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""
         dtype = next(self.g_s.parameters()).dtype
-        return ((self.g_s(y_hat.to(dtype)) + 1.0) / 2.0).float()
+        x_hat = tiled_synthesis(self.g_s, y_hat.to(dtype), self.max_memory, self.tile_progress)
+        return ((x_hat + 1.0) / 2.0).float()
 
     def update(self, force: bool = False) -> None:
         """Build the coding tables once and store them as buffers (they travel in the state dict)."""

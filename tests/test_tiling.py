@@ -16,6 +16,7 @@ from hific_lit.padding import pad_to_multiple
 from hific_lit.tiling import (
     MEMORY_SAFETY,
     MemoryBudgetError,
+    NotTileableError,
     Stage,
     activation_peak_bytes,
     analysis_stage,
@@ -59,10 +60,15 @@ def test_receptive_fields_match_the_paper_layout() -> None:
     assert [(s.halo, s.align) for s in synthesis_stages(g_s)] == [(19, 1), (2, 1)]
 
 
-def test_norms_with_image_statistics_are_refused() -> None:
-    g_a = Encoder((4, 4, 4, 4, 4), 4, norm="instance")
-    with pytest.raises(ValueError, match="InstanceNorm"):
+def test_norms_with_image_statistics_run_untiled_with_a_warning() -> None:
+    g_a = Encoder((4, 4, 4, 4, 4), 4, norm="instance").eval()
+    with pytest.raises(NotTileableError, match="InstanceNorm"):
         analysis_stage(g_a)
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.warns(UserWarning, match="untiled"):
+        y = tiled_analysis(g_a, x, 2**20)
+    with torch.no_grad():
+        assert torch.equal(y, g_a(x))
 
 
 @pytest.mark.parametrize("size", [(197, 175), (17, 3000), (3000, 17)])

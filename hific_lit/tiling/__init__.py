@@ -13,7 +13,7 @@ from hific_lit.tiling.memory import (
     format_bytes,
     parse_memory_size,
 )
-from hific_lit.tiling.receptive import receptive_field
+from hific_lit.tiling.receptive import NotTileableError, receptive_field
 from hific_lit.tiling.tiles import Stage, TilePlan, plan_tiles, run_tiled, split_axis
 from hific_lit.tiling.transforms import analysis_stage, synthesis_stages, tiled_analysis, tiled_synthesis
 
@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_MAX_MEMORY",
     "MEMORY_SAFETY",
     "MemoryBudgetError",
+    "NotTileableError",
     "Stage",
     "TilePlan",
     "activation_peak_bytes",

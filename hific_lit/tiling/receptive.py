@@ -43,10 +43,14 @@ class Footprint:
         self.radius += Fraction(dilation * (kernel - 1), 2) / self.scale
 
 
+class NotTileableError(ValueError):
+    """A network has a layer whose reach tiling cannot bound (or that uses per-image statistics)."""
+
+
 def _square(value: int | tuple[int, ...], name: str, layer: nn.Module) -> int:
     values = (value,) if isinstance(value, int) else tuple(value)
     if len(set(values)) != 1:
-        raise ValueError(f"tiling supports square {name}s only; {layer} has {name} {value}")
+        raise NotTileableError(f"tiling supports square {name}s only; {layer} has {name} {value}")
     return values[0]
 
 
@@ -63,7 +67,7 @@ def _walk(module: nn.Module, fp: Footprint) -> None:
         for child in module.children():
             _walk(child, fp)
     else:
-        raise ValueError(
+        raise NotTileableError(
             f"cannot work out the receptive field of {type(module).__name__}: tiling supports convolutions, "
             "transposed convolutions, residual blocks and per-pixel layers (ChannelNorm, ReLU, eval-mode "
             "BatchNorm); norms with per-image statistics such as InstanceNorm make tiles differ from the whole image"

@@ -83,8 +83,8 @@ def _core(length: int, extent: int, halo: int, align: int) -> int:
 def plan_tiles(stage: Stage, shape: torch.Size, dtype: torch.dtype, max_memory: int | None) -> TilePlan:
     """The fewest, largest tiles of an input of ``shape`` whose working memory fits ``max_memory`` bytes.
 
-    ``None`` means no budget: one tile, the whole input. A narrow input gets long tiles: the
-    budget is spent on the whole width first.
+    ``None`` means no budget: one tile, the whole input. Tiles are square unless the input is
+    narrower than that: then the short side is taken whole and the budget goes to the long one.
     """
     batch, channels, height, width = shape
     if height % stage.align or width % stage.align:
@@ -93,9 +93,11 @@ def plan_tiles(stage: Stage, shape: torch.Size, dtype: torch.dtype, max_memory: 
         return TilePlan([(0, height)], [(0, width)])
     per_pixel = bytes_per_pixel(stage, batch, channels, dtype)
     area = int(max_memory / per_pixel)
-    extent_w = min(width, math.isqrt(area))
-    core_w = _core(width, extent_w, stage.halo, stage.align)
-    core_h = _core(height, area // max(extent_w, 1), stage.halo, stage.align)
+    short, long = sorted((height, width))
+    extent_short = min(short, math.isqrt(area))
+    core_short = _core(short, extent_short, stage.halo, stage.align)
+    core_long = _core(long, area // max(extent_short, 1), stage.halo, stage.align)
+    core_h, core_w = (core_short, core_long) if height <= width else (core_long, core_short)
     if core_w <= 0 or core_h <= 0:
         smallest = per_pixel * (stage.align + 2 * stage.halo) ** 2
         raise MemoryBudgetError(
@@ -115,13 +117,14 @@ def run_tiled(
     stage: Stage,
     x: torch.Tensor,
     max_memory: int | None,
-    progress: bool = False,
+    progress: bool | None = False,
     desc: str = "tiles",
 ) -> torch.Tensor:
     """``stage.module(x)`` computed tile by tile, each tile's working memory within ``max_memory`` bytes.
 
     Tiles move to the module's device and their outputs back to ``x``'s, so an image held in host
     memory can be processed by a network on a GPU. Inference only (runs without autograd).
+    ``progress``: a progress bar over the tiles; ``None`` shows one only on a terminal.
     """
     batch, _, height, width = x.shape
     plan = plan_tiles(stage, x.shape, x.dtype, max_memory)
@@ -130,9 +133,10 @@ def run_tiled(
     out: torch.Tensor | None = None
     tiles = itertools.product(plan.rows, plan.cols)
     with torch.no_grad():
-        for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=desc, disable=not progress or plan.count == 1):
+        hidden = True if plan.count == 1 or progress is False else (None if progress is None else False)
+        for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=desc, disable=hidden, leave=False):
             e0, f0 = max(0, r0 - halo), max(0, c0 - halo)
-            tile = x[..., e0 : min(height, r1 + halo), f0 : min(width, c1 + halo)].to(device)
+            tile = x[..., e0 : min(height, r1 + halo), f0 : min(width, c1 + halo)].to(device).contiguous()
             result = stage.module(tile)
             if out is None:
                 size = (batch, result.shape[1], _scaled(height, s), _scaled(width, s))

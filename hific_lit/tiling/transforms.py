@@ -16,11 +16,14 @@ Receptive fields (paper sizes, Mentzer et al. 2020, App. A.1; any preset has the
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from hific_lit.nn import Encoder, Generator
 from hific_lit.tiling.memory import DEFAULT_MAX_MEMORY
+from hific_lit.tiling.receptive import NotTileableError
 from hific_lit.tiling.tiles import Stage, run_tiled
 
 
@@ -47,20 +50,35 @@ def synthesis_stages(g_s: Generator) -> tuple[Stage, Stage]:
     return Stage.of(trunk, g_s.head, g_s.blocks), Stage.of(g_s.up, g_s.up)
 
 
+def _untiled(network: nn.Module, x: torch.Tensor, max_memory: int | None, reason: Exception) -> torch.Tensor:
+    if max_memory is not None:
+        warnings.warn(f"{type(network).__name__} runs on the whole image, untiled: {reason}", stacklevel=3)
+    with torch.no_grad():
+        return network(x.to(next(network.parameters()).device)).to(x.device)
+
+
 def tiled_analysis(
-    g_a: Encoder, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool = False
+    g_a: Encoder, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
 ) -> torch.Tensor:
     """``g_a(x)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole image).
 
-    ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64); the result is on ``x``'s device.
+    ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64); the result is on
+    ``x``'s device. A network that cannot be tiled exactly (e.g. instance norm) runs whole, with a warning.
     """
-    return run_tiled(analysis_stage(g_a), x, max_memory, progress, desc="g_a tiles")
+    try:
+        stage = analysis_stage(g_a)
+    except NotTileableError as exc:
+        return _untiled(g_a, x, max_memory, exc)
+    return run_tiled(stage, x, max_memory, progress, desc="g_a tiles")
 
 
 def tiled_synthesis(
-    g_s: Generator, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool = False
+    g_s: Generator, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
 ) -> torch.Tensor:
     """``g_s(y_hat)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole latent)."""
-    trunk, up = synthesis_stages(g_s)
+    try:
+        trunk, up = synthesis_stages(g_s)
+    except NotTileableError as exc:
+        return _untiled(g_s, y_hat, max_memory, exc)
     h = run_tiled(trunk, y_hat, max_memory, progress, desc="g_s trunk tiles")
     return run_tiled(up, h, max_memory, progress, desc="g_s upsampling tiles")
