@@ -179,6 +179,18 @@ def test_parse_size() -> None:
         parse_size("big")
 
 
+def test_hydra_override_with_a_quoted_brace_pattern(shard_dir: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    pattern = str(shard_dir / "train-{000000..000004}.tar")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        overrides = ["data=openimages_wds", f"data.train_shards='{pattern}'", "data.num_workers=0"]
+        cfg = compose("train", overrides=overrides)
+    dm = hydra.utils.instantiate(cfg.data)
+    dm.setup("fit")
+    assert len(dm.train_set.shards) == 5
+
+
 def test_make_shards_script_and_config(image_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
