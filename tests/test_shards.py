@@ -144,6 +144,16 @@ def test_corrupt_member_is_skipped_counted_and_training_goes_on(shard_dir: Path,
     assert dm.skipped_samples >= 2
 
 
+def test_truncated_shard_is_read_up_to_the_damage(shard_dir: Path, tmp_path: Path) -> None:
+    data = (shard_dir / "train-000000.tar").read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[: len(data) // 2])
+    dm = WebDataModule(str(tmp_path / "cut.tar"), batch_size=1, crop_size=16, num_workers=0, batches_per_epoch=3)
+    dm.setup("fit")
+    with pytest.warns(RuntimeWarning, match="skipping unreadable sample"):
+        assert len(list(dm.train_dataloader())) == 3
+    assert dm.skipped_samples >= 1
+
+
 def _members(path: Path) -> list[tuple[tarfile.TarInfo, io.BytesIO]]:
     with tarfile.open(path) as tar:
         return [(m, io.BytesIO(tar.extractfile(m).read())) for m in tar.getmembers()]

@@ -14,6 +14,7 @@ raise :class:`DatasetError` instead of spinning forever.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -142,11 +143,7 @@ class ShardStream(IterableDataset):
             self._crops,
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
-        count = batches_for_worker(self.batches_per_epoch, worker, num_workers)
-        for index, batch in enumerate(pipeline):
-            if index >= count:
-                break
-            yield batch
+        yield from itertools.islice(pipeline, batches_for_worker(self.batches_per_epoch, worker, num_workers))
 
     def _samples_forever(self, shards: list[str], rng: random.Random) -> Iterator[dict]:
         while True:
