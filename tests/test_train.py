@@ -15,7 +15,7 @@ from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import load_sample_photo
 from hific_lit.lit.base import ITERATION_KEY
 from hific_lit.losses import psnr
-from hific_lit.train import CONFIG_DIR, compose_config, train
+from hific_lit.train import CONFIG_DIR, compose_config, default_wandb_mode, train
 
 ROOT = CONFIG_DIR.parent
 SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]
@@ -106,3 +106,25 @@ def test_two_process_cpu_ddp_shares_one_output_folder(stage: str, tmp_path: Path
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["iteration"] == 2
     assert (run_dir / "inference.ckpt").is_file()
+
+
+def test_wandb_is_offline_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"NETRC": str(tmp_path / "n")}
+    monkeypatch.setattr(os, "environ", environ)
+    default_wandb_mode()
+    assert os.environ["WANDB_MODE"] == "offline"
+    environ["WANDB_MODE"] = "online"
+    default_wandb_mode()
+    assert os.environ["WANDB_MODE"] == "online"  # an explicit choice wins
+
+
+@pytest.mark.slow
+def test_wandb_logger_records_an_offline_run(tmp_path: Path) -> None:
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *SMOKE, "logger=wandb", f"hydra.run.dir={tmp_path}"]
+    result = subprocess.run(
+        cmd, cwd=ROOT, env=env_free | {"NETRC": str(tmp_path / "netrc")}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
