@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from hific_lit.bitstream import HEADER_SIZE, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.errors import HificError
+from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
 
@@ -29,7 +30,17 @@ def _device(name: str) -> torch.device:
 def _load_model(args: argparse.Namespace):
     from hific_lit.checkpoint import load_inference_checkpoint
 
-    return load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
+    model = load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
+    model.max_memory = args.max_memory
+    model.tile_progress = False if args.quiet else None
+    return model
+
+
+def _memory_budget(text: str) -> int | None:
+    try:
+        return parse_memory_budget(text)
+    except HificError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
@@ -147,6 +158,14 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device", default="cpu", help="device to run the model on: cpu (default), cuda, cuda:N or auto"
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=_memory_budget,
+        default=DEFAULT_MAX_MEMORY,
+        metavar="SIZE",
+        help="working memory of the encoder and generator: they run on overlapping tiles that fit it; the .hfc "
+        f"file is the same as untiled (e.g. 256M, 2G, none; default {DEFAULT_MAX_MEMORY // 2**20}M)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only, no progress bar")
 

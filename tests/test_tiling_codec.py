@@ -1,11 +1,16 @@
-"""Tiling inside compress/decompress: one bitstream, identical to untiled; any shape round-trips."""
+"""Tiling in compress/decompress and ``--max-memory``: one bitstream, the same as untiled, for any shape."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from hific_lit import HiFiC
+from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.cli import main
+from hific_lit.image_io import load_image, save_image
 from hific_lit.tiling import MEMORY_SAFETY, activation_peak_bytes, analysis_stage, plan_tiles, synthesis_stages
 
 ATOL = 1e-5
@@ -58,3 +63,23 @@ def test_default_budget_is_set_and_none_disables_tiling(model: HiFiC) -> None:
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.analysis(x), model.g_a(x * 2.0 - 1.0))
+
+
+def test_cli_max_memory_tiles_without_changing_the_file(model: HiFiC, tmp_path: Path) -> None:
+    ckpt, image = tmp_path / "tiny.ckpt", tmp_path / "photo.png"
+    save_inference_checkpoint(model, ckpt)
+    save_image(torch.rand(1, 3, 150, 230), image)
+    budget = str(_small_budget(model))
+    for name, memory in (("whole", "none"), ("tiled", budget)):
+        args = ["--ckpt", str(ckpt), "--max-memory", memory, "-q"]
+        assert main(["compress", str(image), "-o", str(tmp_path / f"{name}.hfc"), *args]) == 0
+        assert main(["decompress", str(tmp_path / f"{name}.hfc"), "-o", str(tmp_path / f"{name}.png"), *args]) == 0
+    assert (tmp_path / "tiled.hfc").read_bytes() == (tmp_path / "whole.hfc").read_bytes()
+    whole, tiled = (load_image(tmp_path / f"{name}.png") for name in ("whole", "tiled"))
+    assert (whole - tiled).abs().max() <= 1 / 255  # 8-bit output: float noise may flip one level
+
+
+def test_cli_rejects_a_malformed_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["compress", "x.png", "--ckpt", "m.ckpt", "--max-memory", "lots"])
+    assert "cannot read memory size 'lots'" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from hific_lit.tiling.memory import (
     MemoryBudgetError,
     activation_peak_bytes,
     format_bytes,
+    parse_memory_budget,
     parse_memory_size,
 )
 from hific_lit.tiling.receptive import NotTileableError, receptive_field
@@ -27,6 +28,7 @@ __all__ = [
     "activation_peak_bytes",
     "analysis_stage",
     "format_bytes",
+    "parse_memory_budget",
     "parse_memory_size",
     "plan_tiles",
     "receptive_field",

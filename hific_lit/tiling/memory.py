@@ -49,6 +49,11 @@ def parse_memory_size(text: str | int) -> int:
     return size
 
 
+def parse_memory_budget(text: str) -> int | None:
+    """A working-memory budget: a size as in :func:`parse_memory_size`, or ``none`` for no tiling."""
+    return None if text.strip().lower() in ("none", "off", "unlimited") else parse_memory_size(text)
+
+
 def format_bytes(size: float) -> str:
     """``size`` in MiB or GiB, for messages."""
     return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
