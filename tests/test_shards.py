@@ -20,7 +20,8 @@ from PIL import Image
 
 from hific_lit.data import WebDataModule
 from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
-from hific_lit.data.shards import batches_for_worker, decode_image, resolve_shards, shards_for_rank
+from hific_lit.data.shards import ShardStream, batches_for_worker, decode_image, resolve_shards, shards_for_rank
+from hific_lit.data.transforms import RandomScaleCrop
 from hific_lit.errors import DatasetError
 from hific_lit.image_io import load_image, pil_to_tensor
 
@@ -123,6 +124,18 @@ def test_two_ranks_see_disjoint_shards_and_equal_batch_counts(shard_dir: Path) -
     assert counts == [6, 6]
 
 
+def test_ranks_seeded_alike_still_draw_different_crops(shard_dir: Path) -> None:
+    shards = resolve_shards(shard_dir)
+    first = []
+    for rank in range(2):
+        torch.manual_seed(0)  # as seed_everything does on every rank
+        stream = ShardStream(shards, RandomScaleCrop(16), batch_size=4, batches_per_epoch=1, rank=rank)
+        first.append(next(iter(stream)))
+    torch.manual_seed(0)
+    again = next(iter(ShardStream(shards, RandomScaleCrop(16), batch_size=4, batches_per_epoch=1, rank=1)))
+    assert not torch.equal(first[0], first[1]) and torch.equal(first[1], again)
+
+
 def test_corrupt_member_is_skipped_counted_and_training_goes_on(shard_dir: Path, tmp_path: Path) -> None:
     members = [(m, f.read()) for m, f in _members(shard_dir / "train-000000.tar")]
     with tarfile.open(tmp_path / "bad-000000.tar", "w") as tar:
@@ -132,13 +145,14 @@ def test_corrupt_member_is_skipped_counted_and_training_goes_on(shard_dir: Path,
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     bad = str(tmp_path / "bad-000000.tar")
-    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=0, batches_per_epoch=4)
+    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=0, batches_per_epoch=4, shuffle_buffer=0)
     dm.setup("fit")
     with pytest.warns(RuntimeWarning, match="000000001"):
         assert len(list(dm.train_dataloader())) == 4
     assert dm.skipped_samples >= 1
-    # In worker processes the warning goes to the worker's stderr; the count reaches the main process.
-    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=2, batches_per_epoch=4)
+    # Unshuffled, each worker meets the corrupt member on its first pass. In worker processes the
+    # warning goes to the worker's stderr; the count reaches the main process.
+    dm = WebDataModule([bad, bad], batch_size=2, crop_size=16, num_workers=2, batches_per_epoch=4, shuffle_buffer=0)
     dm.setup("fit")
     assert len(list(dm.train_dataloader())) == 4
     assert dm.skipped_samples >= 2

@@ -30,6 +30,7 @@ from hific_lit.errors import DatasetError, ImageReadError
 from hific_lit.image_io import IMAGE_SUFFIXES
 
 MAX_CONSECUTIVE_SKIPS = 1000
+RANK_SEED_STRIDE = 1_000_003
 IMAGE_KEYS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 
 
@@ -96,11 +97,13 @@ class ShardStream(IterableDataset):
     Args:
         shards: this rank's shards (see :func:`shards_for_rank`); DataLoader workers split them further,
             so use at most ``len(shards)`` workers.
-        transform: maps a decoded PIL image to a (3, crop, crop) float tensor.
+        transform: maps a decoded PIL image and a ``generator=`` keyword to a (3, crop, crop) float tensor.
         batch_size: samples per batch.
         batches_per_epoch: batches this rank yields per epoch, over all its workers.
         shuffle_buffer: samples held in the shuffle buffer (0 disables sample shuffling).
         skips: counter of skipped samples, shared with the main process.
+        rank: mixed into the random seed, so that ranks seeded alike (``seed_everything``) still
+            shuffle and crop independently.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class ShardStream(IterableDataset):
         batches_per_epoch: int,
         shuffle_buffer: int = 1000,
         skips: SkipCounter | None = None,
+        rank: int = 0,
     ) -> None:
         super().__init__()
         if not shards:
@@ -123,6 +127,7 @@ class ShardStream(IterableDataset):
         self.batches_per_epoch = batches_per_epoch
         self.shuffle_buffer = shuffle_buffer
         self.skips = skips if skips is not None else SkipCounter()
+        self.rank = rank
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -133,14 +138,15 @@ class ShardStream(IterableDataset):
         shards = self.shards[worker::num_workers]
         if not shards:
             raise DatasetError(f"worker {worker} of {num_workers} has no shard: use at most {len(self.shards)} workers")
-        # Seeded from torch's RNG, which Lightning's seed_everything and the DataLoader set per worker.
-        rng = random.Random(int(torch.randint(0, 2**62, ())))
+        # Seeded from torch's RNG (set by seed_everything, and per worker by the DataLoader) and the rank.
+        seed = (int(torch.randint(0, 2**62, ())) + RANK_SEED_STRIDE * self.rank) % 2**63
+        rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
         pipeline = wds.DataPipeline(
             lambda: self._samples_forever(shards, rng),
             wds.shuffle(self.shuffle_buffer, initial=min(100, self.shuffle_buffer), rng=rng)
             if self.shuffle_buffer > 0
             else None,
-            self._crops,
+            lambda samples: self._crops(samples, generator),
             wds.batched(self.batch_size, collation_fn=torch.stack, partial=False),
         )
         yield from itertools.islice(pipeline, batches_for_worker(self.batches_per_epoch, worker, num_workers))
@@ -156,7 +162,7 @@ class ShardStream(IterableDataset):
             if found == 0:
                 raise DatasetError(f"no readable sample in {len(shards)} shard(s), e.g. {shards[0]}")
 
-    def _crops(self, samples: Iterator[dict]) -> Iterator[torch.Tensor]:
+    def _crops(self, samples: Iterator[dict], generator: torch.Generator) -> Iterator[torch.Tensor]:
         consecutive = 0
         for sample in samples:
             try:
@@ -168,4 +174,4 @@ class ShardStream(IterableDataset):
                     raise DatasetError(f"{consecutive} unreadable samples in a row; the shards look broken") from None
                 continue
             consecutive = 0
-            yield self.transform(image)
+            yield self.transform(image, generator=generator)

@@ -70,7 +70,9 @@ class WebDataModule(CropDataModule):
         shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
         augment = RandomScaleCrop(self.crop_size, self.scale_range)
         # The skip counter (shared memory) is made here, in the rank's own process, never before a spawn.
-        self.train_set = ShardStream(shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer)
+        self.train_set = ShardStream(
+            shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer, rank=rank
+        )
         if self.val_dir is not None:
             self.val_set = ImageFileDataset(find_images(self.val_dir), CenterCrop(self.crop_size))
 
