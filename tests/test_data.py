@@ -114,6 +114,15 @@ def test_folder_holds_out_validation_deterministically(tmp_path: Path) -> None:
     assert hold_out(paths, 0.2) == (train, val)
 
 
+def test_short_epochs_sample_the_whole_folder(tmp_path: Path) -> None:
+    paths = write_images(tmp_path, [(8, 8 + i) for i in range(10)])
+    dataset = ImageFileDataset(paths, lambda img: torch.tensor(img.width), length=2)
+    assert len(dataset) == 2
+    assert len({int(dataset[i % 2]) for i in range(60)}) > 5
+    cycling = ImageFileDataset(paths, lambda img: torch.tensor(img.width), length=20)
+    assert [int(cycling[i]) for i in range(12)] == [8 + i % 10 for i in range(12)]
+
+
 def test_unreadable_file_is_skipped_with_a_warning(tmp_path: Path) -> None:
     good = write_images(tmp_path, [(64, 64)])
     bad = tmp_path / "broken.png"

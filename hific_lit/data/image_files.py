@@ -76,8 +76,10 @@ class ImageFileDataset(Dataset):
     Args:
         paths: the image files.
         transform: maps a PIL image to a (3, crop, crop) float tensor (see ``hific_lit.data.transforms``).
-        length: items per epoch; index ``i`` reads ``paths[i % len(paths)]``, so a few photos can fill
-            a long epoch of fresh random crops. Defaults to ``len(paths)``.
+        length: items per epoch (default ``len(paths)``). When at least ``len(paths)``, index ``i``
+            reads ``paths[i % len(paths)]``, so a few photos fill a long epoch of fresh random crops;
+            when smaller, every item is a file drawn uniformly at random, so that short epochs still
+            sample the whole folder.
 
     An unreadable file is skipped with a warning and counted in ``skips`` (shared with DataLoader
     workers): the next readable file in the list takes its place.
@@ -97,6 +99,8 @@ class ImageFileDataset(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        if self.length < len(self.paths):
+            index = int(torch.randint(len(self.paths), ()))
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
