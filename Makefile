@@ -64,3 +64,7 @@ demo: setup ## train a small model on bundled photos (CPU: base + short GAN stag
 
 train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
 	$(BIN)/python scripts/train.py $(ARGS)
+
+.PHONY: bench
+bench: setup ## run every scripts/bench_*.py; each writes outputs/bench/<name>.json and prints a summary
+	@set -e; for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python "$$script"; done

@@ -113,10 +113,10 @@ def test_small_chunks_and_row_budget_still_round_trip(monkeypatch: pytest.Monkey
 
 def test_runs_respect_the_row_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(coder, "ROW_BYTES_BUDGET", 10_000)
-    widths = torch.sort(torch.randint(4, 3000, (20_000,))).values
+    widths = torch.sort(torch.randint(4, 3000, (20_000,))).values.numpy()
     runs = plan_runs(widths)
-    assert runs[0][0] == 0 and runs[-1][1] == widths.numel()
-    for (start, end, width), (next_start, _, _) in zip(runs, [*runs[1:], (widths.numel(), 0, 0)], strict=True):
+    assert runs[0][0] == 0 and runs[-1][1] == widths.size
+    for (start, end, width), (next_start, _, _) in zip(runs, [*runs[1:], (widths.size, 0, 0)], strict=True):
         assert end == next_start and width == widths[end - 1]
         assert (end - start) * width * 2 <= 10_000 or end - start == 1
 

@@ -1,11 +1,13 @@
 """Entropy coding of integer symbols with torchac and frozen tables, in bounded memory.
 
 Symbols are coded chunk by chunk (``CHUNK_SYMBOLS`` at a time, in flat order). Inside a chunk
-they are sorted by table row width, then cut into runs whose gathered int16 CDF rows stay
-within ``ROW_BYTES_BUDGET``; each run is one torchac stream (int16 path, rows gathered from the
-tables with ``index_select``). A symbol outside its row's range is coded as the overflow bin and
-its exact value follows as an escape: with ``m = |s| - (radius + 1)`` beyond the nearest bound,
-the unsigned LEB128 varint of ``2 * m + (s < 0)``. Any int64 decodes exactly.
+they are sorted (stably) by table row width, then cut into runs whose gathered int16 CDF rows
+stay within ``ROW_BYTES_BUDGET``; each run is one torchac stream (int16 path, one row per
+symbol gathered from the tables). A symbol outside its row's range is coded as the overflow
+bin and its exact value follows as an escape, in flat order: with ``m`` the number of steps
+beyond the nearest bound of the row's range, the unsigned LEB128 varint of
+``2 * m + (below the range)``. Any int64 below 2**62 in magnitude decodes exactly. The
+per-symbol work runs in numpy (single-threaded, radix-sorted), which is faster here than torch.
 
 Byte layout of one chunk (see docs/hfc-format.md)::
 
@@ -23,6 +25,7 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
+import numpy as np
 import torch
 
 from hific_lit.entropy.tables import CodingTables
@@ -67,22 +70,23 @@ def chunk_bounds(n: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + CHUNK_SYMBOLS)
 
 
-def plan_runs(widths: torch.Tensor) -> list[tuple[int, int, int]]:
+def plan_runs(widths: np.ndarray) -> list[tuple[int, int, int]]:
     """Cut row widths sorted ascending into runs ``(start, end, width)``, each one torchac call.
 
     A run's gathered rows (all as wide as its widest) stay within ``ROW_BYTES_BUDGET``; a run
-    takes in wider rows only while its padded bytes stay within four times (plus 1 MiB) what its
+    takes in wider rows only while its padded bytes stay within 1.25 times (plus 1 MiB) what its
     rows would take unpadded, so that a chunk needs few streams without gathering much padding.
     """
-    values, counts = torch.unique_consecutive(widths, return_counts=True)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(widths)) + 1])
+    counts = np.diff(np.concatenate([starts, [widths.size]]))
     runs: list[tuple[int, int, int]] = []
     start = end = exact = width = 0
-    for w, n in zip(values.tolist(), counts.tolist(), strict=True):
+    for w, n in zip(widths[starts].tolist(), counts.tolist(), strict=True):
         capacity = max(1, ROW_BYTES_BUDGET // (2 * w))
         while n:
             take = min(n, capacity - (end - start))
             padded = (end - start + take) * w * 2
-            if end > start and (take <= 0 or padded > 4 * (exact + take * w * 2) + _PAD_SLACK):
+            if end > start and (take <= 0 or 4 * padded > 5 * (exact + take * w * 2) + 4 * _PAD_SLACK):
                 runs.append((start, end, width))
                 start, exact = end, 0
                 continue
@@ -100,51 +104,67 @@ def write_varint(value: int, out: bytearray) -> None:
     out.append(value)
 
 
-class _SortedChunk:
-    """A chunk's indexes in coding order (stable by row width) and its runs."""
+class _Lookup:
+    """Per-row constants of the tables as numpy arrays, gathered per symbol by table index."""
 
-    def __init__(self, indexes: torch.Tensor, tables: CodingTables) -> None:
-        widths = (tables.length.index_select(0, indexes) + 1).to(torch.int16)
-        self.order = torch.argsort(widths, stable=True)
-        self.indexes = indexes.index_select(0, self.order)
-        self.low = tables.offset.index_select(0, self.indexes)
-        self.last = tables.length.index_select(0, self.indexes) - 1
-        self.runs = plan_runs(widths.index_select(0, self.order))
-        self.tables = tables
+    def __init__(self, tables: CodingTables) -> None:
+        length = tables.length.cpu().numpy()
+        self.cdf = tables.cdf.cpu().numpy()
+        self.low = tables.offset.cpu().numpy().astype(np.int64)
+        self.last = (length - 1).astype(np.int64)
+        self.width = (length + 1).astype(np.int16)
+        self._narrowed: dict[int, np.ndarray] = {}
+
+    def rows(self, width: int) -> np.ndarray:
+        """All rows cut to ``width`` columns, contiguous (cached)."""
+        if width not in self._narrowed:
+            self._narrowed[width] = np.ascontiguousarray(self.cdf[:, :width])
+        return self._narrowed[width]
+
+
+class _Plan:
+    """A chunk's coding order (stable by row width) and its runs; both sides derive it from the indexes."""
+
+    def __init__(self, indexes: np.ndarray, lookup: _Lookup) -> None:
+        widths = lookup.width[indexes]
+        self.order = np.argsort(widths, kind="stable")
+        self.sorted_indexes = indexes[self.order]
+        self.runs = plan_runs(widths[self.order])
+        self.lookup = lookup
 
     def rows(self, start: int, end: int, width: int) -> torch.Tensor:
         """The int16 CDF rows of the symbols ``start:end`` (in coding order), ``width`` wide."""
-        return self.tables.cdf[:, :width].contiguous().index_select(0, self.indexes[start:end])
+        return torch.from_numpy(self.lookup.rows(width)[self.sorted_indexes[start:end]])
 
 
-def _escape_codes(symbols: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> list[int]:
-    """``2 * m + (s < low)`` where m counts the steps beyond the nearest bound."""
-    below = symbols < low
-    m = torch.where(below, low - 1 - symbols, symbols - high - 1)
-    return (2 * m + below.long()).tolist()
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().long().numpy()
 
 
 class StreamWriter:
     """Encode chunks of (symbol, table index) pairs into one byte stream."""
 
     def __init__(self, tables: CodingTables) -> None:
-        self.tables = _cpu(tables)
+        self.lookup = _Lookup(tables)
         self.out = bytearray()
 
     def add_chunk(self, symbols: torch.Tensor, indexes: torch.Tensor) -> None:
-        """Code int64 ``symbols`` with the rows ``indexes`` (both flat, on any device)."""
-        chunk = _SortedChunk(indexes.cpu().long(), self.tables)
-        symbols = symbols.cpu().long().index_select(0, chunk.order)
-        v = symbols - chunk.low
-        overflow = (v < 0) | (v >= chunk.last)
-        v = torch.where(overflow, chunk.last, v)
-        v = torch.where(v >= 1 << 15, v - (1 << 16), v).to(torch.int16)
-        tac = torchac_module()
-        streams = [tac.encode_int16_normalized_cdf(chunk.rows(*run), v[run[0] : run[1]]) for run in chunk.runs]
+        """Code int64 ``symbols`` with the table rows ``indexes`` (both flat, on any device)."""
+        symbols, indexes = _as_numpy(symbols), _as_numpy(indexes)
+        plan = _Plan(indexes, self.lookup)
+        low, last = self.lookup.low[indexes], self.lookup.last[indexes]
+        v = symbols - low
+        overflow = np.flatnonzero((v < 0) | (v >= last))
         escapes = bytearray()
-        high = chunk.low + chunk.last - 1
-        for code in _escape_codes(symbols[overflow], chunk.low[overflow], high[overflow]):
-            write_varint(code, escapes)
+        for s, lo, hi in zip(*(a[overflow].tolist() for a in (symbols, low, low + last - 1)), strict=True):
+            write_varint(2 * (lo - 1 - s) + 1 if s < lo else 2 * (s - hi - 1), escapes)
+        v[overflow] = last[overflow]
+        v = v.astype(np.int16)[plan.order]
+        tac = torchac_module()
+        streams = [
+            tac.encode_int16_normalized_cdf(plan.rows(start, end, width), torch.from_numpy(v[start:end]))
+            for start, end, width in plan.runs
+        ]
         for stream in streams:
             write_varint(len(stream), self.out)
         for stream in streams:
@@ -163,7 +183,7 @@ class StreamReader:
     def __init__(self, data: bytes, tables: CodingTables, name: str) -> None:
         self.data = data
         self.pos = 0
-        self.tables = _cpu(tables)
+        self.lookup = _Lookup(tables)
         self.name = name
 
     def _fail(self, what: str) -> BitstreamError:
@@ -193,29 +213,32 @@ class StreamReader:
 
     def read_chunk(self, indexes: torch.Tensor) -> torch.Tensor:
         """Decode one chunk's int64 symbols (CPU) for the table rows ``indexes``."""
-        chunk = _SortedChunk(indexes.cpu().long(), self.tables)
-        sizes = [self.read_varint() for _ in chunk.runs]
-        v = torch.empty(chunk.order.numel(), dtype=torch.int64)
+        indexes = _as_numpy(indexes)
+        plan = _Plan(indexes, self.lookup)
+        sizes = [self.read_varint() for _ in plan.runs]
+        decoded = np.empty(indexes.size, dtype=np.int16)
         tac = torchac_module()
-        for (start, end, width), size in zip(chunk.runs, sizes, strict=True):
-            decoded = tac.decode_int16_normalized_cdf(chunk.rows(start, end, width), self.take(size))
-            v[start:end] = decoded.long() & 0xFFFF
-        if bool((v > chunk.last).any()):
+        for (start, end, width), size in zip(plan.runs, sizes, strict=True):
+            decoded[start:end] = tac.decode_int16_normalized_cdf(plan.rows(start, end, width), self.take(size)).numpy()
+        v = np.empty(indexes.size, dtype=np.int64)
+        v[plan.order] = decoded
+        last = self.lookup.last[indexes]
+        if bool((v > last).any() | (v < 0).any()):
             raise self._fail("decoded a symbol no table contains: the decoder is out of step with the encoder")
-        symbols = v + chunk.low
-        overflow = (v == chunk.last).nonzero().flatten()
-        symbols[overflow] = self._read_escapes(overflow, chunk)
-        out = torch.empty_like(symbols)
-        out[chunk.order] = symbols
-        return out
-
-    def _read_escapes(self, positions: torch.Tensor, chunk: _SortedChunk) -> torch.Tensor:
+        symbols = v + self.lookup.low[indexes]
+        overflow = np.flatnonzero(v == last)
         size = self.read_varint()
         end = self.pos + size
         if end > len(self.data):
             raise self._fail("escape codes run past the end (truncated)")
-        low = chunk.low.index_select(0, positions).tolist()
-        high = (chunk.low + chunk.last - 1).index_select(0, positions).tolist()
+        if overflow.size:
+            low, high = symbols[overflow] - last[overflow], symbols[overflow] - 1
+            symbols[overflow] = self._read_escapes(low.tolist(), high.tolist())
+        if self.pos != end:
+            raise self._fail("escape codes do not fill their block: the decoder is out of step")
+        return torch.from_numpy(symbols)
+
+    def _read_escapes(self, low: list[int], high: list[int]) -> np.ndarray:
         values: list[int] = []
         for lo, hi in zip(low, high, strict=True):
             code = self.read_varint()
@@ -223,19 +246,9 @@ class StreamReader:
             if not -(1 << 62) <= value < 1 << 62:
                 raise self._fail("an escaped value is out of range (corrupt)")
             values.append(value)
-        if self.pos != end:
-            raise self._fail("escape codes do not fill their block: the decoder is out of step")
-        return torch.tensor(values, dtype=torch.int64)
+        return np.array(values, dtype=np.int64)
 
     def finish(self) -> None:
         """Check that the whole stream was consumed."""
         if self.pos != len(self.data):
             raise self._fail(f"{len(self.data) - self.pos} bytes left over after decoding (corrupt)")
-
-
-def _cpu(tables: CodingTables) -> CodingTables:
-    if tables.cdf.device.type == "cpu":
-        return tables
-    copy = CodingTables()
-    copy.assign(tables.cdf.cpu(), tables.length.cpu(), tables.offset.cpu(), tables.scales.cpu())
-    return copy
