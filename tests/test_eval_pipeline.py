@@ -72,14 +72,9 @@ def checkpoints(tmp_path_factory) -> list[Path]:
     return paths
 
 
-def _config(checkpoints: list[Path], photos: Path, *extra: str):
-    overrides = [
-        f"ckpt=[{','.join(map(str, checkpoints))}]",
-        "data=folder",
-        f"data.path={photos}",
-        "device=cpu",
-        *extra,
-    ]
+def _config(checkpoints: list[Path], photos: Path | None, *extra: str):
+    data = ["data=folder", f"data.path={photos}"] if photos else []
+    overrides = [f"ckpt=[{','.join(map(str, checkpoints))}]", *data, "device=cpu", *extra]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("eval", overrides=overrides)
 
@@ -166,6 +161,8 @@ def test_missing_checkpoint_and_data_set_are_clear_errors(checkpoints: list[Path
         evaluate(_config([tmp_path / "nope.pt"], photos), tmp_path / "out")
     with pytest.raises(DatasetError, match="no image files"):
         evaluate(_config(checkpoints[:1], tmp_path), tmp_path / "out")
+    with pytest.raises(DatasetError, match="kodak"):
+        evaluate(_config(checkpoints[:1], None, "data=kodak", f"data.root={tmp_path / 'data'}"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

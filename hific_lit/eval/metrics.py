@@ -30,14 +30,14 @@ def psnr_uint8(original: np.ndarray, reconstruction: np.ndarray) -> float:
     return math.inf if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
 
 
-def ms_ssim(original: np.ndarray, reconstruction: np.ndarray) -> float | None:
+def ms_ssim(original: np.ndarray, reconstruction: np.ndarray, device: torch.device | str = "cpu") -> float | None:
     """MS-SSIM of two uint8 images; ``None`` when a side is below :data:`MS_SSIM_MIN_SIDE` pixels.
 
     Computed in float32 on [0, 1] (within 1e-5 of float64 on photos, and 2-3x faster on CPUs).
     """
     if min(original.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
-    a, b = uint8_to_tensor(original), uint8_to_tensor(reconstruction)
+    a, b = uint8_to_tensor(original).to(device), uint8_to_tensor(reconstruction).to(device)
     return float(multiscale_structural_similarity_index_measure(b, a, data_range=1.0))
 
 

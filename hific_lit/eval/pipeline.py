@@ -43,7 +43,7 @@ def dataset_images(data: DictConfig) -> list[Path]:
 
         if not data.get("path"):
             raise DatasetError("data=folder needs data.path=/a/folder/of/images")
-        return find_images(data.path)
+        return find_images(Path(data.path).expanduser())
     from hific_lit.data.eval_sets import eval_set_images
 
     return eval_set_images(data.name, data.root)
@@ -62,7 +62,7 @@ def _skip(missing: dict[str, str], keys: tuple[str, ...], reason: str) -> None:
 
 def load_scorers(metrics: DictConfig, device: torch.device, missing: dict[str, str]) -> Scorers:
     """LPIPS and FID/KID as configured; unavailable ones are recorded in ``missing`` and left out."""
-    scorers = Scorers(kid_subset_size=metrics.kid_subset_size)
+    scorers = Scorers(kid_subset_size=metrics.kid_subset_size, device=device)
     if not metrics.lpips:
         missing["lpips"] = "turned off (metrics.lpips=false)"
     else:

@@ -23,6 +23,7 @@ from hific_lit.codec import HiFiC
 from hific_lit.eval import baselines
 from hific_lit.eval.fid import PatchEmbedder, fid_kid
 from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
+from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
 from hific_lit.image_io import atomic_write_bytes, load_image, to_uint8
@@ -30,11 +31,12 @@ from hific_lit.image_io import atomic_write_bytes, load_image, to_uint8
 
 @dataclass
 class Scorers:
-    """The optional metrics: LPIPS and the FID/KID patch features (None when unavailable)."""
+    """LPIPS and the FID/KID patch features (None when unavailable); MS-SSIM runs on ``device``."""
 
     lpips: LpipsScorer | None = None
     embed: PatchEmbedder | None = None
     kid_subset_size: int = 1000
+    device: torch.device | str = "cpu"
 
 
 @dataclass
@@ -59,12 +61,12 @@ def unique_names(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
-def measure(original: np.ndarray, reconstruction: np.ndarray, lpips: LpipsScorer | None) -> dict[str, float | None]:
+def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) -> dict[str, float | None]:
     """PSNR, MS-SSIM and LPIPS (None when unavailable) of a reconstruction against its original."""
     return {
         "psnr": psnr_uint8(original, reconstruction),
-        "ms_ssim": ms_ssim(original, reconstruction),
-        "lpips": lpips(original, reconstruction) if lpips is not None else None,
+        "ms_ssim": ms_ssim(original, reconstruction, scorers.device),
+        "lpips": scorers.lpips(original, reconstruction) if scorers.lpips is not None else None,
     }
 
 
@@ -111,6 +113,55 @@ class FidFeatures:
         return fid_kid(torch.cat(real), torch.cat(fake), kid_subset_size)
 
 
+def _result(
+    checkpoint: str, image: str, method: str, original: np.ndarray, decoded: np.ndarray, file: Path, scorers: Scorers,
+    **extra: object,
+) -> ImageResult:  # fmt: skip
+    height, width = original.shape[:2]
+    size = file.stat().st_size
+    return ImageResult(
+        checkpoint, image, method, width, height, size, baselines.bits_per_pixel(size, height, width),
+        **measure(original, decoded, scorers), file=str(file), **extra,
+    )  # fmt: skip
+
+
+def evaluate_image(
+    model: HiFiC, checkpoint: str, image: str, original: np.ndarray, out_dir: Path, codecs: list[str], scorers: Scorers
+) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
+    """Ours, then each baseline at our bpp, on one image: result rows, viewer variants, decoded images by method."""
+    hfc = out_dir / "bitstreams" / f"{image}.hfc"
+    recon, encode_s, decode_s = code_with_model(model, original, hfc)
+    recon_png = png_bytes(recon)
+    atomic_write_bytes(out_dir / "reconstructions" / f"{image}.png", recon_png)
+    ours = _result(checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s)
+    rows, decoded = [ours], {"hific": recon}
+    variants = [
+        ViewerVariant("Original", png_bytes(original), "image/png"),
+        ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
+    ]
+    for codec in codecs:
+        match = baselines.match_bpp(original, codec, ours.bpp)
+        file = out_dir / codec / f"{image}{baselines.suffix(codec)}"
+        atomic_write_bytes(file, match.data)
+        data = file.read_bytes()
+        decoded[codec] = baselines.decode(data)
+        row = _result(
+            checkpoint,
+            image,
+            codec,
+            original,
+            decoded[codec],
+            file,
+            scorers,
+            quality=match.quality,
+            matched=match.matched,
+        )
+        rows.append(row)
+        label = f"{method_label(codec)} q={match.quality}"
+        variants.append(ViewerVariant(label, data, baselines.mime_type(codec), asdict(row)))
+    return rows, variants, decoded
+
+
 def evaluate_checkpoint(
     model: HiFiC,
     name: str,
@@ -124,49 +175,21 @@ def evaluate_checkpoint(
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
     Writes ``bitstreams/*.hfc``, ``reconstructions/*.png``, ``<codec>/*`` and ``viewer.html`` (the
-    first ``viewer_images`` images).
+    first ``viewer_images`` images). ``feature_cache`` keeps the originals' FID features across calls.
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
     fid = FidFeatures(scorers.embed, {} if feature_cache is None else feature_cache) if scorers.embed else None
-    for image_name, path in tqdm(list(zip(unique_names(images), images, strict=True)), desc=f"eval {name}", unit="img"):
+    for image, path in tqdm(list(zip(unique_names(images), images, strict=True)), desc=f"eval {name}", unit="img"):
         original = to_uint8(load_image(path))
-        height, width = original.shape[:2]
-        hfc = out_dir / "bitstreams" / f"{image_name}.hfc"
-        recon, encode_s, decode_s = code_with_model(model, original, hfc)
-        recon_png = png_bytes(recon)
-        atomic_write_bytes(out_dir / "reconstructions" / f"{image_name}.png", recon_png)
-        size = hfc.stat().st_size
-        ours = ImageResult(
-            name, image_name, "hific", width, height, size, baselines.bits_per_pixel(size, height, width),
-            **measure(original, recon, scorers.lpips), file=str(hfc), encode_s=encode_s, decode_s=decode_s,
-        )  # fmt: skip
-        rows.append(ours)
-        variants = [
-            ViewerVariant("Original", png_bytes(original), "image/png"),
-            ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
-        ]
+        image_rows, variants, decoded = evaluate_image(model, name, image, original, out_dir, codecs, scorers)
+        rows += image_rows
         if fid is not None:
-            fid.add_original(image_name, original)
-            fid.add("hific", recon)
-        for codec in codecs:
-            match = baselines.match_bpp(original, codec, ours.bpp)
-            file = out_dir / codec / f"{image_name}{baselines.suffix(codec)}"
-            atomic_write_bytes(file, match.data)
-            data = file.read_bytes()
-            decoded = baselines.decode(data)
-            row = ImageResult(
-                name, image_name, codec, width, height, len(data), baselines.bits_per_pixel(len(data), height, width),
-                **measure(original, decoded, scorers.lpips), file=str(file), quality=match.quality,
-                matched=match.matched,
-            )  # fmt: skip
-            rows.append(row)
-            label = f"{codec.upper()} q={match.quality}"
-            variants.append(ViewerVariant(label, data, baselines.mime_type(codec), asdict(row)))
-            if fid is not None:
-                fid.add(codec, decoded)
+            fid.add_original(image, original)
+            for method, pixels in decoded.items():
+                fid.add(method, pixels)
         if len(viewer) < viewer_images:
-            viewer.append(ViewerImage(image_name, variants))
+            viewer.append(ViewerImage(image, variants))
     results = {}
     for method in ("hific", *codecs):
         results[method] = means([r for r in rows if r.method == method])
