@@ -48,8 +48,10 @@ def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
 
     ``output`` is taken as a file only for a single input and when it has a suffix.
     """
-    if output is not None and len(inputs) == 1 and Path(output).suffix and not Path(output).is_dir():
-        return [Path(output)]
+    if output is not None and Path(output).suffix and not Path(output).is_dir():
+        if len(inputs) == 1:
+            return [Path(output)]
+        raise HificError(f"-o {output} names a file, but {len(inputs)} inputs need a folder")
     folder = Path(output) if output is not None else None
     paths = [(folder or p.parent) / (p.stem + suffix) for p in inputs]
     seen: dict[Path, Path] = {}
@@ -152,10 +154,12 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
+    """-o, --ckpt, --device, --max-memory and --quiet, shared by compress and decompress."""
     parser.add_argument(
-        "--ckpt", required=True, help="inference checkpoint (from training or save_inference_checkpoint)"
+        "-o", "--output", metavar="FILE|DIR", help=f"output {output} (one input) or folder; default: next to each input"
     )
+    parser.add_argument("--ckpt", required=True, help="inference checkpoint (written at the end of training)")
     parser.add_argument(
         "--device", default="cpu", help="device to run the model on: cpu (default), cuda, cuda:N or auto"
     )
@@ -170,6 +174,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only, no progress bar")
 
 
+_EXIT = "Exit status: 0 on success, 1 if some files failed, 2 if nothing could run (e.g. a bad checkpoint)."
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and info subcommands."""
     compress = subparsers.add_parser(
@@ -177,34 +184,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compress images into .hfc files",
         description="Compress images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated "
         "inputs are converted to RGB, with a note) into .hfc files. Prints each file's size, its bpp "
-        "from the bytes on disk and the model's estimate. Exit status 1 if any file failed.",
+        f"from the bytes on disk and the model's estimate. {_EXIT}",
         epilog="example: hific compress photo.png --ckpt model.ckpt -o out/",
     )
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    compress.add_argument(
-        "-o", "--output", metavar="FILE|DIR", help="output file (one input) or folder; default: next to each input"
-    )
-    _add_model_options(compress)
+    _add_common_options(compress, "file")
     compress.set_defaults(func=run_compress)
 
     decompress = subparsers.add_parser(
         "decompress",
         help="decode .hfc files into images",
         description="Decode .hfc files with the checkpoint that made them. A file from another model, "
-        "truncated or corrupt fails with a one-line error. Exit status 1 if any file failed.",
+        f"truncated or corrupt fails with a one-line error. {_EXIT}",
         epilog="example: hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)",
     )
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
-    decompress.add_argument(
-        "-o", "--output", metavar="FILE|DIR", help="output image (one input) or folder; default: next to each input"
-    )
+    _add_common_options(decompress, "image")
     decompress.add_argument(
         "--format",
         default="png",
         choices=OUTPUT_FORMATS,
         help="image format of outputs named automatically",
     )
-    _add_model_options(decompress)
     decompress.set_defaults(func=run_decompress)
 
     info = subparsers.add_parser(

@@ -114,6 +114,7 @@ def test_bad_inputs_give_one_line_errors(
         (["decompress", str(truncated), "--ckpt", str(ckpt)], 1, "truncated"),
         (["info", str(truncated)], 2, "truncated"),
         (["info", str(images["png"])], 2, "not a .hfc file"),
+        (["compress", str(images["png"]), str(images["gray"]), "--ckpt", str(ckpt), "-o", "x.hfc"], 2, "folder"),
     ]
     for argv, code, message in cases:
         capsys.readouterr()
