@@ -65,14 +65,25 @@ def split_axis(length: int, core: int, align: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
+_PER_PIXEL_CACHE: dict[tuple, float] = {}
+
+
 def bytes_per_pixel(stage: Stage, batch: int, channels: int, dtype: torch.dtype) -> float:
     """Working memory per input pixel of a tile, measured on a probe tile and scaled by the safety margin.
 
-    The probe is 8 strides square: small enough to cost little arithmetic, large enough that the
-    border (padding copies) adds only a little, on the safe side, to the per-pixel figure.
+    The probe is 8 strides square: small enough to cost little arithmetic (hific's trunk: ~10 GMAC,
+    the largest), large enough that the border (padding copies) adds only a little, on the safe
+    side, to the per-pixel figure. The figure depends on the network's structure only, so it is
+    measured once per process for each structure (parameter shapes), input and device.
     """
-    side = 8 * stage.align
-    return MEMORY_SAFETY * activation_peak_bytes(stage.module, (batch, channels, side, side), dtype) / side**2
+    device = next(stage.module.parameters()).device
+    shapes = tuple(tuple(p.shape) for p in stage.module.parameters())
+    key = (type(stage.module).__name__, shapes, stage.scale, stage.halo, batch, channels, dtype, device)
+    if key not in _PER_PIXEL_CACHE:
+        side = 8 * stage.align
+        peak = activation_peak_bytes(stage.module, (batch, channels, side, side), dtype)
+        _PER_PIXEL_CACHE[key] = MEMORY_SAFETY * peak / side**2
+    return _PER_PIXEL_CACHE[key]
 
 
 def _core(length: int, extent: int, halo: int, align: int) -> int:

@@ -1,0 +1,248 @@
+"""Benchmark of tiled coding; writes outputs/bench/tiling.json.
+
+1. Whole image vs tiles on a real photo (``--size`` square crop of scikit-image's retina photo,
+   untrained seeded model of ``--arch``): file sizes, whether the bitstreams are identical, how
+   many latent symbols differ, the largest reconstruction difference, and the time of compress and
+   decompress each way (best of ``--repeats``), with the tile budget ``--max-memory``.
+2. Peak resident memory (the process's VmHWM, from ``wait4``) of ``hific compress`` and ``hific
+   decompress`` run as subprocesses on a ``--rss-size`` square image with ``--max-memory``.
+   Optionally (``--rss-blocks N``) the checkpoint keeps only N of the generator's residual blocks:
+   the arithmetic shrinks, the activations do not (a tile's trunk holds one block's activations at
+   a time), and the left-out blocks' weights are added to the measured peak ("extrapolated").
+3. The memory model: bytes per pixel counted on a probe tile, and the ratio of the resident set a
+   whole-image g_a / g_s-upsampling pass grows by to the bytes counted for it (what
+   ``MEMORY_SAFETY`` must cover), measured in a subprocess.
+
+Usage: ``python scripts/bench_tiling.py [--arch hific] [--size 1024] [--rss-size 4000] [--rss-blocks 9]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hific_lit import HiFiC
+from hific_lit.arch import arch_preset
+from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.coding import encode_image
+from hific_lit.padding import pad_to_multiple
+from hific_lit.tiling import (
+    DEFAULT_MAX_MEMORY,
+    MEMORY_SAFETY,
+    analysis_stage,
+    format_bytes,
+    parse_memory_budget,
+    synthesis_stages,
+)
+from hific_lit.tiling.tiles import bytes_per_pixel, plan_tiles
+
+OUTPUT = Path("outputs/bench/tiling.json")
+
+
+def photo(side: int) -> torch.Tensor:
+    """A ``side`` x ``side`` crop of scikit-image's retina photo (1411 x 1411), resized when larger."""
+    from skimage import data
+
+    image = Image.fromarray(data.retina())
+    if side > image.width:
+        image = image.resize((side, side), Image.Resampling.LANCZOS)
+    left = (image.width - side) // 2
+    image = image.crop((left, left, left + side, left + side))
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255.0)[None]
+
+
+def tile_counts(model: HiFiC, x: torch.Tensor, budget: int | None) -> dict[str, int]:
+    """How many tiles each stage uses on ``x`` under ``budget``."""
+    xp = pad_to_multiple(x)
+    latent = (1, model.arch.latent_channels, xp.shape[-2] // 16, xp.shape[-1] // 16)
+    trunk, up = synthesis_stages(model.g_s)
+    hidden = (1, model.arch.generator_widths[0], *latent[-2:])
+    shapes = {"g_a": (analysis_stage(model.g_a), xp.shape), "g_s_trunk": (trunk, latent), "g_s_up": (up, hidden)}
+    return {
+        name: plan_tiles(stage, torch.Size(shape), x.dtype, budget).count for name, (stage, shape) in shapes.items()
+    }
+
+
+def compare(model: HiFiC, x: torch.Tensor, budget: int, repeats: int) -> dict[str, object]:
+    """Whole-image vs tiled compress and decompress of ``x``, interleaved, best of ``repeats`` each."""
+    modes = {"whole": None, "tiled": budget}
+    runs: dict[str, dict] = {name: {"compress_s": float("inf"), "decompress_s": float("inf")} for name in modes}
+    for _ in range(repeats):
+        for name, max_memory in modes.items():
+            model.max_memory = max_memory
+            run = runs[name]
+            start = time.perf_counter()
+            run["encoded"] = encode_image(model, x)
+            middle = time.perf_counter()
+            run["decoded"] = model.decompress(run["encoded"].data)
+            run["compress_s"] = min(run["compress_s"], middle - start)
+            run["decompress_s"] = min(run["decompress_s"], time.perf_counter() - middle)
+            print(f"  {name}: compress {middle - start:.2f} s, decompress {time.perf_counter() - middle:.2f} s")
+    whole, tiled = runs["whole"], runs["tiled"]
+    size_w, size_t = len(whole["encoded"].data), len(tiled["encoded"].data)
+
+    def overhead(key: str) -> float:
+        return round(100 * (tiled[key] / whole[key] - 1), 2)
+
+    total = {k: v["compress_s"] + v["decompress_s"] for k, v in runs.items()}
+    return {
+        "tiles": tile_counts(model, x, budget),
+        "bytes_whole": size_w,
+        "bytes_tiled": size_t,
+        "bitstreams_identical": whole["encoded"].data == tiled["encoded"].data,
+        "file_size_diff_percent": round(100 * abs(size_t - size_w) / size_w, 4),
+        "bpp_whole": round(8 * size_w / x[0, 0].numel(), 5),
+        "latent_symbols": whole["encoded"].y_hat.numel(),
+        "latent_symbols_differing": int((whole["encoded"].y_hat != tiled["encoded"].y_hat).sum()),
+        "reconstruction_max_abs_diff": float((whole["decoded"] - tiled["decoded"]).abs().max()),
+        "best_seconds": {
+            f"{k}_{name}": round(v[k], 3) for name, v in runs.items() for k in ("compress_s", "decompress_s")
+        },
+        "overhead_percent": {
+            "compress": overhead("compress_s"),
+            "decompress": overhead("decompress_s"),
+            "round_trip": round(100 * (total["tiled"] / total["whole"] - 1), 2),
+        },
+    }
+
+
+def _peak_rss_of(args: list[str]) -> tuple[int, float]:
+    """Run ``args``; (peak resident bytes of that process, wall seconds)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed with exit status {proc.returncode}")
+    return usage.ru_maxrss * 1024, time.perf_counter() - start
+
+
+def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict[str, object]:
+    """Peak RSS of ``hific compress`` / ``decompress`` on a ``side``-square photo, in subprocesses."""
+    full = arch_preset(arch_name)
+    arch = full if blocks is None else dataclasses.replace(full, residual_blocks=blocks)
+    torch.manual_seed(0)
+    model = HiFiC(arch, with_discriminator=False).eval()
+    model.update()
+    block_params = sum(p.numel() for p in model.g_s.blocks[0].parameters()) if arch.residual_blocks else 0
+    missing_weights = (full.residual_blocks - arch.residual_blocks) * block_params * 4
+    result: dict[str, object] = {"side": side, "max_memory": budget, "residual_blocks_run": arch.residual_blocks}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, image, hfc, out = (Path(tmp) / n for n in ("model.ckpt", "photo.png", "photo.hfc", "decoded.png"))
+        save_inference_checkpoint(model, ckpt)
+        del model
+        Image.fromarray(photo(side)[0].mul(255).round().byte().permute(1, 2, 0).numpy()).save(image)
+        cli = [sys.executable, "-m", "hific_lit.cli"]
+        common = ["--ckpt", str(ckpt), "--max-memory", budget, "-q"]
+        for name, args in (
+            ("compress", [*cli, "compress", str(image), "-o", str(hfc), *common]),
+            ("decompress", [*cli, "decompress", str(hfc), "-o", str(out), *common]),
+        ):
+            peak, seconds = _peak_rss_of(args)
+            result[name] = {
+                "peak_rss_bytes": peak,
+                "extrapolated_peak_rss_bytes": peak + missing_weights,
+                "seconds": round(seconds, 1),
+            }
+            print(
+                f"  {name}: peak RSS {format_bytes(peak)} (+{format_bytes(missing_weights)} weights), {seconds:.0f} s"
+            )
+    return result
+
+
+_CALIBRATE = """
+import json, sys, torch
+from hific_lit import HiFiC
+from hific_lit.tiling import activation_peak_bytes
+
+def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+model = HiFiC.from_preset(sys.argv[1], with_discriminator=False).eval()
+side = int(sys.argv[2])
+hidden = (1, model.arch.generator_widths[0], side // 16, side // 16)
+runs = {"g_a": (model.g_a, (1, 3, side, side)), "g_s_up": (model.g_s.up, hidden)}
+ratios = {}
+for name, (net, shape) in runs.items():
+    counted = activation_peak_bytes(net, shape, torch.float32)
+    x = torch.rand(shape)
+    with torch.no_grad():
+        net(x[..., : shape[-2] // 8, : shape[-1] // 8])
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = peak_rss()
+        net(x)
+    ratios[name] = round((peak_rss() - base) / counted, 3)
+print(json.dumps(ratios))
+"""
+
+
+def memory_model(model: HiFiC, arch: str, side: int = 512) -> dict[str, object]:
+    """Counted bytes per input pixel of each stage, and resident growth / counted bytes on a whole pass."""
+    trunk, up = synthesis_stages(model.g_s)
+    stages = {"g_a": (analysis_stage(model.g_a), 3), "g_s_trunk": (trunk, model.arch.latent_channels)}
+    stages["g_s_up"] = (up, model.arch.generator_widths[0])
+    counted = {
+        name: round(bytes_per_pixel(stage, 1, ch, torch.float32) / MEMORY_SAFETY, 1)
+        for name, (stage, ch) in stages.items()
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", _CALIBRATE, arch, str(side)], capture_output=True, text=True, check=True
+    )
+    ratios = json.loads(child.stdout.strip().splitlines()[-1])
+    return {"bytes_per_input_pixel_counted": counted, "rss_growth_over_counted": ratios, "safety": MEMORY_SAFETY}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="hific", help="architecture preset (default: hific)")
+    parser.add_argument("--size", type=int, default=1024, help="side of the photo for whole vs tiled (default 1024)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats, interleaved, best kept (default 3)")
+    parser.add_argument(
+        "--max-memory", default=f"{DEFAULT_MAX_MEMORY // 2**20}M", help="tile budget (default: hific's default)"
+    )
+    parser.add_argument("--rss-size", type=int, default=4000, help="side of the image for peak RSS; 0 skips it")
+    parser.add_argument(
+        "--rss-blocks", type=int, default=None, help="residual blocks kept for the peak-RSS runs (default: all)"
+    )
+    args = parser.parse_args()
+    budget = parse_memory_budget(args.max_memory)
+    torch.manual_seed(0)
+    model = HiFiC.from_preset(args.arch, with_discriminator=False).eval()
+    model.update()
+    report: dict[str, object] = {"arch": args.arch, "threads": torch.get_num_threads(), "max_memory": budget}
+    start = time.perf_counter()
+    model.decompress(model.compress(torch.rand(1, 3, 64, 64)))  # warm up kernels; measures the probes once
+    report["warm_up_seconds"] = round(time.perf_counter() - start, 2)
+    report["memory_model"] = memory_model(model, args.arch)
+    print(f"memory model: {report['memory_model']}")
+    print(f"whole vs tiled, {args.arch}, {args.size}x{args.size} photo, budget {format_bytes(budget)}:")
+    report["compare"] = compare(model, photo(args.size), budget, args.repeats)
+    del model
+    if args.rss_size:
+        print(f"peak RSS of hific compress/decompress at {args.rss_size}x{args.rss_size}:")
+        report["peak_rss"] = peak_rss(args.arch, args.rss_size, args.rss_blocks, args.max_memory)
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+    c = report["compare"]
+    print(
+        f"tiling: identical bitstreams {c['bitstreams_identical']}, {c['latent_symbols_differing']} of "
+        f"{c['latent_symbols']} symbols differ, max |x_hat diff| {c['reconstruction_max_abs_diff']:.2e}, "
+        f"overhead {c['overhead_percent']} % -> {OUTPUT}"
+    )
+
+
+if __name__ == "__main__":
+    main()
