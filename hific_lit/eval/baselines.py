@@ -68,13 +68,14 @@ def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
 @dataclass(frozen=True)
 class MatchedBaseline:
     """A baseline encoding chosen for a target rate; ``matched`` is false when even the highest
-    quality stays below the target (then the highest quality is used)."""
+    quality stays below the target (then the highest quality is used); ``encodes`` counts the tries."""
 
     codec: str
     quality: int
     bpp: float
     data: bytes
     matched: bool
+    encodes: int
 
 
 def match_bpp(image: np.ndarray, codec: str, target_bpp: float) -> MatchedBaseline:
@@ -103,4 +104,4 @@ def match_bpp(image: np.ndarray, codec: str, target_bpp: float) -> MatchedBaseli
     rate(lo)
     above = [q for q in tried if rate(q) >= target_bpp]
     quality = min(above, key=rate) if above else max(tried)
-    return MatchedBaseline(codec, quality, rate(quality), tried[quality], bool(above))
+    return MatchedBaseline(codec, quality, rate(quality), tried[quality], bool(above), len(tried))
