@@ -23,7 +23,7 @@ import torch
 
 from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack, unpack
 from hific_lit.entropy.coder import StreamReader, StreamWriter, chunk_bounds
-from hific_lit.entropy.tables import factorized_tables, gaussian_tables, scale_indexes, scale_table
+from hific_lit.entropy.tables import factorized_tables, gaussian_tables, scale_indexes
 from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.padding import crop, pad_to_multiple, padded_size
 
@@ -45,7 +45,7 @@ def build_tables(model: HiFiC, force: bool = False) -> None:
     """Build the latent and hyperlatent coding tables into the model's buffers (once, unless ``force``)."""
     if model.y_tables.built and model.z_tables.built and not force:
         return
-    model.y_tables.assign(*gaussian_tables(scale_table()))
+    model.y_tables.assign(*gaussian_tables())
     model.z_tables.assign(*factorized_tables(model.entropy_bottleneck))
 
 

@@ -31,7 +31,7 @@ from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.coding import decode_latent, encode_image
 from hific_lit.entropy.coder import StreamReader, StreamWriter, chunk_bounds, torchac_module
 from hific_lit.entropy.gaussian import GaussianConditional
-from hific_lit.entropy.tables import CodingTables, gaussian_tables, scale_indexes, scale_table
+from hific_lit.entropy.tables import CodingTables, gaussian_tables, scale_indexes
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field")
 OUTPUT = Path("outputs/bench/coding.json")
@@ -77,7 +77,7 @@ def best_time(fn, repeats: int) -> tuple[float, float, object]:
 
 def latent_tables() -> CodingTables:
     tables = CodingTables()
-    tables.assign(*gaussian_tables(scale_table()))
+    tables.assign(*gaussian_tables())
     return tables
 
 

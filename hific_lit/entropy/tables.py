@@ -16,6 +16,7 @@ quantiles (Ballé et al. 2018, App. 6.1).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -56,12 +57,12 @@ class CodingTables(nn.Module):
         return self.cdf.numel() > 0
 
     def assign(self, cdf: torch.Tensor, length: torch.Tensor, offset: torch.Tensor, scales: torch.Tensor) -> None:
-        """Replace the tables (buffers keep this module's device)."""
+        """Replace the tables with copies (buffers keep this module's device)."""
         device = self.cdf.device
-        self.cdf = cdf.to(device, torch.int16)
-        self.length = length.to(device, torch.int64)
-        self.offset = offset.to(device, torch.int64)
-        self.scales = scales.to(device, torch.float32)
+        self.cdf = cdf.to(device, torch.int16, copy=True)
+        self.length = length.to(device, torch.int64, copy=True)
+        self.offset = offset.to(device, torch.int64, copy=True)
+        self.scales = scales.to(device, torch.float32, copy=True)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # type: ignore[override]
         for name in ("cdf", "length", "offset", "scales"):
@@ -95,8 +96,9 @@ def quantize_pmfs(pmf: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     """Integer frequencies (K, L), each >= 1 on the first ``length[k]`` bins and summing to ``TOTAL``.
 
     Finds per row the largest multiplier ``m`` with ``sum(max(1, floor(p * m))) <= TOTAL`` by
-    bisection, then hands the few remaining units to the bins with the largest remainders. This
-    keeps the quantized distribution close to ``pmf`` in KL even for wide tables.
+    bisection (it lies within ``TOTAL -+ length``, as ``m - length < sum <= m + length``), then
+    hands the few remaining units to the bins with the largest remainders. This keeps the
+    quantized distribution close to ``pmf`` in KL even for wide tables.
     """
     k, width = pmf.shape
     valid = torch.arange(width).expand(k, width) < length[:, None]
@@ -106,9 +108,9 @@ def quantize_pmfs(pmf: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     def counts(m: torch.Tensor) -> torch.Tensor:
         return torch.where(valid, torch.floor(p * m[:, None]).clamp_min(1.0), 0.0)
 
-    lo = torch.zeros(k, dtype=torch.float64)
-    hi = torch.full((k,), 2.0 * TOTAL, dtype=torch.float64)
-    for _ in range(60):
+    lo = (TOTAL - length).double()
+    hi = (TOTAL + length + 1).double()
+    for _ in range(40):
         mid = (lo + hi) / 2
         fits = counts(mid).sum(1) <= TOTAL
         lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
@@ -130,9 +132,19 @@ def cdf_rows(freq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     return torch.where(rows >= 1 << 15, rows - (1 << PRECISION), rows).to(torch.int16)
 
 
-def gaussian_tables(scales: torch.Tensor, tail_mass: float = TAIL_MASS) -> tuple[torch.Tensor, ...]:
-    """(cdf, length, offset, scales) of the discretized Gaussians N(0, s^2) * U(-1/2, 1/2)."""
-    scales = scales.double()
+@functools.cache
+def gaussian_tables(
+    size: int = SCALE_TABLE_SIZE,
+    low: float = SCALE_LOWER_BOUND,
+    high: float = SCALE_TABLE_MAX,
+    tail_mass: float = TAIL_MASS,
+) -> tuple[torch.Tensor, ...]:
+    """(cdf, length, offset, scales) of the discretized Gaussians N(0, s^2) * U(-1/2, 1/2).
+
+    One row per scale of :func:`scale_table`; the same for every model, so computed once per process
+    (:meth:`CodingTables.assign` copies them).
+    """
+    scales = scale_table(size, low, high)
     multiplier = math.sqrt(2.0) * torch.special.erfinv(torch.tensor(1.0 - tail_mass, dtype=torch.float64))
     radius = torch.ceil(scales * multiplier).long().clamp_(1, MAX_RADIUS)
     width = int(2 * radius.max()) + 2
