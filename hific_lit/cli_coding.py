@@ -12,7 +12,11 @@ import torch
 from tqdm import tqdm
 
 from hific_lit.bitstream import HEADER_SIZE, SUFFIX, header_fields, read_hfc, unpack, write_hfc
+from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.codec import HiFiC
+from hific_lit.coding import decode_image, encode_image
 from hific_lit.errors import HificError
+from hific_lit.image_io import load_image, save_image
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
@@ -22,14 +26,15 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise HificError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise HificError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
 
 
-def _load_model(args: argparse.Namespace):
-    from hific_lit.checkpoint import load_inference_checkpoint
-
+def _load_model(args: argparse.Namespace) -> HiFiC:
     model = load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
     model.max_memory = args.max_memory
     model.tile_progress = False if args.quiet else None
@@ -88,9 +93,6 @@ def _run_over_files(
 
 def run_compress(args: argparse.Namespace) -> int:
     """Compress each image into a .hfc file; print its size, actual bpp and the model's estimate."""
-    from hific_lit.coding import encode_image
-    from hific_lit.image_io import load_image
-
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
@@ -113,9 +115,6 @@ def run_compress(args: argparse.Namespace) -> int:
 
 def run_decompress(args: argparse.Namespace) -> int:
     """Decode each .hfc file into an image."""
-    from hific_lit.coding import decode_image
-    from hific_lit.image_io import save_image
-
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
     model = _load_model(args)
