@@ -176,3 +176,24 @@ def test_script_reports_a_bad_checkpoint_without_a_traceback(tmp_path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "HTML" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_script_writes_the_whole_run_folder(checkpoints: list[Path], photos: Path, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt=[{checkpoints[0]},{checkpoints[1]}]", "data=folder",
+         f"data.path={photos}", "metrics.lpips=false", "metrics.fid=false", "baselines=[jpeg,webp]",
+         f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["checkpoints"]) == {"low", "high"}
+    assert summary["missing"]["lpips"].startswith("turned off") and "metrics.fid=false" in summary["missing"]["fid"]
+    assert "scripts/eval.py" in summary["command"] and "data=folder" in summary["command"]
+    for name in ("low", "high"):
+        assert len(list((run_dir / name / "bitstreams").glob("*.hfc"))) == 3
+        assert (run_dir / name / "viewer.html").is_file()
+    assert {p.name for p in (run_dir / "plots").iterdir()} == {"rd_psnr.png"}  # no LPIPS; MS-SSIM lacks the cat
+    assert "low" in result.stdout + result.stderr and "results in" in result.stdout + result.stderr
