@@ -117,6 +117,12 @@ def _crc(symbols: torch.Tensor, crc: int) -> int:
     return zlib.crc32(symbols.cpu().numpy().astype("<i8").tobytes(), crc)
 
 
+def _check_codable(rounded: torch.Tensor, name: str) -> None:
+    """Refuse symbols that are not finite or beyond +-2**62 (the escape code's range)."""
+    if not bool((rounded.abs() < _SYMBOL_LIMIT).all()):
+        raise ValueError(f"the {name} has values that are not finite or beyond +-2**62; the model diverged")
+
+
 def _channel_indexes(start: int, end: int, plane: int) -> torch.Tensor:
     return torch.arange(start, end, dtype=torch.int64) // plane
 
@@ -125,11 +131,10 @@ def _channel_indexes(start: int, end: int, plane: int) -> torch.Tensor:
 def encode_latent(model: HiFiC, y: torch.Tensor, height: int, width: int) -> Encoded:
     """Code one latent y (1, C, h, w), float32, of an image of ``height`` x ``width``."""
     require_tables(model)
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError("the latent y contains NaN or infinite values; the encoder diverged")
     z = model.h_a(y.to(next(model.h_a.parameters()).dtype)).float()
     medians = model.entropy_bottleneck.medians().float()
     z_rounded = torch.round(z - medians)
+    _check_codable(z_rounded, "hyperlatent z")
     z_hat = z_rounded + medians
     mu, sigma = _hyper_decode(model, z_hat)
     bits = -torch.log2(model.entropy_bottleneck.likelihood(z_hat)).sum().item()
@@ -145,8 +150,7 @@ def encode_latent(model: HiFiC, y: torch.Tensor, height: int, width: int) -> Enc
     for start, end in chunk_bounds(y_flat.numel()):
         mu_c, sigma_c = mu_flat[start:end], sigma_flat[start:end]
         rounded = torch.round(y_flat[start:end] - mu_c)
-        if bool((rounded.abs() >= _SYMBOL_LIMIT).any()):
-            raise ValueError("a latent value is beyond +-2**62 and cannot be coded")
+        _check_codable(rounded, "latent y")
         symbols = rounded.long()
         y_writer.add_chunk(symbols, scale_indexes(sigma_c, model.y_tables.scales))
         crc = _crc(symbols, crc)

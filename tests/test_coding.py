@@ -195,3 +195,7 @@ def test_bad_images_are_refused(model: HiFiC) -> None:
         model.compress(torch.full((3, 8, 8), float("nan")))
     with pytest.raises(ValueError, match="batch"):
         model.compress(torch.rand(2, 3, 8, 8))
+    y = torch.zeros(1, model.arch.latent_channels, 4, 4)
+    y[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="diverged"):
+        encode_latent(model, y, 64, 64)
