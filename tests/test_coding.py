@@ -140,6 +140,15 @@ def test_round_trip_is_exact_and_matches_forward(model: HiFiC, size: tuple[int, 
     assert encoded.estimated_bits == pytest.approx(out.bpp_rounded.item() * size[0] * size[1], rel=1e-4)
 
 
+def test_many_chunks_through_the_model(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(1, 3, 130, 200)
+    whole = encode_image(model, x)
+    monkeypatch.setattr(coder, "CHUNK_SYMBOLS", 300)
+    chunked = encode_image(model, x)
+    assert chunked.data != whole.data and torch.equal(chunked.y_hat, whole.y_hat)
+    assert torch.equal(decode_latent(model, chunked.data)[1], whole.y_hat)
+
+
 def test_forced_large_latents_decode_exactly(model: HiFiC) -> None:
     y = torch.randn(1, model.arch.latent_channels, 8, 8)
     y.view(-1)[:8] = torch.tensor([1.0, -1.0, 100.0, -100.0, 1e6, -1e6, 3e7, -3e7])
