@@ -84,7 +84,7 @@ def run(checkpoints: list[Path], photos: Path, tmp_path_factory) -> tuple[dict, 
     out = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
     scorers = Scorers(LpipsScorer(MeanAbsoluteDifference()), PatchEmbedder(TinyFeatures()))
-    summary = evaluate(_config(checkpoints, photos, "baselines=[jpeg]"), out, scorers)
+    summary = evaluate(_config(checkpoints, photos, "baselines=[jpeg]", "viewer_images=2"), out, scorers)
     return summary, out
 
 
@@ -131,6 +131,7 @@ def test_summary_has_every_metric_fid_kid_and_provenance(run: tuple[dict, Path])
         for method in ("hific", "jpeg"):
             values = entry["methods"][method]
             assert values["images"] == 3 and values["patches"] == 2  # the two 256² crops give one patch each
+            assert values["unmatched"] == 0
             assert None not in (values["psnr"], values["lpips"], values["fid"], values["kid_mean"])
     assert "ms_ssim" in summary["missing"]  # the 150-px crop is too small for 5-scale MS-SSIM
     assert summary["versions"]["torch"] and summary["versions"]["libjpg"] and summary["command"]
@@ -142,7 +143,7 @@ def test_plots_and_viewers_are_written(run: tuple[dict, Path]) -> None:
     assert {Path(p).name for p in summary["outputs"]["plots"]} == {"rd_psnr.png", "rd_lpips.png"}
     for name in ("low", "high"):
         html = (out / name / "viewer.html").read_text()
-        assert html.count("<section") == 3 and html.count("data:image/") == 3 * 3
+        assert html.count("<section") == 2 and html.count("data:image/") == 2 * 3  # viewer_images=2
 
 
 def test_unavailable_weights_are_skipped_with_a_warning(tmp_path, monkeypatch, caplog) -> None:

@@ -59,9 +59,11 @@ def mean_of(rows: list[ImageResult], key: str) -> float | None:
 
 
 def means(rows: list[ImageResult]) -> dict[str, float | int | None]:
-    """Means over images of bpp and each quality metric, and the image count."""
+    """Means over images of bpp and each quality metric, the image count, and how many images a
+    baseline could not bring up to our bpp (``unmatched``)."""
     out: dict[str, float | int | None] = {key: mean_of(rows, key) for key in ("bpp", *QUALITY_METRICS)}
     out["images"] = len(rows)
+    out["unmatched"] = sum(not r.matched for r in rows)
     return out
 
 

@@ -126,9 +126,17 @@ def _result(
 
 
 def evaluate_image(
-    model: HiFiC, checkpoint: str, image: str, original: np.ndarray, out_dir: Path, codecs: list[str], scorers: Scorers
+    model: HiFiC,
+    checkpoint: str,
+    image: str,
+    original: np.ndarray,
+    out_dir: Path,
+    codecs: list[str],
+    scorers: Scorers,
+    with_viewer: bool = True,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
-    """Ours, then each baseline at our bpp, on one image: result rows, viewer variants, decoded images by method."""
+    """Ours, then each baseline at our bpp, on one image: result rows, viewer variants (none unless
+    ``with_viewer``), decoded images by method."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
     recon, encode_s, decode_s = code_with_model(model, original, hfc)
     recon_png = png_bytes(recon)
@@ -138,7 +146,7 @@ def evaluate_image(
     variants = [
         ViewerVariant("Original", png_bytes(original), "image/png"),
         ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
-    ]
+    ] if with_viewer else []  # fmt: skip
     for codec in codecs:
         match = baselines.match_bpp(original, codec, ours.bpp)
         file = out_dir / codec / f"{image}{baselines.suffix(codec)}"
@@ -157,8 +165,9 @@ def evaluate_image(
             matched=match.matched,
         )
         rows.append(row)
-        label = f"{method_label(codec)} q={match.quality}"
-        variants.append(ViewerVariant(label, data, baselines.mime_type(codec), asdict(row)))
+        if with_viewer:
+            label = f"{method_label(codec)} q={match.quality}"
+            variants.append(ViewerVariant(label, data, baselines.mime_type(codec), asdict(row)))
     return rows, variants, decoded
 
 
@@ -182,13 +191,16 @@ def evaluate_checkpoint(
     fid = FidFeatures(scorers.embed, {} if feature_cache is None else feature_cache) if scorers.embed else None
     for image, path in tqdm(list(zip(unique_names(images), images, strict=True)), desc=f"eval {name}", unit="img"):
         original = to_uint8(load_image(path))
-        image_rows, variants, decoded = evaluate_image(model, name, image, original, out_dir, codecs, scorers)
+        with_viewer = len(viewer) < viewer_images
+        image_rows, variants, decoded = evaluate_image(
+            model, name, image, original, out_dir, codecs, scorers, with_viewer
+        )
         rows += image_rows
         if fid is not None:
             fid.add_original(image, original)
             for method, pixels in decoded.items():
                 fid.add(method, pixels)
-        if len(viewer) < viewer_images:
+        if with_viewer:
             viewer.append(ViewerImage(image, variants))
     results = {}
     for method in ("hific", *codecs):
