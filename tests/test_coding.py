@@ -208,3 +208,13 @@ def test_bad_images_are_refused(model: HiFiC) -> None:
     y[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="diverged"):
         encode_latent(model, y, 64, 64)
+
+
+@pytest.mark.slow
+def test_a_side_longer_than_65535_round_trips(model: HiFiC) -> None:
+    x = torch.rand(1, 3, 1, 70_000)
+    encoded = encode_image(model, x)
+    header, y_hat = decode_latent(model, encoded.data)
+    assert (header.height, header.width) == (1, 70_000)
+    assert torch.equal(y_hat, encoded.y_hat)
+    assert model.decompress(encoded.data).shape == x.shape
