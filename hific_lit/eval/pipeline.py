@@ -105,6 +105,11 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
     images = dataset_images(cfg.data)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
+    if scorers.lpips is None:
+        missing.setdefault("lpips", "no LPIPS network given")
+    if scorers.embed is None:
+        missing.setdefault("fid", "no FID feature extractor given")
+        missing.setdefault("kid", "no FID feature extractor given")
     codecs = available_codecs(list(cfg.baselines), missing)
     rows, results, points, viewers, feature_cache = [], {}, [], {}, {}
     for name, model in models.items():
