@@ -69,3 +69,18 @@ def test_inception_weights_file_that_is_not_weights_is_refused(tmp_path) -> None
     bogus.write_text("<html>not found</html>")
     with pytest.raises(WeightsUnavailableError, match="could not load"):
         load_inception(bogus)
+
+
+@pytest.mark.slow
+def test_inception_loads_a_weights_file_and_embeds_patches(tmp_path, monkeypatch) -> None:
+    from torch_fidelity import feature_extractor_inceptionv3 as tf_inception
+
+    with monkeypatch.context() as patch:  # build the architecture once without weights, to write a weights file
+        patch.setattr(tf_inception.torch, "load", lambda *args, **kwargs: {})
+        patch.setattr(tf_inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        random_net = tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], "ignored.pth")
+    weights = tmp_path / "inception.pth"
+    torch.save(random_net.state_dict(), weights)
+    inception = load_inception(weights)
+    features = PatchEmbedder(inception)(data.astronaut()[:256, :512].copy())
+    assert features.shape == (2, 2048) and torch.isfinite(features).all()
