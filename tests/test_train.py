@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import load_sample_photo
 from hific_lit.lit.base import ITERATION_KEY
+from hific_lit.lit.export import main as export_main
 from hific_lit.losses import psnr
-from hific_lit.train import CONFIG_DIR, compose_config, default_wandb_mode, train
+from hific_lit.train import CONFIG_DIR, compose_config, default_wandb_mode, run, train
 
 ROOT = CONFIG_DIR.parent
 SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]
@@ -59,6 +62,15 @@ def test_the_exported_checkpoint_compresses_a_real_photo(base_run: tuple[Path, d
     assert len(data) > 0
 
 
+def test_best_checkpoint_exports_from_the_command_line(base_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = base_run
+    assert export_main([str(out / "checkpoints" / "best.ckpt"), str(tmp_path / "best.inference.ckpt")]) == 0
+    model = load_inference_checkpoint(tmp_path / "best.inference.ckpt")
+    assert model.decompress(model.compress(torch.rand(3, 40, 30))).shape == (1, 3, 40, 30)
+    assert export_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.ckpt")]) == 1
+    assert not (tmp_path / "x.ckpt").exists()
+
+
 def test_resume_continues_the_iteration_counter(base_run: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = base_run
     last = out / "checkpoints" / "last.ckpt"
@@ -89,9 +101,12 @@ def test_a_failing_sweep_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "1" / "metrics.json").read_text())["status"] == "ok"
 
 
-def test_a_failing_single_run_exits_non_zero(tmp_path: Path) -> None:
-    result = run_script(["regime.target_bpp=-1", f"hydra.run.dir={tmp_path}"])
-    assert result.returncode != 0 and "target_bpp" in result.stderr
+def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -> None:
+    cfg = compose_config([*SMOKE, "regime.target_bpp=-1"], tmp_path)
+    with pytest.raises(InstantiationException, match="target_bpp"):
+        run(cfg, in_sweep=False)
+    assert math.isnan(run(cfg, in_sweep=True))
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize("stage", ["base", pytest.param("gan", marks=pytest.mark.slow)])

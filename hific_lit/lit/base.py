@@ -28,6 +28,7 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """Builds an optimizer from parameters; Hydra passes ``torch.optim.Adam`` with ``_partial_: true``."""
 
 ITERATION_KEY = "hific_iteration"
+ARCH_KEY = "hific_arch"
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -43,6 +44,8 @@ class RDStage(pl.LightningModule):
         loss: weights and warm-up of the objective (``regime=`` fills target and λ).
         perceptual: the LPIPS module, a callable ``(x, x_hat) -> mean distance``.
         codec_optimizer, aux_optimizer: optimizer factories for the codec and the quantiles.
+        discriminator_optimizer: optimizer factory for D, used by stages with a discriminator
+            (paper: Adam, lr 1e-4, one D step per codec step).
         lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
         gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
             missing or ``None`` means no clipping.
@@ -58,6 +61,7 @@ class RDStage(pl.LightningModule):
         perceptual: nn.Module,
         codec_optimizer: OptimizerFactory = default_adam,
         aux_optimizer: OptimizerFactory = default_adam,
+        discriminator_optimizer: OptimizerFactory = default_adam,
         lr_schedule: LRSchedule | None = None,
         gradient_clip: Mapping[str, float | None] | None = None,
     ) -> None:
@@ -66,7 +70,11 @@ class RDStage(pl.LightningModule):
         self.model = HiFiC(arch, with_discriminator=self.uses_discriminator)
         self.loss_config = loss
         self.perceptual = perceptual
-        self.optimizer_factories: dict[str, OptimizerFactory] = {"codec": codec_optimizer, "aux": aux_optimizer}
+        self.optimizer_factories: dict[str, OptimizerFactory] = {
+            "codec": codec_optimizer,
+            "aux": aux_optimizer,
+            "discriminator": discriminator_optimizer,
+        }
         self.lr_schedule = lr_schedule or LRSchedule()
         self.gradient_clip = dict(gradient_clip or {})
         unknown = set(self.gradient_clip) - {"codec", "aux", "discriminator"}
@@ -179,6 +187,7 @@ class RDStage(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[ITERATION_KEY] = self.iteration
+        checkpoint[ARCH_KEY] = self.model.arch.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid, save_image
 
-from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.lit.base import RDStage
-
-log = logging.getLogger(__name__)
+from hific_lit.lit.export import export_model
 
 
 class ReconstructionImages(pl.Callback):
@@ -73,17 +70,4 @@ class InferenceExport(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or not isinstance(pl_module, RDStage):
             return
-        export_inference_checkpoint(pl_module, self.path, self.config)
-
-
-def export_inference_checkpoint(module: RDStage, path: str | Path, config: dict | None = None) -> Path:
-    """Build ``module``'s coding tables (fresh, from the trained densities) and save its codec at ``path``."""
-    path = Path(path)
-    was_training = module.model.training
-    module.model.eval()
-    with torch.no_grad():
-        module.model.update(force=True)
-    save_inference_checkpoint(module.model, path, config=config)
-    module.model.train(was_training)
-    log.info("inference checkpoint written to %s", path)
-    return path
+        export_model(pl_module.model, self.path, self.config)

@@ -7,41 +7,21 @@ discriminator step on real and (detached) reconstructed images, both conditioned
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
-from torch import nn
 
-from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiCOutput
-from hific_lit.lit.base import OptimizerFactory, RDStage, default_adam
-from hific_lit.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss
+from hific_lit.lit.base import RDStage
+from hific_lit.losses import discriminator_loss, generator_loss
 
 
 class GANStage(RDStage):
     """The base stage's objective plus β·G_loss, alternating codec and discriminator steps.
 
-    Args:
-        discriminator_optimizer: optimizer factory for D (paper: Adam, lr 1e-4, one D step per G step).
-        Other arguments as :class:`~hific_lit.lit.base.RDStage`.
+    Arguments as :class:`~hific_lit.lit.base.RDStage`, whose ``discriminator_optimizer`` is used here.
     """
 
     uses_discriminator = True
     optimizer_names = ("codec", "aux", "discriminator")
-
-    def __init__(
-        self,
-        arch: ArchConfig,
-        loss: LossConfig,
-        perceptual: nn.Module,
-        codec_optimizer: OptimizerFactory = default_adam,
-        aux_optimizer: OptimizerFactory = default_adam,
-        discriminator_optimizer: OptimizerFactory = default_adam,
-        lr_schedule: LRSchedule | None = None,
-        gradient_clip: Mapping[str, float | None] | None = None,
-    ) -> None:
-        super().__init__(arch, loss, perceptual, codec_optimizer, aux_optimizer, lr_schedule, gradient_clip)
-        self.optimizer_factories["discriminator"] = discriminator_optimizer
 
     def codec_objective(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
         """The base objective plus β·G_loss, with D judging x_hat given the detached y_hat."""

@@ -18,20 +18,20 @@ log = logging.getLogger(__name__)
 MODEL_PREFIX = "model."
 
 
-def read_lightning_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` of a Lightning checkpoint, with a clear error when the file is not one."""
+def read_lightning_checkpoint(path: str | Path) -> dict:
+    """A Lightning training checkpoint (weights only), with a clear error when the file is not one."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"warm-start checkpoint {path} does not exist")
+        raise CheckpointError(f"training checkpoint {path} does not exist")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"warm-start checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(f"training checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from exc
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(
-            f"{path} is not a Lightning training checkpoint (no 'state_dict'); pass last.ckpt of a run"
+            f"{path} is not a Lightning training checkpoint (no 'state_dict'); pass last.ckpt or best.ckpt of a run"
         )
-    return checkpoint["state_dict"]
+    return checkpoint
 
 
 def load_codec_weights(model: HiFiC, path: str | Path) -> None:
@@ -41,7 +41,7 @@ def load_codec_weights(model: HiFiC, path: str | Path) -> None:
     coding tables (rebuilt from the trained densities at export). Every other tensor must be
     present with the same shape; otherwise :class:`CheckpointError` says which.
     """
-    state = read_lightning_state_dict(path)
+    state = read_lightning_checkpoint(path)["state_dict"]
     skipped = ("discriminator.", *(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables)))
     codec = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
