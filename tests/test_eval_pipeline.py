@@ -140,7 +140,7 @@ def test_summary_has_every_metric_fid_kid_and_provenance(run: tuple[dict, Path])
 
 def test_plots_and_viewers_are_written(run: tuple[dict, Path]) -> None:
     summary, out = run
-    assert {Path(p).name for p in summary["outputs"]["plots"]} == {"rd_psnr.png", "rd_lpips.png"}
+    assert {Path(p).name for p in summary["outputs"]["plots"]} == {"rd_psnr.png", "rd_lpips.png", "rd_fid.png"}
     for name in ("low", "high"):
         html = (out / name / "viewer.html").read_text()
         assert html.count("<section") == 2 and html.count("data:image/") == 2 * 3  # viewer_images=2

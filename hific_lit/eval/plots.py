@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from hific_lit.image_io import atomic_write_bytes
 
 # metric key -> axis label
-RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓"}
+RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID/256 ↓"}
 METHOD_LABELS = {"hific": "HiFiC (ours)", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
 
 
