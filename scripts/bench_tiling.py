@@ -41,11 +41,12 @@ from hific_lit.tiling import (
     DEFAULT_MAX_MEMORY,
     MEMORY_SAFETY,
     analysis_stage,
+    bytes_per_pixel,
     format_bytes,
     parse_memory_budget,
+    plan_tiles,
     synthesis_stages,
 )
-from hific_lit.tiling.tiles import bytes_per_pixel, plan_tiles
 
 OUTPUT = Path("outputs/bench/tiling.json")
 

@@ -140,13 +140,24 @@ def test_too_small_a_budget_is_a_clear_error(tiny: HiFiC) -> None:
         tiled_analysis(tiny.g_a, x, 1000)
 
 
-@pytest.mark.parametrize(("length", "core", "align"), [(320, 80, 16), (320, 100, 16), (13, 4, 1), (5, 100, 1)])
-def test_split_axis_covers_the_axis_with_aligned_cores(length: int, core: int, align: int) -> None:
-    parts = split_axis(length, core, align)
-    assert parts[0][0] == 0 and parts[-1][1] == length
-    assert all(a % align == 0 and b - a <= max(core, align) for a, b in parts)
-    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(parts))
-    assert len(parts) == -(-length // (core // align * align))
+@pytest.mark.parametrize(("length", "parts", "align"), [(320, 4, 16), (320, 3, 16), (13, 4, 1), (5, 1, 1)])
+def test_split_axis_covers_the_axis_with_aligned_equal_cores(length: int, parts: int, align: int) -> None:
+    cuts = split_axis(length, parts, align)
+    assert len(cuts) == parts and cuts[0][0] == 0 and cuts[-1][1] == length
+    assert all(a % align == 0 for a, _ in cuts)
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(cuts))
+    sizes = [b - a for a, b in cuts]
+    assert max(sizes) - min(sizes) <= align
+
+
+def test_plan_computes_the_fewest_pixels(tiny: HiFiC) -> None:
+    stage = analysis_stage(tiny.g_a)
+    x = torch.rand(1, 3, 512, 512)
+    half = _budget_for(stage, (1, 3, 512, 256 + stage.halo), 1)  # fits a 512 x (256 + halo) stripe
+    plan = plan_tiles(stage, x.shape, x.dtype, half)
+    assert (len(plan.rows), len(plan.cols)) in ((1, 2), (2, 1))  # two stripes, not four quarters
+    wide = plan_tiles(stage, torch.Size((1, 3, 64, 3008)), x.dtype, half)
+    assert len(wide.rows) == 1 and len(wide.cols) > 1
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,10 @@ from hific_lit.tiling.memory import (
     parse_memory_budget,
     parse_memory_size,
 )
+from hific_lit.tiling.plan import TilePlan, bytes_per_pixel, plan_tiles, split_axis
 from hific_lit.tiling.receptive import NotTileableError, receptive_field
-from hific_lit.tiling.tiles import Stage, TilePlan, plan_tiles, run_tiled, split_axis
+from hific_lit.tiling.stage import Stage
+from hific_lit.tiling.tiles import run_tiled
 from hific_lit.tiling.transforms import analysis_stage, synthesis_stages, tiled_analysis, tiled_synthesis
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "TilePlan",
     "activation_peak_bytes",
     "analysis_stage",
+    "bytes_per_pixel",
     "format_bytes",
     "parse_memory_budget",
     "parse_memory_size",

@@ -24,7 +24,8 @@ from torch import nn
 from hific_lit.nn import Encoder, Generator
 from hific_lit.tiling.memory import DEFAULT_MAX_MEMORY
 from hific_lit.tiling.receptive import NotTileableError
-from hific_lit.tiling.tiles import Stage, run_tiled
+from hific_lit.tiling.stage import Stage
+from hific_lit.tiling.tiles import run_tiled
 
 
 class GeneratorTrunk(nn.Module):
