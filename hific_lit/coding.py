@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from hific_lit.codec import HiFiC
 
 _SYMBOL_LIMIT = float(1 << 62)
+_MAX_SYMBOLS_PER_BYTE = 1 << 18
+"""A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
+A header claiming more is corrupt; checking it avoids allocating latents for a bogus image size."""
 
 
 class Encoded(NamedTuple):
@@ -184,6 +187,12 @@ def _check_shapes(model: HiFiC, header: Header) -> None:
             f"the header's latent shapes {header.y_shape} / {header.z_shape} do not fit a "
             f"{header.height}x{header.width} image coded by this model ({expected_y} / {expected_z})"
         )
+    for name, shape, length in (("hyperlatent", expected_z, header.z_length), ("latent", expected_y, header.y_length)):
+        if math.prod(shape) > _MAX_SYMBOLS_PER_BYTE * length:
+            raise BitstreamError(
+                f"the header claims a {header.height}x{header.width} image, but its {name} stream of {length} bytes "
+                f"cannot hold {math.prod(shape)} symbols (corrupt header)"
+            )
 
 
 @torch.no_grad()

@@ -122,6 +122,17 @@ def test_wrong_latent_shapes_are_refused(model: HiFiC, data: bytes) -> None:
         model.decompress(_with_valid_crcs(bytes(tampered)))
 
 
+def test_a_bogus_huge_image_size_is_refused_before_allocating(model: HiFiC, data: bytes) -> None:
+    header = unpack(data)[0]
+    h, w = 4_000_000_000, 4_000_000_000
+    yh, yw = (h + 63) // 64 * 4, (w + 63) // 64 * 4
+    bogus = Header(
+        header.fingerprint, h, w, (header.y_shape[0], yh, yw), (header.z_shape[0], yh // 4, yw // 4), 3, 5, 0
+    )
+    with pytest.raises(BitstreamError, match="cannot hold"):
+        model.decompress(pack(bogus, b"zzz", b"yyyyy"))
+
+
 def test_non_bytes_are_refused(model: HiFiC) -> None:
     with pytest.raises(BitstreamError, match="bytes"):
         model.decompress("HFIC")  # type: ignore[arg-type]
