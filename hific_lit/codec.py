@@ -124,14 +124,14 @@ class HiFiC(nn.Module):
         Runs on tiles within ``self.max_memory`` bytes of working memory (see :mod:`hific_lit.tiling`).
         """
         dtype = next(self.g_a.parameters()).dtype
-        x = x_padded.to(dtype) * 2.0 - 1.0
+        x = x_padded.to(dtype, copy=True).mul_(2.0).sub_(1.0)  # in place: one image-sized copy at any size
         return tiled_analysis(self.g_a, x, self.max_memory, self.tile_progress).float()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""
         dtype = next(self.g_s.parameters()).dtype
         x_hat = tiled_synthesis(self.g_s, y_hat.to(dtype), self.max_memory, self.tile_progress)
-        return ((x_hat + 1.0) / 2.0).float()
+        return x_hat.add_(1.0).div_(2.0).float()  # in place on the fresh output: no image-sized temporaries
 
     def update(self, force: bool = False) -> None:
         """Build the coding tables once and store them as buffers (they travel in the state dict)."""

@@ -11,7 +11,14 @@ from hific_lit import HiFiC
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.cli import main
 from hific_lit.image_io import load_image, save_image
-from hific_lit.tiling import MEMORY_SAFETY, activation_peak_bytes, analysis_stage, plan_tiles, synthesis_stages
+from hific_lit.tiling import (
+    DEFAULT_MAX_MEMORY,
+    MEMORY_SAFETY,
+    activation_peak_bytes,
+    analysis_stage,
+    plan_tiles,
+    synthesis_stages,
+)
 
 ATOL = 1e-5
 
@@ -59,7 +66,7 @@ def test_tiled_coding_gives_the_untiled_bitstream_and_image(model: HiFiC, size: 
 
 
 def test_default_budget_is_set_and_none_disables_tiling(model: HiFiC) -> None:
-    assert HiFiC.from_preset("tiny", with_discriminator=False).max_memory == 512 * 2**20
+    assert HiFiC.from_preset("tiny", with_discriminator=False).max_memory == DEFAULT_MAX_MEMORY == 384 * 2**20
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model.analysis(x), model.g_a(x * 2.0 - 1.0))

@@ -27,8 +27,13 @@ from hific_lit.errors import HificError
 MEMORY_SAFETY = 1.6
 """Resident bytes per tensor byte counted on the probe: the largest measured ratio (1.57), rounded up."""
 
-DEFAULT_MAX_MEMORY = 512 * 2**20
-"""Default working-memory budget of the tiled transforms: 512 MiB of activations per tile."""
+DEFAULT_MAX_MEMORY = 384 * 2**20
+"""Default working-memory budget of the tiled transforms, per tile.
+
+Small enough that hific codes a 4000x4000 image within 3 GB of resident memory (weights and
+whole-image buffers included, ``scripts/bench_tiling.py``), large enough that a 1024² image
+needs only 4 tiles for g_a and for g_s's upsampling, and none for g_s's trunk.
+"""
 
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 

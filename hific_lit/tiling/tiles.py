@@ -46,7 +46,9 @@ def run_tiled(
     out: torch.Tensor | None = None
     tiles = itertools.product(plan.rows, plan.cols)
     with torch.no_grad():
-        hidden = True if plan.count == 1 or progress is False else (None if progress is None else False)
+        if plan.count == 1:
+            return stage.module(x.to(device)).to(x.device)
+        hidden = True if progress is False else (None if progress is None else False)
         for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=desc, disable=hidden, leave=False):
             e0, f0 = max(0, r0 - halo), max(0, c0 - halo)
             tile = x[..., e0 : min(height, r1 + halo), f0 : min(width, c1 + halo)].to(device).contiguous()
