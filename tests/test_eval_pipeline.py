@@ -21,7 +21,7 @@ from hific_lit.checkpoint import load_inference_checkpoint, save_inference_check
 from hific_lit.errors import CheckpointError, DatasetError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.metrics import LpipsScorer
-from hific_lit.eval.pipeline import evaluate, load_scorers
+from hific_lit.eval.pipeline import checkpoint_paths, evaluate, load_scorers
 from hific_lit.eval.runner import Scorers
 from hific_lit.image_io import to_uint8
 
@@ -198,3 +198,11 @@ def test_script_writes_the_whole_run_folder(checkpoints: list[Path], photos: Pat
         assert (run_dir / name / "viewer.html").is_file()
     assert {p.name for p in (run_dir / "plots").iterdir()} == {"rd_psnr.png"}  # no LPIPS; MS-SSIM lacks the cat
     assert "low" in result.stdout + result.stderr and "results in" in result.stdout + result.stderr
+
+
+def test_checkpoint_names_are_unique_and_readable() -> None:
+    names = checkpoint_paths(["runs/base/inference.ckpt", "runs/gan/inference.ckpt", "low.ckpt"])
+    assert list(names) == ["base_inference", "gan_inference", "low"]
+    assert list(checkpoint_paths(["a/x/m.ckpt", "b/x/m.ckpt"])) == ["x_m_0", "x_m_1"]
+    with pytest.raises(CheckpointError, match="no checkpoint given"):
+        checkpoint_paths([])

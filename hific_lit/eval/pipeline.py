@@ -19,7 +19,7 @@ from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
 from hific_lit.eval.plots import plot_rd
 from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
-from hific_lit.eval.runner import Scorers, evaluate_checkpoint
+from hific_lit.eval.runner import Scorers, evaluate_checkpoint, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,7 @@ def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Pat
     paths = [Path(str(p)) for p in ([] if ckpt is None else [ckpt] if isinstance(ckpt, str) else list(ckpt))]
     if not paths:
         raise CheckpointError("no checkpoint given: pass ckpt=PATH, or ckpt=[low,med,high] for an RD curve")
-    names: dict[str, Path] = {}
-    for path in paths:
-        name = path.stem if path.stem not in names else f"{path.parent.name}_{path.stem}"
-        names[name if name not in names else f"{name}_{len(names)}"] = path
-    return names
+    return dict(zip(unique_names(paths), paths, strict=True))
 
 
 def dataset_images(data: DictConfig) -> list[Path]:

@@ -56,9 +56,10 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def unique_names(paths: list[Path]) -> list[str]:
-    """File stems, with the parent folder prepended where two stems collide."""
+    """File stems, with the parent folder prepended where stems collide (and a count where that is not enough)."""
     stems = [p.stem for p in paths]
-    return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    names = [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
 def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) -> dict[str, float | None]:
