@@ -26,13 +26,13 @@ _ZOOMS = (1, 2, 4, 8)
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1em;margin-bottom:1.5em}
-.layout{display:flex;gap:1.5em;align-items:flex-start;flex-wrap:wrap}
-.frame{max-width:min(100%,1024px);max-height:80vh;overflow:auto;border:1px solid #ccc;background:#eee}
+.layout{display:flex;gap:1.5em;align-items:flex-start}
+.frame{flex:0 1 auto;min-width:0;max-height:80vh;overflow:auto;border:1px solid #ccc;background:#eee}
 .frame img{display:block;image-rendering:pixelated}
 .frame img[hidden]{display:none}
 button.variant{margin:0 .3em .5em 0;padding:.3em .8em;border:1px solid #888;border-radius:4px;cursor:pointer}
 button.variant[aria-pressed=true]{background:#246;color:#fff}
-table{border-collapse:collapse;font-variant-numeric:tabular-nums}
+table{flex:0 0 auto;border-collapse:collapse;font-variant-numeric:tabular-nums}
 td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
 td:first-child,th:first-child{text-align:left}
 tr.active{background:#e6eef8;font-weight:600}
