@@ -9,7 +9,7 @@ from hific_lit.eval.plots import plot_rd
 
 def test_plots_are_written_for_metrics_with_values(tmp_path) -> None:
     points = [
-        {"method": "hific", "bpp": 0.3, "psnr": 30.0, "ms_ssim": None, "lpips": 0.05},
+        {"method": "hific", "checkpoint": "high", "bpp": 0.3, "psnr": 30.0, "ms_ssim": None, "lpips": 0.05},
         {"method": "hific", "bpp": 0.1, "psnr": 27.0, "ms_ssim": None, "lpips": 0.10},
         {"method": "jpeg", "bpp": 0.12, "psnr": 24.0, "ms_ssim": None, "lpips": 0.30},
         {"method": "jpeg", "bpp": 0.31, "psnr": 28.0, "ms_ssim": None, "lpips": 0.20},

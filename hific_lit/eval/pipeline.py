@@ -115,7 +115,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these
         results[name] = {"path": str(checkpoints[name]), "methods": res.results}
-        points += [{"method": method, **values} for method, values in res.results.items()]
+        points += [{"method": method, "checkpoint": name, **values} for method, values in res.results.items()]
         viewers[name] = str(res.viewer) if res.viewer else None
     if any(r.ms_ssim is None for r in rows):
         missing["ms_ssim"] = f"some images have a side below {MS_SSIM_MIN_SIDE} px, too small for 5-scale MS-SSIM"

@@ -23,8 +23,9 @@ def method_label(method: str) -> str:
 def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Path]:
     """Write ``rd_<metric>.png`` for each metric that some point has; return the files written.
 
-    ``points`` are mean results, each ``{"method": "hific" | "jpeg" | ..., "bpp": float, <metric>: float | None}``;
-    the points of one method are joined in order of bpp (one per checkpoint).
+    ``points`` are mean results, each ``{"method": "hific" | "jpeg" | ..., "bpp": float, <metric>: float | None}``
+    and optionally ``"checkpoint"`` (our points are labelled with it); the points of one method are
+    joined in order of bpp (one per checkpoint).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -41,6 +42,10 @@ def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Pa
             rows = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r["bpp"])
             style = {"linewidth": 2.2, "marker": "o", "zorder": 3} if method == "hific" else {"marker": "s"}
             ax.plot([r["bpp"] for r in rows], [r[key] for r in rows], label=method_label(method), **style)
+            for row in rows if method == "hific" else []:
+                if "checkpoint" in row:
+                    xy = (row["bpp"], row[key])
+                    ax.annotate(row["checkpoint"], xy, textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xlabel("bits per pixel")
         ax.set_ylabel(label)
         ax.set_title(title or f"rate vs {key}")
