@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -142,6 +143,12 @@ def bench_memory(n: int) -> dict:
     return result
 
 
+def memory_in_fresh_process(n: int) -> dict:
+    """:func:`bench_memory` in a spawned process, so that memory freed earlier cannot hide the peak."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(bench_memory, (n,))
+
+
 def _reset_peak() -> None:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -211,7 +218,7 @@ def main() -> None:
         },
         "throughput": bench_throughput(args.symbols, args.repeats, threads=1),
         "throughput_default_threads": bench_throughput(args.symbols, args.repeats, threads=torch.get_num_threads()),
-        "memory": bench_memory(args.memory_symbols),
+        "memory": memory_in_fresh_process(args.memory_symbols),
         "model": model_name,
         "photos": bench_photos(model),
     }

@@ -50,12 +50,14 @@ def test_gaussian_tables_cover_the_scale_table_with_positive_masses() -> None:
         assert masses.min() >= 1 and masses.sum() >= TOTAL
 
 
-def test_scale_indexes_round_sigma_up_to_the_next_table_scale() -> None:
+def test_scale_indexes_pick_the_nearest_table_scale_in_log_scale() -> None:
     scales = scale_table().float()
+    between = torch.sqrt(scales[:-1] * scales[1:])
     edge_cases = torch.tensor([0.01, -1.0, float("nan"), 1e4, float("inf")])
-    idx = scale_indexes(torch.cat([scales, scales[:-1] * 1.01, edge_cases]), scales)
+    idx = scale_indexes(torch.cat([scales, between * 0.99, between * 1.01, edge_cases]), scales)
     assert torch.equal(idx[:64], torch.arange(64))
-    assert torch.equal(idx[64:127], torch.arange(1, 64))
+    assert torch.equal(idx[64:127], torch.arange(63))
+    assert torch.equal(idx[127:190], torch.arange(1, 64))
     assert idx[-5:].tolist() == [0, 0, 0, 63, 63]
 
 

@@ -32,8 +32,8 @@ from hific_lit.entropy.tables import CodingTables
 from hific_lit.errors import BitstreamError
 
 CHUNK_SYMBOLS = 1 << 20
-ROW_BYTES_BUDGET = 64 << 20
-"""At most 64 MiB of gathered CDF rows per run; with the per-chunk arrays the extra memory of
+ROW_BYTES_BUDGET = 32 << 20
+"""At most 32 MiB of gathered CDF rows per run; with the per-chunk arrays the extra memory of
 coding stays well under 256 MB at any image size, and torchac's int row offsets (symbols x row
 width) stay far below 2**31. These constants and :func:`plan_runs` are part of .hfc version 1."""
 _PAD_SLACK = 1 << 20
