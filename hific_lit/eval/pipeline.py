@@ -18,6 +18,7 @@ from hific_lit.eval import baselines
 from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
 from hific_lit.eval.plots import plot_rd
+from hific_lit.eval.published import PUBLISHED, published_points
 from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
 from hific_lit.eval.runner import Scorers, evaluate_checkpoint, unique_names
 
@@ -119,11 +120,14 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
         viewers[name] = str(res.viewer) if res.viewer else None
     if any(r.ms_ssim is None for r in rows):
         missing["ms_ssim"] = f"some images have a side below {MS_SSIM_MIN_SIDE} px, too small for 5-scale MS-SSIM"
-    plots = plot_rd(points, out_dir / "plots", title=f"{cfg.data.name}: rate-distortion")
+    plots = plot_rd(
+        points + published_points(cfg.data.name), out_dir / "plots", title=f"{cfg.data.name}: rate-distortion"
+    )
     summary = {
         "dataset": {"name": cfg.data.name, "images": len(images)},
         "checkpoints": results,
         "missing": missing,
+        "published": PUBLISHED.get(cfg.data.name),
         "outputs": {"per_image_csv": str(csv_path), "per_image_json": str(json_path), "plots": [str(p) for p in plots],
                     "viewers": viewers},
         "command": command_line(),

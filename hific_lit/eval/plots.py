@@ -12,7 +12,17 @@ from hific_lit.image_io import atomic_write_bytes
 
 # metric key -> axis label
 RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID/256 ↓"}
-METHOD_LABELS = {"hific": "HiFiC (ours)", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF"}
+METHOD_LABELS = {
+    "hific": "HiFiC (ours)",
+    "hific_paper": "HiFiC (paper)",
+    "jpeg": "JPEG",
+    "webp": "WebP",
+    "avif": "AVIF",
+}
+_STYLES = {
+    "hific": {"linewidth": 2.2, "marker": "o", "zorder": 3},
+    "hific_paper": {"linestyle": "--", "marker": "o", "color": "0.45", "zorder": 2},
+}
 
 
 def method_label(method: str) -> str:
@@ -21,7 +31,7 @@ def method_label(method: str) -> str:
 
 
 def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Path]:
-    """Write ``rd_<metric>.png`` for each metric that some point has; return the files written.
+    """Write ``rd_<metric>.png`` for each metric that we measured; return the files written.
 
     ``points`` are mean results, each ``{"method": "hific" | "jpeg" | ..., "bpp": float, <metric>: float | None}``
     and optionally ``"checkpoint"`` (our points are labelled with it); the points of one method are
@@ -34,13 +44,15 @@ def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Pa
         by_method[point["method"]].append(point)
     written = []
     for key, label in RD_METRICS.items():
-        if not any(p.get(key) is not None for p in points):
+        if not any(p.get(key) is not None for p in points if p["method"] != "hific_paper"):
             continue
         fig = Figure(figsize=(5.5, 4.0), dpi=120)
         ax = fig.subplots()
         for method, rows in by_method.items():
             rows = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r["bpp"])
-            style = {"linewidth": 2.2, "marker": "o", "zorder": 3} if method == "hific" else {"marker": "s"}
+            if not rows:
+                continue
+            style = _STYLES.get(method, {"marker": "s"})
             ax.plot([r["bpp"] for r in rows], [r[key] for r in rows], label=method_label(method), **style)
             for row in rows if method == "hific" else []:
                 if "checkpoint" in row:
