@@ -124,8 +124,8 @@ class HiFiC(nn.Module):
         Runs on tiles within ``self.max_memory`` bytes of working memory (see :mod:`hific_lit.tiling`).
         """
         dtype = next(self.g_a.parameters()).dtype
-        x = x_padded.to(dtype, copy=True).mul_(2.0).sub_(1.0)  # in place: one image-sized copy at any size
-        return tiled_analysis(self.g_a, x, self.max_memory, self.tile_progress).float()
+        y = tiled_analysis(self.g_a, x_padded.to(dtype), self.max_memory, self.tile_progress, from_unit_range=True)
+        return y.float()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""

@@ -4,7 +4,7 @@
    untrained seeded model of ``--arch``): file sizes, whether the bitstreams are identical, how
    many latent symbols differ, the largest reconstruction difference, and the time of compress and
    decompress each way (best of ``--repeats``), with the tile budget ``--max-memory``.
-2. Peak resident memory (the process's VmHWM, from ``wait4``) of ``hific compress`` and ``hific
+2. Peak resident memory (VmHWM, read by the process itself at exit) of ``hific compress`` and ``hific
    decompress`` run as subprocesses on a ``--rss-size`` square image with ``--max-memory``.
    By default (``--rss-blocks 1``) the checkpoint keeps only 1 of the generator's residual blocks:
    the arithmetic shrinks ~5x, the working memory does not (the trunk holds one block's activations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -120,15 +119,31 @@ def compare(model: HiFiC, x: torch.Tensor, budget: int, repeats: int) -> dict[st
     }
 
 
-def _peak_rss_of(args: list[str]) -> tuple[int, float]:
-    """Run ``args``; (peak resident bytes of that process, wall seconds)."""
+_MEASURED_CLI = """
+import atexit, runpy, sys
+
+def report_peak():
+    with open("/proc/self/status") as f:
+        sys.stderr.write(next(line for line in f if line.startswith("VmHWM")))
+
+atexit.register(report_peak)
+sys.argv = ["hific", *sys.argv[1:]]
+runpy.run_module("hific_lit.cli", run_name="__main__")
+"""
+
+
+def _peak_rss_of(cli_args: list[str]) -> tuple[int, float]:
+    """Run ``hific CLI_ARGS`` in a fresh interpreter; (its peak resident bytes, wall seconds).
+
+    The child reads its own VmHWM at exit: ``wait4``'s ``ru_maxrss`` would also count the pages the
+    child shared with this (large) process between fork and exec.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed with exit status {proc.returncode}")
-    return usage.ru_maxrss * 1024, time.perf_counter() - start
+    done = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *cli_args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"hific {' '.join(cli_args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    peak_kb = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("VmHWM"))
+    return peak_kb * 1024, time.perf_counter() - start
 
 
 def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict[str, object]:
@@ -146,11 +161,10 @@ def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict
         save_inference_checkpoint(model, ckpt)
         del model
         Image.fromarray(photo(side)[0].mul(255).round().byte().permute(1, 2, 0).numpy()).save(image)
-        cli = [sys.executable, "-m", "hific_lit.cli"]
         common = ["--ckpt", str(ckpt), "--max-memory", budget, "-q"]
         for name, args in (
-            ("compress", [*cli, "compress", str(image), "-o", str(hfc), *common]),
-            ("decompress", [*cli, "decompress", str(hfc), "-o", str(out), *common]),
+            ("compress", ["compress", str(image), "-o", str(hfc), *common]),
+            ("decompress", ["decompress", str(hfc), "-o", str(out), *common]),
         ):
             peak, seconds = _peak_rss_of(args)
             result[name] = {
