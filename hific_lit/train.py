@@ -24,10 +24,10 @@ import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.loggers import WandbLogger
 
 from hific_lit.image_io import atomic_write_bytes
 from hific_lit.lit import InferenceExport, RDStage, load_codec_weights
-from hific_lit.perceptual import RANDOM_BACKBONE_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,6 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
 def build_module(cfg: DictConfig) -> RDStage:
     """The stage's LightningModule, warm-started from ``cfg.warmstart`` when set."""
     module: RDStage = hydra.utils.instantiate(cfg.stage)
-    if not getattr(module.perceptual, "pretrained_backbone", True):
-        log.warning(RANDOM_BACKBONE_WARNING)
     if cfg.get("warmstart"):
         load_codec_weights(module.model, cfg.warmstart)
     return module
@@ -102,7 +100,7 @@ def build_trainer(cfg: DictConfig, module: RDStage, resolved: dict) -> pl.Traine
         if isinstance(callback, InferenceExport):
             callback.config = resolved
     loggers = instantiate_dict(cfg.get("logger"))
-    if any(type(lg).__name__ == "WandbLogger" for lg in loggers):
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
         default_wandb_mode()
     max_steps = int(cfg.max_iterations) * module.optimizers_per_iteration
     trainer: pl.Trainer = hydra.utils.instantiate(

@@ -69,11 +69,19 @@ def test_loggers_instantiate(logger: str, tmp_path: Path, monkeypatch: pytest.Mo
     assert all(isinstance(lg, pl.loggers.Logger) for lg in loggers)
 
 
-def test_callbacks_and_sample_data_instantiate(tmp_path: Path) -> None:
-    cfg = compose_config(["data=sample"], tmp_path)
-    callbacks = instantiate_dict(cfg.callbacks)
+def test_callbacks_instantiate(tmp_path: Path) -> None:
+    callbacks = instantiate_dict(compose_config([], tmp_path).callbacks)
     assert {type(cb).__name__ for cb in callbacks} == {"ModelCheckpoint", "ReconstructionImages", "InferenceExport"}
-    assert isinstance(hydra.utils.instantiate(cfg.data), pl.LightningDataModule)
+
+
+REQUIRED_DATA_ARGS = {"folder": "data.train_dir={tmp}", "openimages_wds": "data.train_shards={tmp}"}
+
+
+@pytest.mark.parametrize("data", options("data"))
+def test_data_modules_instantiate(data: str, tmp_path: Path) -> None:
+    extra = [REQUIRED_DATA_ARGS[data].format(tmp=tmp_path)] if data in REQUIRED_DATA_ARGS else []
+    datamodule = hydra.utils.instantiate(compose_config([f"data={data}", *extra], tmp_path).data)
+    assert isinstance(datamodule, pl.LightningDataModule)
 
 
 @pytest.mark.parametrize(

@@ -99,9 +99,8 @@ class RDStage(pl.LightningModule):
         return len(self.optimizer_names)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        groups = self.model.parameter_groups()._asdict()
-        params = {"codec": groups["codec"], "aux": groups["aux"], "discriminator": groups["discriminator"]}
-        optimizers = [self.optimizer_factories[name](params[name]) for name in self.optimizer_names]
+        groups = self.model.parameter_groups()._asdict()  # codec, aux, discriminator
+        optimizers = [self.optimizer_factories[name](groups[name]) for name in self.optimizer_names]
         for opt in optimizers:
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
