@@ -86,7 +86,8 @@ def test_gan_stage_warm_starts_from_the_base_run(base_run: tuple[Path, dict], tm
     last = out / "checkpoints" / "last.ckpt"
     metrics = train(compose_config([*SMOKE, "stage=gan", f"warmstart={last}", "logger=csv"], tmp_path))
     assert metrics["iteration"] == 2
-    assert 0 < metrics["train/d_real"] < 1 and 0 < metrics["train/d_fake"] < 1
+    for key in ("train/d_real", "train/d_fake", "val/d_real", "val/d_fake"):
+        assert 0 < metrics[key] < 1, key
     gan = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert gan[ITERATION_KEY] == 2 and gan["global_step"] == 6
     assert any(k.startswith("model.discriminator.") for k in gan["state_dict"])

@@ -174,11 +174,16 @@ class RDStage(pl.LightningModule):
             metrics = {f"train/{k}": v.detach().float() for k, v in terms.items() if (k in shown) == prog_bar}
             self.log_dict(metrics, on_step=True, prog_bar=prog_bar, batch_size=batch.shape[0])
 
-    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
-        out = self.model(batch)
-        terms = self.rd_terms(batch, out, iteration=None)
+    def validation_terms(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """What validation logs: ``rd_loss`` with the post-warm-up weights, and its terms."""
+        terms = self.rd_terms(x, out, iteration=None)
         terms["rd_loss"] = terms.pop("loss").detach()
         del terms["rate_weight"]
+        return terms
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self.model(batch)
+        terms = self.validation_terms(batch, out)
         for prog_bar in (True, False):
             metrics = {f"val/{k}": v for k, v in terms.items() if (k in ("rd_loss", "psnr")) == prog_bar}
             self.log_dict(metrics, prog_bar=prog_bar, sync_dist=True, batch_size=batch.shape[0])

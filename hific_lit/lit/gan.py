@@ -44,3 +44,10 @@ class GANStage(RDStage):
             "d_real": torch.sigmoid(d_real.detach()).mean(),
             "d_fake": torch.sigmoid(d_fake.detach()).mean(),
         }
+
+    def validation_terms(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
+        """The base stage's validation terms plus D's mean probability on real and reconstructed images."""
+        terms = super().validation_terms(x, out)
+        terms["d_real"] = torch.sigmoid(self.model.discriminator(x, out.y_hat)).mean()
+        terms["d_fake"] = torch.sigmoid(self.model.discriminator(out.x_hat, out.y_hat)).mean()
+        return terms
