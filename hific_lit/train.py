@@ -23,9 +23,11 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
+from hific_lit.errors import HificError
 from hific_lit.image_io import atomic_write_bytes
 from hific_lit.lit import InferenceExport, RDStage, load_codec_weights
 
@@ -87,7 +89,12 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
 
 def build_module(cfg: DictConfig) -> RDStage:
     """The stage's LightningModule, warm-started from ``cfg.warmstart`` when set."""
-    module: RDStage = hydra.utils.instantiate(cfg.stage)
+    try:
+        module: RDStage = hydra.utils.instantiate(cfg.stage)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, HificError):  # e.g. LPIPS weights missing: say so plainly
+            raise exc.__cause__ from None
+        raise
     if cfg.get("warmstart"):
         load_codec_weights(module.model, cfg.warmstart)
     return module

@@ -15,6 +15,7 @@ from hydra.errors import InstantiationException
 
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import load_sample_photo
+from hific_lit.errors import WeightsUnavailableError
 from hific_lit.lit.base import ITERATION_KEY
 from hific_lit.lit.export import main as export_main
 from hific_lit.losses import psnr
@@ -108,6 +109,17 @@ def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -
         run(cfg, in_sweep=False)
     assert math.isnan(run(cfg, in_sweep=True))
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def test_missing_lpips_weights_stop_training_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsUnavailableError, match=r"alexnet-owt-7be5be79\.pth"):
+        train(compose_config([*SMOKE, "perceptual.pretrained_backbone=true"], tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("stage", ["base", pytest.param("gan", marks=pytest.mark.slow)])
