@@ -9,8 +9,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
+from hific_lit.image_io import save_image
 from hific_lit.lit.base import RDStage
 from hific_lit.lit.export import export_model
 
@@ -47,7 +48,6 @@ class ReconstructionImages(pl.Callback):
         n = min(self.max_images, batch.shape[0])
         x, x_hat = batch[:n].detach().cpu(), outputs["x_hat"][:n].clamp(0, 1).cpu()
         grid = make_grid(torch.cat([x, x_hat]), nrow=n, padding=2)
-        self.dirpath.mkdir(parents=True, exist_ok=True)
         save_image(grid, self.dirpath / f"iter_{iteration:07d}.png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
