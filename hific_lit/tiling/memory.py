@@ -5,9 +5,9 @@ under a function mode that adds up the bytes of every tensor storage while it is
 exact for the tensors the network's Python code creates, for any architecture, dtype, device and
 batch size, and it scales with the tile's area. Kernels' private scratch space and allocator slack
 come on top; :data:`MEMORY_SAFETY` covers them (measured on CPU, ``scripts/bench_tiling.py``: the
-resident set of a whole-image pass grows by 1.23x the counted bytes for hific's g_a and g_s
-upsampling, and by up to 1.57x for the narrower ``small`` preset, whose transposed convolutions'
-scratch space weighs more against its few channels).
+resident set of a whole-image pass grows by 0.8-1.35x the counted bytes for hific's g_a and g_s
+upsampling over several runs, and by up to 1.57x for the narrower ``small`` preset, whose transposed
+convolutions' scratch space weighs more against its few channels).
 (The ``meta`` device would spare the probe's arithmetic, but its kernels for some ops import
 torch._dynamo, ~140 MB of resident memory.)
 """
