@@ -19,16 +19,17 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hific_lit.errors import ImageReadError
 
+EXIF_ORIENTATION = 0x0112
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 
 def pil_to_tensor(img: Image.Image, notes: list[str] | None = None) -> torch.Tensor:
     """Convert a PIL image to a (3, H, W) float32 tensor in [0, 1]; append conversions made to ``notes``."""
     notes = notes if notes is not None else []
-    transposed = ImageOps.exif_transpose(img)
-    if transposed is not img:
+    if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
         notes.append("applied EXIF orientation")
-        img = transposed
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)

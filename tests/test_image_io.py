@@ -16,7 +16,9 @@ from hific_lit.image_io import atomic_write_bytes, load_image, save_image, to_ui
 def test_rgb_png_round_trip(tmp_path: Path) -> None:
     arr = np.random.randint(0, 256, (5, 7, 3), dtype=np.uint8)
     Image.fromarray(arr).save(tmp_path / "a.png")
-    x = load_image(tmp_path / "a.png")
+    notes: list[str] = []
+    x = load_image(tmp_path / "a.png", notes)
+    assert notes == []
     assert x.shape == (3, 5, 7) and x.dtype == torch.float32
     assert np.array_equal(to_uint8(x), arr)
     save_image(x, tmp_path / "b.png")
