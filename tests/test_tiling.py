@@ -54,7 +54,7 @@ def _budget_for(stage: Stage, shape: tuple[int, ...], tiles: int) -> int:
     extent = []
     for length in shape[-2:]:
         core = -(-length // tiles // stage.align) * stage.align
-        extent.append(min(length, core + 2 * stage.halo))
+        extent.append(min(length, core + stage.overlap))
     peak = activation_peak_bytes(stage.module, (*shape[:2], *extent), torch.float32)
     return int(MEMORY_SAFETY * peak) + 1
 
@@ -69,8 +69,8 @@ def test_receptive_fields_match_the_paper_layout() -> None:
     assert receptive_field(g_s.head, g_s.blocks) == (Fraction(19), Fraction(1))
     assert receptive_field(g_s.up) == (Fraction(9, 8), Fraction(16))
     stage = analysis_stage(g_a)
-    assert (stage.halo, stage.align) == (48, 16)
-    assert [(s.halo, s.align) for s in synthesis_stages(g_s)] == [(19, 1), (2, 1)]
+    assert (stage.halo, stage.halo_after, stage.align) == (48, 32, 16)  # last core latent reaches 18 px past
+    assert [(s.halo, s.halo_after, s.align) for s in synthesis_stages(g_s)] == [(19, 19, 1), (2, 2, 1)]
 
 
 def test_norms_with_image_statistics_run_untiled_with_a_warning() -> None:
@@ -116,8 +116,10 @@ def test_a_halo_short_of_the_receptive_field_shows_seams(tiny: HiFiC) -> None:
     with torch.no_grad():
         whole = tiny.g_a(x)
         short = run_tiled(dataclasses.replace(stage, halo=32), x, budget)
+        short_after = run_tiled(dataclasses.replace(stage, halo_after=16), x, budget)
         exact = run_tiled(stage, x, budget)
     assert (short - whole).abs().max() > 100 * ATOL
+    assert (short_after - whole).abs().max() > 100 * ATOL
     assert (exact - whole).abs().max() <= ATOL
 
 
@@ -134,8 +136,8 @@ def test_chosen_tiles_fit_the_budget(tiny: HiFiC) -> None:
     stage = analysis_stage(tiny.g_a)
     for budget in (2**21, 2**23):
         plan = plan_tiles(stage, x.shape, x.dtype, budget)
-        tallest = max(r1 - r0 for r0, r1 in plan.rows) + 2 * stage.halo
-        widest = max(c1 - c0 for c0, c1 in plan.cols) + 2 * stage.halo
+        tallest = max(r1 - r0 for r0, r1 in plan.rows) + stage.overlap
+        widest = max(c1 - c0 for c0, c1 in plan.cols) + stage.overlap
         assert activation_peak_bytes(tiny.g_a, (1, 3, tallest, widest), x.dtype) <= budget
     assert plan_tiles(stage, x.shape, x.dtype, 2**21).count > plan_tiles(stage, x.shape, x.dtype, 2**23).count
 

@@ -43,7 +43,7 @@ def model() -> HiFiC:
 def _small_budget(model: HiFiC) -> int:
     """A budget under which g_a tiles are 64 pixels and g_s's upsampling tiles 4 latent pixels square."""
     enc, (_, up) = analysis_stage(model.g_a), synthesis_stages(model.g_s)
-    enc_side, up_side = 64 + 2 * enc.halo, 4 + 2 * up.halo
+    enc_side, up_side = 64 + enc.overlap, 4 + up.overlap
     return int(
         MEMORY_SAFETY
         * max(

@@ -34,21 +34,22 @@ def split_axis(length: int, parts: int, align: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-def largest_extent(length: int, parts: int, halo: int, align: int) -> int:
+def largest_extent(length: int, parts: int, stage: Stage) -> int:
     """Span of the largest tile (core plus halos, within the axis) when ``length`` is cut in ``parts``."""
-    core = -(-(length // align) // parts) * align
-    return min(length, core + halo * min(parts - 1, 2))
+    core = -(-(length // stage.align) // parts) * stage.align
+    halos = {1: 0, 2: max(stage.halo, stage.halo_after)}.get(parts, stage.overlap)
+    return min(length, core + halos)
 
 
-def fewest_parts(length: int, limit: int, halo: int, align: int) -> int | None:
+def fewest_parts(length: int, limit: int, stage: Stage) -> int | None:
     """Fewest parts whose largest tile spans at most ``limit``; ``None`` if no cut achieves it."""
     for parts in (1, 2):
-        if largest_extent(length, parts, halo, align) <= limit:
+        if largest_extent(length, parts, stage) <= limit:
             return parts
-    per = (limit - 2 * halo) // align
+    per = (limit - stage.overlap) // stage.align
     if per <= 0:
         return None
-    return max(3, -(-(length // align) // per))
+    return max(3, -(-(length // stage.align) // per))
 
 
 _PER_PIXEL_CACHE: dict[tuple, float] = {}
@@ -64,7 +65,7 @@ def bytes_per_pixel(stage: Stage, batch: int, channels: int, dtype: torch.dtype)
     """
     device = next(stage.module.parameters()).device
     shapes = tuple(tuple(p.shape) for p in stage.module.parameters())
-    key = (type(stage.module).__name__, shapes, stage.scale, stage.halo, batch, channels, dtype, device)
+    key = (type(stage.module).__name__, shapes, stage.scale, batch, channels, dtype, device)
     if key not in _PER_PIXEL_CACHE:
         side = 8 * stage.align
         peak = activation_peak_bytes(stage.module, (batch, channels, side, side), dtype)
@@ -87,15 +88,15 @@ def plan_tiles(stage: Stage, shape: torch.Size, dtype: torch.dtype, max_memory: 
     area = int(max_memory / per_pixel)
     best: tuple[int, int, int, int] | None = None
     for rows in range(1, height // stage.align + 1):
-        extent_h = largest_extent(height, rows, stage.halo, stage.align)
-        cols = fewest_parts(width, area // extent_h, stage.halo, stage.align) if extent_h <= area else None
+        extent_h = largest_extent(height, rows, stage)
+        cols = fewest_parts(width, area // extent_h, stage) if extent_h <= area else None
         if cols is None:
             continue
-        computed = (height + 2 * stage.halo * (rows - 1)) * (width + 2 * stage.halo * (cols - 1))
+        computed = (height + stage.overlap * (rows - 1)) * (width + stage.overlap * (cols - 1))
         candidate = (computed, rows * cols, rows, cols)
         best = candidate if best is None or candidate < best else best
     if best is None:
-        smallest = per_pixel * (stage.align + 2 * stage.halo) ** 2
+        smallest = per_pixel * (stage.align + stage.overlap) ** 2
         raise MemoryBudgetError(
             f"a memory budget of {format_bytes(max_memory)} is too small: the smallest tile of "
             f"{type(stage.module).__name__} needs about {format_bytes(smallest)}"

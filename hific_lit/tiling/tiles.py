@@ -1,11 +1,11 @@
 """Run a fully convolutional network on overlapping tiles and stitch the tiles' valid centres.
 
-Each tile is a *core* (the part of the output it keeps) grown by a *halo* on every side that
-does not touch the image border. With a halo of at least the network's receptive-field radius,
-every kept output sees exactly the input pixels the whole image would give it, so the stitched
-result equals whole-image processing up to float rounding (convolution kernels may sum in another
-order on another tile shape). At the image border a tile ends where the image ends, so it pads
-exactly as the whole image does.
+Each tile is a *core* (the part of the output it keeps) grown by a *halo* on every side that does
+not touch the image border (its size: :class:`~hific_lit.tiling.stage.Stage`). With halos that
+cover the network's receptive field, every kept output sees exactly the input pixels the whole
+image would give it, so the stitched result equals whole-image processing up to float rounding
+(convolution kernels may sum in another order on another tile shape). At the image border a tile
+ends where the image ends, so it pads exactly as the whole image does.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def run_tiled(
     batch, _, height, width = x.shape
     plan = plan_tiles(stage, x.shape, x.dtype, max_memory)
     device = next(stage.module.parameters()).device
-    halo, s = stage.halo, stage.scale
+    before, after, s = stage.halo, stage.halo_after, stage.scale
     out: torch.Tensor | None = None
     tiles = itertools.product(plan.rows, plan.cols)
     with torch.no_grad():
@@ -50,8 +50,8 @@ def run_tiled(
             return stage.module(x.to(device)).to(x.device)
         hidden = True if progress is False else (None if progress is None else False)
         for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=desc, disable=hidden, leave=False):
-            e0, f0 = max(0, r0 - halo), max(0, c0 - halo)
-            tile = x[..., e0 : min(height, r1 + halo), f0 : min(width, c1 + halo)].to(device).contiguous()
+            e0, f0 = max(0, r0 - before), max(0, c0 - before)
+            tile = x[..., e0 : min(height, r1 + after), f0 : min(width, c1 + after)].to(device).contiguous()
             result = stage.module(tile)
             if out is None:
                 size = (batch, result.shape[1], _scaled(height, s), _scaled(width, s))
