@@ -3,7 +3,8 @@
 Receptive fields (paper sizes, Mentzer et al. 2020, App. A.1; any preset has the same layout):
 
 * g_a reaches 34 image pixels either side (7x7 conv: 3, four stride-2 3x3 convs: 1+2+4+8, the
-  final 3x3 conv at /16: 16), so its tiles overlap by 48 pixels (3 latent pixels) on each side.
+  final 3x3 conv at /16: 16). A tile starts 48 pixels (3 latent pixels, on the /16 grid) before
+  its core and ends 32 after it: the core's last latent pixel sits 16 pixels before its end.
 * g_s is run in two stages. Its *trunk* at latent resolution (ChannelNorm, 3x3 conv, 9 residual
   blocks of two 3x3 convs) reaches 1 + 9 * 2 = 19 latent pixels: a halo of 19. It costs ~88 % of
   g_s's arithmetic but little memory per pixel (960 channels at 1/256 of the pixels), so its tiles
