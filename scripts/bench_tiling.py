@@ -70,7 +70,7 @@ def tile_counts(model: HiFiC, x: torch.Tensor, budget: int | None) -> dict[str, 
     latent = (1, model.arch.latent_channels, xp.shape[-2] // 16, xp.shape[-1] // 16)
     trunk, up = synthesis_stages(model.g_s)
     hidden = (1, model.arch.generator_widths[0], *latent[-2:])
-    shapes = {"g_a": (analysis_stage(model.g_a), xp.shape), "g_s_trunk": (trunk, latent), "g_s_up": (up, hidden)}
+    shapes = {"g_a": (analysis_stage(model.g_a, True), xp.shape), "g_s_trunk": (trunk, latent), "g_s_up": (up, hidden)}
     return {
         name: plan_tiles(stage, torch.Size(shape), x.dtype, budget).count for name, (stage, shape) in shapes.items()
     }

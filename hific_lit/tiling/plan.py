@@ -99,7 +99,7 @@ def plan_tiles(stage: Stage, shape: torch.Size, dtype: torch.dtype, max_memory: 
         smallest = per_pixel * (stage.align + stage.overlap) ** 2
         raise MemoryBudgetError(
             f"a memory budget of {format_bytes(max_memory)} is too small: the smallest tile of "
-            f"{type(stage.module).__name__} needs about {format_bytes(smallest)}"
+            f"{stage.name} needs about {format_bytes(smallest)}"
         )
     _, _, rows, cols = best
     return TilePlan(split_axis(height, rows, stage.align), split_axis(width, cols, stage.align))

@@ -24,6 +24,7 @@ class Stage:
     """
 
     module: nn.Module
+    name: str
     halo: int
     halo_after: int
     align: int
@@ -35,12 +36,13 @@ class Stage:
         return self.halo + self.halo_after
 
     @classmethod
-    def of(cls, module: nn.Module, *layers: nn.Module) -> Stage:
-        """The stage running ``module``, whose computation is ``layers`` in order (see ``receptive_field``)."""
+    def of(cls, name: str, module: nn.Module, *layers: nn.Module) -> Stage:
+        """The stage ``name`` running ``module``, whose computation is ``layers`` in order (see ``receptive_field``)."""
         radius, scale = receptive_field(*layers)
         align = scale.denominator
 
         def aligned(pixels: int) -> int:
             return -(-pixels // align) * align
 
-        return cls(module, aligned(math.ceil(radius)), aligned(math.floor(radius - 1 / scale) + 1), align, scale)
+        before, after = aligned(math.ceil(radius)), aligned(math.floor(radius - 1 / scale) + 1)
+        return cls(module, name, before, after, align, scale)

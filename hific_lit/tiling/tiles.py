@@ -31,7 +31,6 @@ def run_tiled(
     x: torch.Tensor,
     max_memory: int | None,
     progress: bool | None = False,
-    desc: str = "tiles",
 ) -> torch.Tensor:
     """``stage.module(x)`` computed tile by tile, each tile's working memory within ``max_memory`` bytes.
 
@@ -49,7 +48,9 @@ def run_tiled(
         if plan.count == 1:
             return stage.module(x.to(device)).to(x.device)
         hidden = True if progress is False else (None if progress is None else False)
-        for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=desc, disable=hidden, leave=False):
+        for (r0, r1), (c0, c1) in tqdm(
+            tiles, total=plan.count, desc=f"{stage.name} tiles", disable=hidden, leave=False
+        ):
             e0, f0 = max(0, r0 - before), max(0, c0 - before)
             tile = x[..., e0 : min(height, r1 + after), f0 : min(width, c1 + after)].to(device).contiguous()
             result = stage.module(tile)

@@ -54,13 +54,13 @@ class FromUnitRange(nn.Module):
 
 def analysis_stage(g_a: Encoder, from_unit_range: bool = False) -> Stage:
     """g_a as one tiled stage: image (padded to a multiple of 16) -> latent at /16."""
-    return Stage.of(FromUnitRange(g_a) if from_unit_range else g_a, g_a.net)
+    return Stage.of("g_a", FromUnitRange(g_a) if from_unit_range else g_a, g_a.net)
 
 
 def synthesis_stages(g_s: Generator) -> tuple[Stage, Stage]:
     """g_s as two tiled stages: the trunk at latent resolution, then the upsampling to the image."""
     trunk = GeneratorTrunk(g_s)
-    return Stage.of(trunk, g_s.head, g_s.blocks), Stage.of(g_s.up, g_s.up)
+    return Stage.of("g_s trunk", trunk, g_s.head, g_s.blocks), Stage.of("g_s upsampling", g_s.up, g_s.up)
 
 
 def _untiled(network: nn.Module, x: torch.Tensor, max_memory: int | None, reason: Exception) -> torch.Tensor:
@@ -87,7 +87,7 @@ def tiled_analysis(
         stage = analysis_stage(g_a, from_unit_range)
     except NotTileableError as exc:
         return _untiled(FromUnitRange(g_a) if from_unit_range else g_a, x, max_memory, exc)
-    return run_tiled(stage, x, max_memory, progress, desc="g_a tiles")
+    return run_tiled(stage, x, max_memory, progress)
 
 
 def tiled_synthesis(
@@ -98,5 +98,4 @@ def tiled_synthesis(
         trunk, up = synthesis_stages(g_s)
     except NotTileableError as exc:
         return _untiled(g_s, y_hat, max_memory, exc)
-    h = run_tiled(trunk, y_hat, max_memory, progress, desc="g_s trunk tiles")
-    return run_tiled(up, h, max_memory, progress, desc="g_s upsampling tiles")
+    return run_tiled(up, run_tiled(trunk, y_hat, max_memory, progress), max_memory, progress)
