@@ -151,7 +151,7 @@ def test_activation_peak_grows_with_area_and_batch(tiny: HiFiC) -> None:
 
 def test_too_small_a_budget_is_a_clear_error(tiny: HiFiC) -> None:
     x = torch.rand(1, 3, 256, 256)
-    with pytest.raises(MemoryBudgetError, match="too small"):
+    with pytest.raises(MemoryBudgetError, match="too small: the smallest tile of g_a needs"):
         tiled_analysis(tiny.g_a, x, 1000)
 
 
