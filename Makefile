@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# torch's OpenMP threads spin while waiting; on a busy machine that slows training and tests up to ~10x.
+# Passive waiting costs little when the machine is idle.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-full lint format browser eval
@@ -57,8 +60,6 @@ shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-cou
 
 .PHONY: demo train
 DEMO_DIR := outputs/demo
-# torch's OpenMP threads spin while waiting; on a busy machine that slows training ~10x. Passive waiting costs little.
-demo: export OMP_WAIT_POLICY ?= PASSIVE
 demo: setup ## train a small model on bundled photos (CPU: base + short GAN stage), compress + decompress a held-out photo, print bpp and PSNR
 	$(BIN)/python scripts/train.py experiment=demo_base
 	$(BIN)/python scripts/train.py experiment=demo_gan
