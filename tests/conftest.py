@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -19,3 +21,13 @@ def astronaut() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float().div(255.0)[None]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module on one torch thread: tiled code is many small ops, and on a busy machine each
+    op's thread hand-off costs more than the op itself."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

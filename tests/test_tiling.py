@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
 from fractions import Fraction
 
 import pytest
@@ -35,13 +34,7 @@ ATOL = 1e-5
 """Float rounding only: a tile's convolutions may sum in another order than the whole image's."""
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiles mean many small ops; on a busy machine each op's thread hand-off costs more than the op."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
