@@ -4,6 +4,9 @@ Catch :class:`HificError` to handle all of them; the ``hific`` command prints it
 line and exits non-zero, without a traceback.
 """
 
+import sys
+from collections.abc import Callable
+
 
 class HificError(Exception):
     """Base class of every user-facing error of hific-lit."""
@@ -27,3 +30,14 @@ class DatasetError(HificError):
 
 class WeightsUnavailableError(HificError):
     """Pretrained weights (LPIPS backbone, Inception) are not cached and cannot be downloaded."""
+
+
+def exit_status(action: Callable[[], object], prog: str) -> int:
+    """Run a command-line action: 0 when it succeeds; a :class:`HificError` is printed on one line
+    (``PROG: error: ...``) to stderr, without a traceback, and gives 1."""
+    try:
+        action()
+    except HificError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

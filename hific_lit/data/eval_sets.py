@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from hific_lit.data.download import fetch, file_digests, verify_digests
-from hific_lit.errors import DatasetError, HificError
+from hific_lit.errors import DatasetError, exit_status
 from hific_lit.image_io import IMAGE_SUFFIXES
 
 LOCK_NAME = "SHA256SUMS"
@@ -185,14 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=os.environ.get("HIFIC_DATA", "data"), help="default: $HIFIC_DATA or data")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    try:
+
+    def download_all() -> None:
         for name in args.names:
             folder = download_eval_set(name, args.root, progress=not args.quiet)
             print(f"{name}: {len(eval_set_images(name, args.root))} images verified in {folder}")
-    except HificError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(download_all, parser.prog)
 
 
 if __name__ == "__main__":

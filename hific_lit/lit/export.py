@@ -16,7 +16,7 @@ import torch
 from hific_lit.arch import ArchConfig
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.codec import HiFiC
-from hific_lit.errors import CheckpointError, HificError
+from hific_lit.errors import CheckpointError, exit_status
 from hific_lit.lit.base import ARCH_KEY
 from hific_lit.lit.warmstart import load_codec_weights, read_lightning_checkpoint
 
@@ -55,12 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="Lightning checkpoint of a hific-lit training run")
     parser.add_argument("output", type=Path, help="inference checkpoint to write (atomically)")
     args = parser.parse_args(argv)
-    try:
-        print(export_training_checkpoint(args.source, args.output))
-    except HificError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: print(export_training_checkpoint(args.source, args.output)), parser.prog)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,23 @@
+"""Command-line error reporting shared by the package's entry points."""
+
+from __future__ import annotations
+
+import pytest
+
+from hific_lit.errors import DatasetError, exit_status
+
+
+def test_exit_status_reports_hific_errors_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exit_status(lambda: print("fine"), "prog") == 0
+    assert capsys.readouterr().out == "fine\n"
+
+    def fail() -> None:
+        raise DatasetError("data/kodak: 3 of 24 images missing")
+
+    assert exit_status(fail, "prog") == 1
+    assert capsys.readouterr().err == "prog: error: data/kodak: 3 of 24 images missing\n"
+
+
+def test_exit_status_lets_programming_errors_through() -> None:
+    with pytest.raises(ZeroDivisionError):
+        exit_status(lambda: 1 / 0, "prog")
