@@ -6,8 +6,14 @@ The codec (E, G) minimises (Mentzer et al. 2020, eq. 3 and Sec. 4.2)::
 
 with MSE on images scaled to 0..255, and the discriminator minimises
 ``-log(1 - D(x', y)) - log D(x, y)``. The rate weight λ' is λ_A when the batch's rounded bitrate
-exceeds the target rate and λ_B otherwise (eq. 4). For the first iterations λ is doubled and the
-target raised by 0.20/0.14 (the paper's warm-up, App. A.2).
+exceeds the target rate and λ_B otherwise (eq. 4).
+
+The numbers follow the authors' code (tensorflow/compression ``models/hific/configs.py``), which writes
+the rate term as ``C/λ · R`` with ``λ = lmbda_a`` above the target and ``lmbda_b`` below
+(``model.py`` ``_get_weighted_rate_loss``): ``C = 0.1·2^-5``, ``lmbda_a = 0.1·2^-6``,
+``lmbda_b = 0.1·2^1`` give rate weights λ_A = 2 and λ_B = 2^-6 (the paper's text says λ_B = 2^-4).
+For the first 50,000 steps that λ is multiplied by 2 (``lambda_schedule vals=[2., 1.]``), so the rate
+*weight* is halved, while the target is raised by 0.20/0.14 (``target_schedule``). See docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -22,16 +28,20 @@ GAN_LOSSES = ("non_saturating", "least_squares")
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The weights of the objective; defaults are the paper's (``med`` regime, Table 4 / App. A.2)."""
+    """The weights of the objective: the ``med`` regime, numbers from the authors' code (see module doc).
+
+    ``lambda_a`` and ``lambda_b`` are rate *weights* (the paper's λ, the code's ``C / lmbda``);
+    ``warmup_rate_weight_factor`` multiplies the weight during warm-up (code: λ ×2, so the weight ×1/2).
+    """
 
     target_bpp: float = 0.30
     lambda_a: float = 1.0
-    lambda_b: float = 2.0**-4
+    lambda_b: float = 2.0**-6
     k_m: float = 0.075 * 2.0**-5
     k_p: float = 1.0
     beta: float = 0.15
     warmup_iterations: int = 50_000
-    warmup_lambda_factor: float = 2.0
+    warmup_rate_weight_factor: float = 0.5
     warmup_target_factor: float = 0.20 / 0.14
     gan_loss: str = "non_saturating"
 
@@ -40,8 +50,8 @@ class LossConfig:
             raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
         if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
             raise ValueError("target_bpp must be > 0 and lambda_a, lambda_b >= 0")
-        if self.warmup_iterations < 0:
-            raise ValueError("warmup_iterations must be >= 0")
+        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0:
+            raise ValueError("warmup_iterations and warmup_rate_weight_factor must be >= 0")
 
     def in_warmup(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
@@ -54,10 +64,13 @@ class LossConfig:
         return self.target_bpp
 
     def rate_weight(self, bpp_rounded: float, iteration: int | None) -> float:
-        """λ' of eq. 4: λ_A above the target rate, λ_B at or below it, both doubled in warm-up."""
+        """λ' of eq. 4: λ_A above the target rate, λ_B at or below it, times the warm-up factor in warm-up.
+
+        ``bpp_rounded`` is the batch's bitrate with rounded latents (the code's ``total_qbpp``).
+        """
         weight = self.lambda_a if bpp_rounded > self.target_at(iteration) else self.lambda_b
         if iteration is not None and self.in_warmup(iteration):
-            weight *= self.warmup_lambda_factor
+            weight *= self.warmup_rate_weight_factor
         return weight
 
 

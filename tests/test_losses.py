@@ -9,33 +9,75 @@ import torch
 
 from hific_lit.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss, mse_255, psnr
 
+# The authors' code (tensorflow/compression models/hific/configs.py, model.py): rate term C/λ·R with
+# λ = lmbda_a above the target, lmbda_b below; lambda_schedule multiplies λ by 2 for the first 50k steps.
+AUTHORS_C = 0.1 * 2.0**-5
+AUTHORS_LMBDA_A = 0.1 * 2.0**-6
+AUTHORS_LMBDA_B = 0.1 * 2.0**1
+AUTHORS_LAMBDA_SCHEDULE = (2.0, 1.0)  # vals, steps=[50000]
+
+
+def authors_rate_weight(bpp_rounded: float, step: int, target: float = 0.14) -> float:
+    """C / λ of model.py ``_get_weighted_rate_loss`` with the low-rate config of configs.py."""
+    schedule = AUTHORS_LAMBDA_SCHEDULE[0] if step < 50_000 else AUTHORS_LAMBDA_SCHEDULE[1]
+    scheduled_target = target * (0.20 / 0.14 if step < 50_000 else 1.0)
+    lmbda = AUTHORS_LMBDA_A if bpp_rounded > scheduled_target else AUTHORS_LMBDA_B
+    return AUTHORS_C / (lmbda * schedule)
+
 
 def test_rate_weight_switches_at_the_target_after_warmup() -> None:
-    cfg = LossConfig(target_bpp=0.3, lambda_a=1.0, lambda_b=2**-4, warmup_iterations=10)
+    cfg = LossConfig(target_bpp=0.3, lambda_a=1.0, lambda_b=2**-6, warmup_iterations=10)
     assert cfg.rate_weight(0.31, iteration=10) == 1.0
-    assert cfg.rate_weight(0.30, iteration=10) == 2**-4
-    assert cfg.rate_weight(0.29, iteration=None) == 2**-4
+    assert cfg.rate_weight(0.30, iteration=10) == 2**-6
+    assert cfg.rate_weight(0.29, iteration=None) == 2**-6
 
 
-def test_warmup_doubles_lambda_and_raises_the_target() -> None:
-    cfg = LossConfig(target_bpp=0.14, lambda_a=2.0, lambda_b=2**-4, warmup_iterations=10)
+def test_defaults_give_the_authors_rate_weights_2_and_2_to_the_minus_6() -> None:
+    cfg = LossConfig(target_bpp=0.14, lambda_a=2.0)  # the low regime, the only one configs.py spells out
+    above, below = AUTHORS_C / AUTHORS_LMBDA_A, AUTHORS_C / AUTHORS_LMBDA_B
+    assert (above, below) == (2.0, 2**-6)
+    assert (cfg.lambda_a, cfg.lambda_b) == (above, below)
+    for step in (0, 49_999, 50_000, 400_000):
+        for bpp in (0.10, 0.14, 0.17, 0.20, 0.21, 0.5):
+            assert cfg.rate_weight(bpp, step) == pytest.approx(authors_rate_weight(bpp, step)), (step, bpp)
+
+
+def test_warmup_halves_the_rate_weight_and_raises_the_target() -> None:
+    cfg = LossConfig(target_bpp=0.14, lambda_a=2.0, warmup_iterations=10)
     assert cfg.target_at(9) == pytest.approx(0.20)
     assert cfg.target_at(10) == pytest.approx(0.14)
-    # 0.17 bpp is above the final target but below the warm-up target: λ_B, doubled
-    assert cfg.rate_weight(0.17, iteration=9) == pytest.approx(2 * 2**-4)
-    assert cfg.rate_weight(0.21, iteration=9) == pytest.approx(4.0)
+    # 0.17 bpp is above the final target but below the warm-up target: λ_B, halved
+    assert cfg.rate_weight(0.17, iteration=9) == pytest.approx(2**-6 / 2)
+    assert cfg.rate_weight(0.21, iteration=9) == pytest.approx(1.0)
     assert cfg.rate_weight(0.17, iteration=10) == pytest.approx(2.0)
 
 
-def test_paper_defaults() -> None:
+def test_the_papers_text_is_one_override_away() -> None:
+    paper = LossConfig(
+        target_bpp=0.14, lambda_a=2.0, lambda_b=2**-4, warmup_rate_weight_factor=2.0, warmup_iterations=10
+    )
+    assert paper.rate_weight(0.10, iteration=10) == 2**-4
+    assert paper.rate_weight(0.21, iteration=9) == 4.0
+
+
+def test_authors_defaults() -> None:
     cfg = LossConfig()
-    assert cfg.k_m == pytest.approx(0.075 / 32) and cfg.k_p == 1.0 and cfg.beta == 0.15
-    assert cfg.warmup_iterations == 50_000 and cfg.gan_loss == "non_saturating"
+    assert cfg.k_m == pytest.approx(AUTHORS_C * 0.75)  # C * CD
+    assert cfg.k_p == 1.0 and cfg.beta == pytest.approx(0.1 * 1.5)  # lpips_weight, CP
+    assert cfg.warmup_iterations == 50_000 and cfg.warmup_target_factor == pytest.approx(0.20 / 0.14)
+    assert cfg.gan_loss == "non_saturating"  # compare_gan loss_lib.non_saturating
     assert LRSchedule().multiplier(499_999) == 1.0 and LRSchedule().multiplier(500_000) == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"gan_loss": "wasserstein"}, {"target_bpp": 0.0}, {"lambda_a": -1.0}, {"warmup_iterations": -1}]
+    "kwargs",
+    [
+        {"gan_loss": "wasserstein"},
+        {"target_bpp": 0.0},
+        {"lambda_a": -1.0},
+        {"warmup_iterations": -1},
+        {"warmup_rate_weight_factor": -1.0},
+    ],
 )
 def test_invalid_loss_config_is_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
