@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from hific_lit.arch import ARCH_PRESETS
 from hific_lit.lit import GANStage, RDStage
 from hific_lit.losses import LossConfig
+from hific_lit.nn import Discriminator
 from hific_lit.train import CONFIG_DIR, DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
 
 FAST = ["perceptual.pretrained_backbone=false"]
@@ -42,7 +43,8 @@ def test_arch_configs_match_the_presets(name: str, tmp_path: Path) -> None:
 def test_regimes_carry_the_paper_numbers(name: str, target: float, lambda_a: float, tmp_path: Path) -> None:
     loss = hydra.utils.instantiate(compose_config([f"regime={name}"], tmp_path).loss)
     assert isinstance(loss, LossConfig)
-    assert (loss.target_bpp, loss.lambda_a, loss.lambda_b) == (target, lambda_a, 2**-4)
+    assert (loss.target_bpp, loss.lambda_a, loss.lambda_b) == (target, lambda_a, 0.1 * 2**-5 / (0.1 * 2**1))
+    assert loss.warmup_rate_weight_factor == 1 / 2.0  # configs.py lambda_schedule vals [2., 1.] on the divisor
     assert loss.k_m == pytest.approx(0.075 * 2**-5) and loss.warmup_target_factor == pytest.approx(0.20 / 0.14)
 
 
@@ -51,7 +53,8 @@ def test_stages_instantiate(stage: str, cls: type, tmp_path: Path) -> None:
     cfg = compose_config([f"stage={stage}", "arch=tiny", *FAST], tmp_path)
     module = hydra.utils.instantiate(cfg.stage)
     assert type(module) is cls and module.optimizers_per_iteration == (3 if stage == "gan" else 2)
-    assert (module.model.discriminator is not None) == (stage == "gan")
+    assert isinstance(getattr(module, "discriminator", None), Discriminator) == (stage == "gan")
+    assert not any(k.startswith("discriminator") for k in module.model.state_dict())
     assert [opt.defaults["lr"] for opt in module.configure_optimizers()] == [1e-4] * module.optimizers_per_iteration
 
 
