@@ -10,11 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from hific_lit.arch import arch_preset
-from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.errors import CheckpointError
-from hific_lit.lit import GANStage, RDStage, load_codec_weights, warm_start
+from hific_lit.lit import GANStage, RDStage, load_codec_weights
 from hific_lit.losses import LossConfig, LRSchedule
-from hific_lit.nn import Discriminator
 from hific_lit.perceptual import LPIPSLoss
 
 
@@ -31,12 +29,7 @@ def crops(astronaut: torch.Tensor) -> DataLoader:
 
 
 def make_stage(cls: type[RDStage], lpips: LPIPSLoss, arch: str = "tiny", **kwargs: object) -> RDStage:
-    a = arch_preset(arch)
-    if cls is GANStage:
-        kwargs.setdefault(
-            "discriminator", Discriminator(a.latent_channels, a.discriminator_widths, a.discriminator_context)
-        )
-    return cls(a, LossConfig(warmup_iterations=1), lpips, **kwargs)
+    return cls(arch_preset(arch), LossConfig(warmup_iterations=1), lpips, **kwargs)
 
 
 def fit(module: RDStage, loader: DataLoader, iterations: int) -> pl.Trainer:
@@ -68,7 +61,7 @@ def test_base_stage_steps_codec_and_aux(lpips_random: LPIPSLoss, crops: DataLoad
     trainer = fit(module, crops, iterations=3)
     assert module.iteration == 3 and trainer.global_step == 6  # two optimizer steps per iteration
     assert changed(codec, groups.codec[:4]) and changed(aux, groups.aux)
-    assert not hasattr(module, "discriminator") and set(module.parameter_groups()) == {"codec", "aux"}
+    assert module.model.discriminator is None
     logged = trainer.callback_metrics
     for key in ("train/loss", "train/bpp", "train/bpp_rounded", "train/mse", "train/lpips", "train/aux_loss"):
         assert torch.isfinite(logged[key]), key
@@ -126,27 +119,12 @@ def test_warm_start_copies_the_codec_and_keeps_a_fresh_discriminator(
     path = tmp_path / "base.ckpt"
     trainer.save_checkpoint(path)
     gan = make_stage(GANStage, lpips_random)
-    fresh_d = {k: v.clone() for k, v in gan.discriminator.state_dict().items()}
-    warm_start(gan, path)
+    fresh_d = {k: v.clone() for k, v in gan.model.discriminator.state_dict().items()}
+    load_codec_weights(gan.model, path)
     gan_state = gan.model.state_dict()
     for key, value in base.model.state_dict().items():
         assert torch.equal(gan_state[key], value), key
-    assert all(torch.equal(v, gan.discriminator.state_dict()[k]) for k, v in fresh_d.items())
-
-
-def test_warm_start_from_a_gan_run_or_an_inference_checkpoint_brings_its_discriminator(
-    lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path
-) -> None:
-    source = make_stage(GANStage, lpips_random)
-    trainer = fit(source, crops, iterations=1)
-    trainer.save_checkpoint(tmp_path / "gan.ckpt")
-    save_inference_checkpoint(source.model, tmp_path / "model.ckpt", discriminator=source.discriminator)
-    for path in (tmp_path / "gan.ckpt", tmp_path / "model.ckpt"):
-        target = make_stage(GANStage, lpips_random)
-        warm_start(target, path)
-        for key, value in source.discriminator.state_dict().items():
-            assert torch.equal(target.discriminator.state_dict()[key], value), (path.name, key)
-        assert torch.equal(target.model.g_s.up[-1].weight, source.model.g_s.up[-1].weight)
+    assert all(torch.equal(v, gan.model.discriminator.state_dict()[k]) for k, v in fresh_d.items())
 
 
 def test_warm_start_refuses_wrong_files(lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path) -> None:
