@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
+from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError
 from hific_lit.image_io import atomic_write_bytes
 from hific_lit.lit import InferenceExport, RDStage, load_codec_weights
@@ -87,6 +88,28 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
 
 
+def world_size(trainer_cfg: DictConfig) -> int | None:
+    """Processes the Trainer will run (devices x nodes), or ``None`` when only Lightning can tell (``auto``, -1)."""
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, str) and devices.strip().isdigit():
+        devices = int(devices)
+    count = devices if isinstance(devices, int) and devices > 0 else None
+    if devices is not None and not isinstance(devices, int | str):
+        count = len(devices)
+    return None if count is None else count * int(trainer_cfg.get("num_nodes", 1))
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The data module, checked before any model is built: training data present, global batch divisible."""
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    if isinstance(datamodule, CropDataModule):
+        datamodule.check_source()
+        processes = world_size(cfg.trainer)
+        if processes is not None:
+            check_global_batch(datamodule.batch_size, processes)
+    return datamodule
+
+
 def build_module(cfg: DictConfig) -> RDStage:
     """The stage's LightningModule, warm-started from ``cfg.warmstart`` when set."""
     try:
@@ -123,8 +146,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    datamodule = build_datamodule(cfg)
     module = build_module(cfg)
-    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data)
     trainer = build_trainer(cfg, module, resolved)
     log.info("training %s for %d iterations", type(module).__name__, cfg.max_iterations)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

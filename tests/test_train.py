@@ -18,15 +18,17 @@ from hific_lit.data.sample import load_sample_photo
 from hific_lit.errors import WeightsUnavailableError
 from hific_lit.lit.base import ITERATION_KEY
 from hific_lit.lit.export import main as export_main
-from hific_lit.losses import psnr
+from hific_lit.losses import LossConfig, psnr
 from hific_lit.train import CONFIG_DIR, compose_config, default_wandb_mode, run, train
 
 ROOT = CONFIG_DIR.parent
 SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]
 
 
-def run_script(args: list[str], multirun: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = os.environ | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+def run_script(
+    args: list[str], multirun: bool = False, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = os.environ | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"} | (env or {})
     cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *(["-m"] if multirun else []), *SMOKE, *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -123,17 +125,38 @@ def test_missing_lpips_weights_stop_training_at_start_up(tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize("stage", ["base", pytest.param("gan", marks=pytest.mark.slow)])
-def test_two_process_cpu_ddp_shares_one_output_folder(stage: str, tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"stage={stage}"]
-    result = run_script([*ddp, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600)
+def test_two_process_cpu_ddp_shares_one_output_folder_and_one_rate_weight(stage: str, tmp_path: Path) -> None:
+    run_dir, probe = tmp_path / "run", tmp_path / "probe"
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"stage={stage}", "data.batch_size=4"]
+    probe_callback = ["+callbacks.rank_probe._target_=rank_probe.RankProbe", f"+callbacks.rank_probe.dirpath={probe}"]
+    env = {"PYTHONPATH": str(ROOT / "tests")}
+    result = run_script([*ddp, *probe_callback, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
-    assert list(tmp_path.iterdir()) == [run_dir]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "run"]
     assert [p.name for p in (run_dir / "csv").iterdir()] == ["version_0"]  # rank zero logs alone
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["iteration"] == 2
     assert (run_dir / "inference.ckpt").is_file()
+
+    ranks = [[json.loads(line) for line in (probe / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    assert [r["iteration"] for r in ranks[0]] == [r["iteration"] for r in ranks[1]] == [1, 2]
+    sub_batches = 2 if stage == "gan" else 1
+    loss = LossConfig(target_bpp=0.30, lambda_a=1.0, lambda_b=2**-6, warmup_iterations=50_000)  # regime=med
+    for step0, step1 in zip(*ranks, strict=True):
+        assert step0["batch"] == step1["batch"] == 4 // 2 * sub_batches  # global batch 4 over 2 ranks
+        assert step0["rate_weight"] == step1["rate_weight"]  # the same λ' on both ranks
+        mean = (step0["bpp_rounded"] + step1["bpp_rounded"]) / 2  # from the ranks' own batches
+        assert step0["decision_bpp"] == step1["decision_bpp"] == pytest.approx(mean, rel=1e-6)
+        assert step0["rate_weight"] == loss.rate_weight(mean, step0["iteration"] - 1)
+    assert any(s0["bpp_rounded"] != s1["bpp_rounded"] for s0, s1 in zip(*ranks, strict=True))  # different crops
+
+
+def test_a_global_batch_that_does_not_divide_over_the_ranks_is_refused(tmp_path: Path) -> None:
+    cfg = compose_config([*SMOKE, "trainer.devices=2", "data.batch_size=3"], tmp_path)
+    with pytest.raises(ValueError, match=r"data.batch_size=3 is the global batch.*multiple of 2"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_wandb_is_offline_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,14 +1,35 @@
-"""The LightningDataModule shape shared by every map-style source: train and validation loaders of crops."""
+"""The LightningDataModule shape shared by every source: global batch split over ranks, sub-batches per iteration."""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 
+def check_global_batch(batch_size: int, world_size: int) -> int:
+    """Crops each rank loads for a global batch of ``batch_size`` over ``world_size`` ranks.
+
+    The authors train on 8 crops per step in total (tensorflow/compression ``models/hific/train.py``
+    ``--batch_size 8``); ``data.batch_size`` keeps that meaning on any number of devices.
+    """
+    if batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} is the global batch, split evenly over the {world_size} ranks "
+            f"(devices x nodes), and {world_size} does not divide it: choose a multiple of {world_size}"
+        )
+    return batch_size // world_size
+
+
 class CropDataModule(pl.LightningDataModule):
-    """Batches are plain float tensors ``(batch_size, 3, crop_size, crop_size)`` in [0, 1].
+    """Batches are plain float tensors ``(rank_batch_size, 3, crop_size, crop_size)`` in [0, 1].
+
+    ``batch_size`` is the **global** batch of one sub-batch: each of the ``world_size`` ranks loads
+    ``batch_size / world_size`` crops of it. A training stage that uses several sub-batches per
+    iteration (the GAN stage: one for D, one for the codec, as the authors' ``build_input``) sets
+    :attr:`sub_batches` before the loaders are built; each training batch then holds
+    ``sub_batches`` sub-batches, stacked along dimension 0. Validation batches are one sub-batch.
 
     Subclasses build ``self.train_set`` and ``self.val_set`` in :meth:`setup`. Under DDP, Lightning
     wraps the loaders of map-style datasets in a ``DistributedSampler``, which pads so every rank sees
@@ -25,8 +46,33 @@ class CropDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.num_workers = num_workers
+        self.sub_batches = 1
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    def rank_and_world(self) -> tuple[int, int]:
+        """This process's rank and the world size: from the Trainer, else ``torch.distributed``, else (0, 1)."""
+        trainer = self.trainer
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    @property
+    def rank_batch_size(self) -> int:
+        """Crops of one sub-batch on this rank: ``batch_size / world_size`` (an error when it does not divide)."""
+        return check_global_batch(self.batch_size, self.rank_and_world()[1])
+
+    @property
+    def train_batch_size(self) -> int:
+        """Crops per training batch on this rank: :attr:`rank_batch_size` times :attr:`sub_batches`."""
+        if self.sub_batches < 1:
+            raise ValueError(f"sub_batches must be >= 1, got {self.sub_batches}")
+        return self.rank_batch_size * self.sub_batches
+
+    def check_source(self) -> None:
+        """Raise :class:`~hific_lit.errors.DatasetError` when the training data is missing (cheap, before any model)."""
 
     @property
     def skipped_samples(self) -> int:
@@ -37,11 +83,12 @@ class CropDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a loader")
+        batch_size = self.train_batch_size if train else self.rank_batch_size
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             shuffle=train,
-            drop_last=train and len(dataset) >= self.batch_size,
+            drop_last=train and len(dataset) >= batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

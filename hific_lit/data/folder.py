@@ -34,7 +34,8 @@ class ImageFolderDataModule(CropDataModule):
         train_dir: directory tree of training images (PNG, JPEG, WebP, TIFF, BMP, PPM).
         val_dir: directory tree of validation images; when ``None``, ``val_fraction`` of the training
             files (evenly spaced in sorted order) are held out instead.
-        batch_size, crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
+        batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
+        crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training items per epoch (default: one pass over the files).
         scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
         val_fraction: share of training files held out when there is no ``val_dir``.

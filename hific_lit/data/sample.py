@@ -65,7 +65,8 @@ class SampleDataModule(CropDataModule):
     """Random paper-style crops of scikit-image's photos; validation on fixed tiles of a held-out photo.
 
     Args:
-        batch_size, crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
+        batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
+        crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training crops per epoch, drawn from the seven training photos in turn.
         val_tiles: how many non-overlapping ``crop x crop`` tiles of the held-out photo form the
             validation set (raster order from the top left).

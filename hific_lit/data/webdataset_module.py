@@ -5,27 +5,28 @@ from __future__ import annotations
 import warnings
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
 from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
+from hific_lit.errors import DatasetError
 
 
 class WebDataModule(CropDataModule):
     """Paper-style crops from tar shards (``scripts/make_shards.py``); validation from an image folder.
 
     Every rank reads a disjoint subset of the shards and yields exactly ``batches_per_epoch`` batches
-    per epoch, so DDP ranks stay in step. Batches are ``(B, 3, crop, crop)`` float tensors in [0, 1].
+    per epoch, so DDP ranks stay in step. Batches are ``(B, 3, crop, crop)`` float tensors in [0, 1],
+    ``B`` = ``batch_size / world_size`` crops per sub-batch (``batch_size`` is the global batch).
 
     Args:
         train_shards: a shard directory, a brace pattern (``shards/train-{000000..000123}.tar``),
             ``::``-joined patterns, URLs, or a list of these (see :func:`resolve_shards`).
         val_dir: directory tree of validation images (centre crops); ``None`` disables validation.
-        batch_size, crop_size, num_workers: loader settings; each rank uses at most as many workers
-            as it has shards.
+        batch_size: the global batch (all ranks together) of one sub-batch.
+        crop_size, num_workers: loader settings; each rank uses at most as many workers as it has shards.
         batches_per_epoch: batches per epoch on every rank.
         shuffle_buffer: samples in each worker's shuffle buffer (memory: about this many encoded images).
         scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
@@ -55,30 +56,40 @@ class WebDataModule(CropDataModule):
         self.rank = rank
         self.world_size = world_size
 
-    def _rank_and_world(self) -> tuple[int, int]:
+    def rank_and_world(self) -> tuple[int, int]:
+        """The ``rank`` / ``world_size`` overrides when given, else as every data module finds them."""
         if self.rank is not None or self.world_size is not None:
             return (self.rank or 0), (self.world_size or 1)
-        trainer = self.trainer
-        if trainer is not None:
-            return trainer.global_rank, trainer.world_size
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_rank(), dist.get_world_size()
-        return 0, 1
+        return super().rank_and_world()
+
+    def check_source(self) -> None:
+        """Raise :class:`DatasetError` saying how to make shards when ``train_shards`` names none."""
+        try:
+            resolve_shards(self.train_shards)
+        except DatasetError as exc:
+            raise DatasetError(
+                f"no training shards at {self.train_shards} ({exc}). Make them from a folder of training images "
+                f"(the paper: OpenImages train) with `make shards SRC=<image folder> OUT={self.train_shards}`, "
+                "point HIFIC_SHARDS or data.train_shards at existing shards, or train on other data "
+                "(data=folder data.train_dir=<image folder>)"
+            ) from None
 
     def setup(self, stage: str | None = None) -> None:
-        rank, world_size = self._rank_and_world()
+        rank, world_size = self.rank_and_world()
         shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
         augment = RandomScaleCrop(self.crop_size, self.scale_range)
         # The skip counter (shared memory) is made here, in the rank's own process, never before a spawn.
         self.train_set = ShardStream(
-            shards, augment, self.batch_size, self.batches_per_epoch, self.shuffle_buffer, rank=rank
+            shards, augment, self.train_batch_size, self.batches_per_epoch, self.shuffle_buffer, rank=rank
         )
         if self.val_dir is not None:
             self.val_set = ImageFileDataset(find_images(self.val_dir), CenterCrop(self.crop_size))
 
     def train_dataloader(self) -> DataLoader:
+        """The rank's shard stream in batches of :attr:`train_batch_size` (``sub_batches`` may change after setup)."""
         if self.train_set is None:
             raise RuntimeError("WebDataModule.setup() must run before asking for a loader")
+        self.train_set.batch_size = self.train_batch_size
         workers = min(self.num_workers, len(self.train_set.shards))
         if workers < self.num_workers:
             warnings.warn(

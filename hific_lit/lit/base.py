@@ -137,7 +137,8 @@ class RDStage(pl.LightningModule):
         ``iteration=None`` uses the weights after warm-up, so that validation losses compare over time.
         """
         cfg = self.loss_config
-        weight = cfg.rate_weight(out.bpp_rounded.item(), iteration)
+        decision_bpp = out.bpp_rounded if iteration is None else self.mean_over_ranks(out.bpp_rounded)
+        weight = cfg.rate_weight(decision_bpp.item(), iteration)
         mse = mse_255(x, out.x_hat)
         lpips = self.perceptual(x, out.x_hat)
         loss = weight * out.bpp + cfg.k_m * mse + cfg.k_p * lpips
@@ -145,11 +146,24 @@ class RDStage(pl.LightningModule):
             "loss": loss,
             "bpp": out.bpp.detach(),
             "bpp_rounded": out.bpp_rounded,
+            "decision_bpp": decision_bpp.detach(),
             "rate_weight": torch.tensor(weight),
             "mse": mse.detach(),
             "lpips": lpips.detach(),
             "psnr": psnr(x, out.x_hat.detach()),
         }
+
+    def mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` averaged over every DDP rank (all-reduce); itself on one process.
+
+        The λ_A/λ_B decision uses the global batch's rounded bitrate, so that every rank applies the
+        same rate weight (the authors decide on the whole batch of 8, ``model.py`` ``total_qbpp``).
+        Ranks hold equal local batches, so the mean of their means is the global batch's mean.
+        """
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return value.detach()
+        return trainer.strategy.reduce(value.detach().clone(), reduce_op="mean")
 
     def codec_objective(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
         """What the codec step minimises (``loss``) and the terms to log; the GAN stage adds β·G."""
@@ -178,7 +192,7 @@ class RDStage(pl.LightningModule):
         """What validation logs: ``rd_loss`` with the post-warm-up weights, and its terms."""
         terms = self.rd_terms(x, out, iteration=None)
         terms["rd_loss"] = terms.pop("loss").detach()
-        del terms["rate_weight"]
+        del terms["rate_weight"], terms["decision_bpp"]
         return terms
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
