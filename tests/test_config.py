@@ -75,7 +75,23 @@ def test_callbacks_instantiate(tmp_path: Path) -> None:
     assert {type(cb).__name__ for cb in callbacks} == {"ModelCheckpoint", "ReconstructionImages", "InferenceExport"}
 
 
-REQUIRED_DATA_ARGS = {"folder": "data.train_dir={tmp}", "openimages_wds": "data.train_shards={tmp}"}
+REQUIRED_DATA_ARGS = {"folder": "data.train_dir={tmp}"}
+
+
+@pytest.mark.parametrize(
+    ("arch", "data"), [("hific", "WebDataModule"), ("small", "SampleDataModule"), ("tiny", "SampleDataModule")]
+)
+def test_the_paper_model_trains_on_shards_and_the_small_ones_on_the_sample_photos(
+    arch: str, data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HIFIC_SHARDS", raising=False)
+    monkeypatch.delenv("HIFIC_DATA", raising=False)
+    cfg = compose_config([f"arch={arch}"], tmp_path)
+    assert cfg.data._target_ == f"hific_lit.data.{data}"
+    if arch == "hific":
+        assert cfg.data.train_shards == str(CONFIG_DIR.parent / "data" / "openimages" / "shards")
+        monkeypatch.setenv("HIFIC_SHARDS", str(tmp_path))
+        assert compose_config([], tmp_path).data.train_shards == str(tmp_path)
 
 
 @pytest.mark.parametrize("data", options("data"))

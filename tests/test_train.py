@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import load_sample_photo
-from hific_lit.errors import WeightsUnavailableError
+from hific_lit.errors import DatasetError, WeightsUnavailableError
 from hific_lit.lit.base import ITERATION_KEY
 from hific_lit.lit.export import main as export_main
 from hific_lit.losses import LossConfig, psnr
@@ -157,6 +157,26 @@ def test_a_global_batch_that_does_not_divide_over_the_ranks_is_refused(tmp_path:
     with pytest.raises(ValueError, match=r"data.batch_size=3 is the global batch.*multiple of 2"):
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_the_paper_model_without_shards_stops_before_building_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIFIC_SHARDS", str(tmp_path / "no-shards"))
+    monkeypatch.setattr("hific_lit.train.build_module", lambda cfg: pytest.fail("the model was built"))
+    with pytest.raises(DatasetError, match=r"no training shards at .*no-shards.*make shards SRC=.* OUT=.*no-shards"):
+        train(compose_config(["regime=med", "trainer.devices=4"], tmp_path / "run"))
+
+
+def test_the_readme_command_without_shards_says_how_to_make_them(tmp_path: Path) -> None:
+    env = os.environ | {"HIFIC_SHARDS": str(tmp_path / "none"), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "regime=med", "trainer.devices=4"]
+    cmd.append(f"hydra.run.dir={tmp_path / 'run'}")
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("scripts/train.py: error: no training shards at") and "make shards" in last
+    assert "Traceback" not in result.stderr
 
 
 def test_wandb_is_offline_without_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
