@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import hydra
@@ -44,7 +45,7 @@ def test_random_scale_crop_gives_full_crops_in_range(size: tuple[int, int]) -> N
 def test_random_scale_crop_downscales_within_paper_range() -> None:
     # A vertical ramp: the value span inside the crop reveals the window size before resizing.
     ramp = torch.linspace(0, 1, 1000).view(1, 1000, 1).expand(3, 1000, 1000).contiguous()
-    transform = RandomScaleCrop(256, flip=False)
+    transform = RandomScaleCrop(256)
     gen = torch.Generator().manual_seed(1)
     spans = []
     for _ in range(20):
@@ -54,9 +55,43 @@ def test_random_scale_crop_downscales_within_paper_range() -> None:
     assert min(spans) > 256 / 0.95 - 4 and max(spans) < 256 / 0.75 + 4
 
 
+def test_the_authors_scale_range_never_goes_below_the_crop() -> None:
+    transform, gen = RandomScaleCrop(256), torch.Generator().manual_seed(0)
+    # models/hific/model.py: scale ~ U[max(0.75, 256 / short side), max(that, 0.95)]
+    for short, low, high in [(1000, 0.75, 0.95), (300, 256 / 300, 0.95), (256, 1.0, 1.0), (200, 1.28, 1.28)]:
+        scales = [transform.draw_scale(short, gen) for _ in range(200)]
+        assert low - 1e-9 <= min(scales) and max(scales) <= high + 1e-9, short
+        assert max(scales) - min(scales) > 0.8 * (high - low) - 1e-9, short  # spread over the whole range
+
+
+@pytest.mark.parametrize("size", [(300, 451), (180, 120), (256, 256)])
+def test_the_crop_is_a_window_of_the_whole_image_resized_bilinear_without_antialias(size: tuple[int, int]) -> None:
+    x = torch.rand(3, *size)
+    out = RandomScaleCrop(128)(x, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)  # replay the draws: scale, top, left
+    low = max(0.75, 128 / min(size))
+    scale = low + (max(low, 0.95) - low) * float(torch.rand((), generator=gen))
+    new = (max(128, math.ceil(scale * size[0])), max(128, math.ceil(scale * size[1])))
+    resized = torch.nn.functional.interpolate(x[None], size=new, mode="bilinear", align_corners=False, antialias=False)
+    top = int(torch.randint(0, new[0] - 128 + 1, (), generator=gen))
+    left = int(torch.randint(0, new[1] - 128 + 1, (), generator=gen))
+    # torch computes the sample positions in float32, these weights in float64: 1e-4 of the 0..1 range apart
+    torch.testing.assert_close(out, resized[0, :, top : top + 128, left : left + 128], atol=1e-4, rtol=0)
+
+
+def test_no_flip_by_default_and_the_earlier_pipeline_is_an_option() -> None:
+    x = torch.rand(3, 80, 80)
+    crops = [RandomScaleCrop(80, (1.0, 1.0))(x, generator=torch.Generator().manual_seed(s)) for s in range(8)]
+    assert all(torch.allclose(c, x, atol=1e-6) for c in crops)
+    earlier = RandomScaleCrop(64, interpolation="bicubic_antialias", flip=True)
+    assert earlier(torch.rand(3, 100, 90)).shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="interpolation"):
+        RandomScaleCrop(64, interpolation="nearest")
+
+
 def test_random_scale_crop_flips_and_is_reproducible_with_a_generator() -> None:
     x = torch.rand(3, 80, 80)
-    transform = RandomScaleCrop(80, scale_range=(1.0, 1.0))
+    transform = RandomScaleCrop(80, scale_range=(1.0, 1.0), flip=True)
     a = [transform(x, generator=torch.Generator().manual_seed(s)) for s in range(8)]
     b = [transform(x, generator=torch.Generator().manual_seed(s)) for s in range(8)]
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))

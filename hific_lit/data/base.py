@@ -7,6 +7,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, RandomScaleCrop
+
 
 def check_global_batch(batch_size: int, world_size: int) -> int:
     """Crops each rank loads for a global batch of ``batch_size`` over ``world_size`` ranks.
@@ -25,6 +27,9 @@ def check_global_batch(batch_size: int, world_size: int) -> int:
 class CropDataModule(pl.LightningDataModule):
     """Batches are plain float tensors ``(rank_batch_size, 3, crop_size, crop_size)`` in [0, 1].
 
+    Training crops are :class:`~hific_lit.data.transforms.RandomScaleCrop` (``scale_range``,
+    ``interpolation``, ``flip``; the defaults are the authors' preprocessing).
+
     ``batch_size`` is the **global** batch of one sub-batch: each of the ``world_size`` ranks loads
     ``batch_size / world_size`` crops of it. A training stage that uses several sub-batches per
     iteration (the GAN stage: one for D, one for the codec, as the authors' ``build_input``) sets
@@ -37,7 +42,15 @@ class CropDataModule(pl.LightningDataModule):
     same shape. (Iterable sources, such as shards, split themselves: see ``WebDataModule``.)
     """
 
-    def __init__(self, batch_size: int = 8, crop_size: int = 256, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        batch_size: int = 8,
+        crop_size: int = 256,
+        num_workers: int = 0,
+        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        interpolation: str = "bilinear",
+        flip: bool = False,
+    ) -> None:
         super().__init__()
         if batch_size < 1 or crop_size < 1 or num_workers < 0:
             raise ValueError(
@@ -46,6 +59,7 @@ class CropDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.num_workers = num_workers
+        self.train_transform = RandomScaleCrop(crop_size, scale_range, interpolation, flip)
         self.sub_batches = 1
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

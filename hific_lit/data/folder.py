@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -37,7 +37,8 @@ class ImageFolderDataModule(CropDataModule):
         batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
         crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training items per epoch (default: one pass over the files).
-        scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
+        scale_range, interpolation, flip: the training crops (:class:`~hific_lit.data.transforms.RandomScaleCrop`);
+            the defaults are the authors' (scale 0.75..0.95, bilinear without antialiasing, no flip).
         val_fraction: share of training files held out when there is no ``val_dir``.
     """
 
@@ -50,13 +51,14 @@ class ImageFolderDataModule(CropDataModule):
         num_workers: int = 4,
         samples_per_epoch: int | None = None,
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        interpolation: str = "bilinear",
+        flip: bool = False,
         val_fraction: float = 0.05,
     ) -> None:
-        super().__init__(batch_size=batch_size, crop_size=crop_size, num_workers=num_workers)
+        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip)
         self.train_dir = train_dir
         self.val_dir = val_dir
         self.samples_per_epoch = samples_per_epoch
-        self.scale_range = tuple(scale_range)
         self.val_fraction = val_fraction
 
     def setup(self, stage: str | None = None) -> None:
@@ -65,6 +67,5 @@ class ImageFolderDataModule(CropDataModule):
             train_paths, val_paths = hold_out(train_paths, self.val_fraction)
         else:
             val_paths = find_images(self.val_dir)
-        augment = RandomScaleCrop(self.crop_size, self.scale_range)
-        self.train_set = ImageFileDataset(train_paths, augment, self.samples_per_epoch)
+        self.train_set = ImageFileDataset(train_paths, self.train_transform, self.samples_per_epoch)
         self.val_set = ImageFileDataset(val_paths, CenterCrop(self.crop_size))

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, RandomScaleCrop, grid_tiles
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
 from hific_lit.errors import DatasetError
 from hific_lit.image_io import load_image
 
@@ -70,7 +70,8 @@ class SampleDataModule(CropDataModule):
         samples_per_epoch: training crops per epoch, drawn from the seven training photos in turn.
         val_tiles: how many non-overlapping ``crop x crop`` tiles of the held-out photo form the
             validation set (raster order from the top left).
-        scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
+        scale_range, interpolation, flip: the training crops (:class:`~hific_lit.data.transforms.RandomScaleCrop`);
+            the defaults are the authors' (scale 0.75..0.95, bilinear without antialiasing, no flip).
         val_photo: the held-out photo; it never appears in training.
     """
 
@@ -82,17 +83,19 @@ class SampleDataModule(CropDataModule):
         samples_per_epoch: int = 64,
         val_tiles: int = 4,
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        interpolation: str = "bilinear",
+        flip: bool = False,
         val_photo: str = SAMPLE_VAL_PHOTO,
     ) -> None:
-        super().__init__(batch_size=batch_size, crop_size=crop_size, num_workers=num_workers)
+        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip)
         self.samples_per_epoch = samples_per_epoch
         self.val_tiles = val_tiles
-        self.scale_range = tuple(scale_range)
         self.val_photo = val_photo
 
     def setup(self, stage: str | None = None) -> None:
         names = [name for name in SAMPLE_TRAIN_PHOTOS if name != self.val_photo]
-        augment = RandomScaleCrop(self.crop_size, self.scale_range)
-        self.train_set = ImageFileDataset([sample_photo_path(n) for n in names], augment, self.samples_per_epoch)
+        self.train_set = ImageFileDataset(
+            [sample_photo_path(n) for n in names], self.train_transform, self.samples_per_epoch
+        )
         tiles = grid_tiles(load_sample_photo(self.val_photo)[0], self.crop_size, self.val_tiles)
         self.val_set = TensorListDataset(tiles)

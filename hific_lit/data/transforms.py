@@ -1,19 +1,28 @@
-"""The paper's training crops and the deterministic validation crops, on (3, H, W) float tensors.
+"""The training crops and the deterministic validation crops, on (3, H, W) float tensors.
 
-HiFiC (Mentzer et al. 2020, Sec. 4.1) trains on 256x256 crops of OpenImages after a random downscale
-by a factor in [0.75, 0.95], with random horizontal flips. Two rules make this total:
+The authors' pipeline (tensorflow/compression ``models/hific/model.py`` ``_get_dataset``), the default:
 
-* the downscale never takes the shorter side below the crop (the factor is raised to ``crop / short_side``);
-* an image whose shorter side is already below the crop is **upscaled** (bicubic) until it equals the
-  crop, so every sample yields a full crop without padding artefacts.
+* a scale ``s`` is drawn uniformly from ``[lo, hi]`` with ``lo = max(0.75, crop / short side)`` and
+  ``hi = max(lo, 0.95)``: a downscale that removes JPEG artefacts, never below the crop; an image whose
+  shorter side is below the crop is **upscaled** to exactly the crop;
+* the whole image is resized to ``ceil(s·H) x ceil(s·W)``, bilinear without antialiasing
+  (``tf.image.resize_images``);
+* a random ``crop x crop`` window is cut; no flip.
 
-Downscale-then-crop is computed as crop-then-resize: a square of side ``crop / factor`` is cut from the
-original and resized to ``crop`` with antialiasing, which is the same picture at a fraction of the cost.
-Given a PIL image, only that square is converted to float (by :func:`pil_to_tensor`, which also applies
-EXIF orientation: a square window of the stored image is a square window of the oriented one).
+The resize-then-crop is computed as crop-then-resize with the same numbers: only the rows and columns of the
+original that the output window reads are converted and interpolated (separable bilinear weights), so a
+4000x3000 photo costs no more than a 256x256 crop. Pixel centres follow torch's ``align_corners=False``
+(TF1's ``resize_images`` used ``half_pixel_centers=False``, a sub-pixel shift; see docs/fidelity.md).
+
+``interpolation="bicubic_antialias"`` with ``flip=True`` is this project's earlier pipeline: a square of side
+``crop / s`` resized with antialiased bicubic, then a random horizontal flip (the paper's text mentions flips).
+Given a PIL image, only the window is converted to float (by :func:`pil_to_tensor`, which also applies
+EXIF orientation: a window of the stored image is a window of the oriented one).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +31,8 @@ from PIL import Image
 from hific_lit.image_io import pil_to_tensor
 
 PAPER_SCALE_RANGE = (0.75, 0.95)
+ImageLike = Image.Image | torch.Tensor
+"""A PIL image or a (3, H, W) float tensor in [0, 1]."""
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -43,10 +54,10 @@ def _size(image: Image.Image | torch.Tensor) -> tuple[int, int]:
     return (image.height, image.width) if isinstance(image, Image.Image) else tuple(image.shape[-2:])
 
 
-def _window(image: Image.Image | torch.Tensor, top: int, left: int, side: int) -> torch.Tensor:
+def _window_rect(image: Image.Image | torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
     if isinstance(image, Image.Image):
-        return pil_to_tensor(image.crop((left, top, left + side, top + side)))
-    return image[:, top : top + side, left : left + side]
+        return pil_to_tensor(image.crop((left, top, left + width, top + height)))
+    return image[:, top : top + height, left : left + width]
 
 
 def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -56,39 +67,107 @@ def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
     return out.clamp_(0.0, 1.0)
 
 
+def bilinear_rows(in_size: int, out_size: int, start: int, count: int) -> tuple[int, torch.Tensor]:
+    """Rows ``start .. start+count`` of the bilinear resize matrix ``in_size -> out_size``, on the inputs they read.
+
+    The weights of ``F.interpolate(mode="bilinear", align_corners=False, antialias=False)`` along one axis:
+    output ``i`` samples input ``max(0, (i + 0.5)·in/out - 0.5)`` between its two neighbours. Returns the
+    first input index read and the ``(count, span)`` weight matrix over the ``span`` inputs read.
+    """
+    dst = torch.arange(start, start + count, dtype=torch.float64)
+    src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp_(min=0.0)
+    low = src.floor().long().clamp_(max=in_size - 1)
+    frac = (src - low).to(torch.float32)
+    high = (low + 1).clamp_(max=in_size - 1)
+    first, last = int(low.min()), int(high.max())
+    weights = torch.zeros(count, last - first + 1)
+    rows = torch.arange(count)
+    weights.index_put_((rows, low - first), 1.0 - frac, accumulate=True)
+    weights.index_put_((rows, high - first), frac, accumulate=True)
+    return first, weights
+
+
+INTERPOLATIONS = ("bilinear", "bicubic_antialias")
+
+
 class RandomScaleCrop:
-    """Random downscale (never below the crop), random ``crop x crop`` window, random horizontal flip.
+    """Random scale (the authors' range), random ``crop x crop`` window, optional horizontal flip.
 
     Args:
-        crop_size: side of the square output (the paper uses 256).
-        scale_range: the downscale factor is drawn uniformly from this range (paper: 0.75 to 0.95).
-        flip: flip horizontally with probability 1/2.
+        crop_size: side of the square output (the authors use 256).
+        scale_range: ``(0.75, 0.95)`` in the authors' code; the scale is drawn from
+            ``[max(low, crop / short side), max(that, high)]``.
+        interpolation: ``"bilinear"`` (authors: whole-image bilinear resize without antialiasing) or
+            ``"bicubic_antialias"`` (this project's earlier crop-then-resize).
+        flip: flip horizontally with probability 1/2 (authors: no flip).
     """
 
     def __init__(
-        self, crop_size: int = 256, scale_range: tuple[float, float] = PAPER_SCALE_RANGE, flip: bool = True
+        self,
+        crop_size: int = 256,
+        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        interpolation: str = "bilinear",
+        flip: bool = False,
     ) -> None:
         low, high = scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
         if crop_size < 1:
             raise ValueError(f"crop_size must be positive, got {crop_size}")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; known: {', '.join(INTERPOLATIONS)}")
         self.crop_size = crop_size
         self.scale_range = (float(low), float(high))
+        self.interpolation = interpolation
         self.flip = flip
+
+    def draw_scale(self, short_side: int, generator: torch.Generator | None = None) -> float:
+        """The authors' scale: uniform on ``[max(low, crop/short), max(that, high)]`` (>= 1 upscales)."""
+        low = max(self.scale_range[0], self.crop_size / short_side)
+        return _uniform(low, max(low, self.scale_range[1]), generator)
 
     def __call__(self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """PIL image or (3, H, W) float in [0, 1] -> (3, crop, crop) float in [0, 1]."""
         height, width = _size(image)
-        short = min(height, width)
-        factor = max(_uniform(*self.scale_range, generator), self.crop_size / short)
-        window = min(short, max(1, round(self.crop_size / factor)))
-        top = _randint(height - window, generator)
-        left = _randint(width - window, generator)
-        out = _resize_square(_window(image, top, left, window), self.crop_size)
+        scale = self.draw_scale(min(height, width), generator)
+        if self.interpolation == "bilinear":
+            out = self._bilinear_crop(image, height, width, scale, generator)
+        else:
+            out = self._bicubic_crop(image, height, width, scale, generator)
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             out = out.flip(-1)
         return out.contiguous()
+
+    def _bilinear_crop(
+        self,
+        image: Image.Image | torch.Tensor,
+        height: int,
+        width: int,
+        scale: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Resize to ``ceil(scale·H) x ceil(scale·W)`` (bilinear, no antialias), then a random crop: computed on
+        the window of the original that the crop reads."""
+        crop = self.crop_size
+        new_h, new_w = max(crop, math.ceil(scale * height)), max(crop, math.ceil(scale * width))
+        top, left = _randint(new_h - crop, generator), _randint(new_w - crop, generator)
+        row0, rows = bilinear_rows(height, new_h, top, crop)
+        col0, cols = bilinear_rows(width, new_w, left, crop)
+        window = _window_rect(image, row0, col0, rows.shape[1], cols.shape[1])
+        return (rows @ window @ cols.T).clamp_(0.0, 1.0)
+
+    def _bicubic_crop(
+        self,
+        image: Image.Image | torch.Tensor,
+        height: int,
+        width: int,
+        scale: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """A square of side ``crop / scale`` at a random place, resized to the crop (antialiased bicubic)."""
+        window = min(height, width, max(1, round(self.crop_size / scale)))
+        top, left = _randint(height - window, generator), _randint(width - window, generator)
+        return _resize_square(_window_rect(image, top, left, window, window), self.crop_size)
 
 
 class CenterCrop:

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop, RandomScaleCrop
+from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -29,7 +29,8 @@ class WebDataModule(CropDataModule):
         crop_size, num_workers: loader settings; each rank uses at most as many workers as it has shards.
         batches_per_epoch: batches per epoch on every rank.
         shuffle_buffer: samples in each worker's shuffle buffer (memory: about this many encoded images).
-        scale_range: random downscale range before cropping (paper: 0.75 to 0.95).
+        scale_range, interpolation, flip: the training crops (:class:`~hific_lit.data.transforms.RandomScaleCrop`);
+            the defaults are the authors' (scale 0.75..0.95, bilinear without antialiasing, no flip).
         rank, world_size: override the rank and world size; by default they come from the Trainer, or
             from ``torch.distributed`` when it is initialised, else 0 and 1.
     """
@@ -44,15 +45,16 @@ class WebDataModule(CropDataModule):
         batches_per_epoch: int = 1000,
         shuffle_buffer: int = 1000,
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
+        interpolation: str = "bilinear",
+        flip: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        super().__init__(batch_size=batch_size, crop_size=crop_size, num_workers=num_workers)
+        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip)
         self.train_shards = train_shards
         self.val_dir = val_dir
         self.batches_per_epoch = batches_per_epoch
         self.shuffle_buffer = shuffle_buffer
-        self.scale_range = tuple(scale_range)
         self.rank = rank
         self.world_size = world_size
 
@@ -77,10 +79,9 @@ class WebDataModule(CropDataModule):
     def setup(self, stage: str | None = None) -> None:
         rank, world_size = self.rank_and_world()
         shards = shards_for_rank(resolve_shards(self.train_shards), rank, world_size)
-        augment = RandomScaleCrop(self.crop_size, self.scale_range)
         # The skip counter (shared memory) is made here, in the rank's own process, never before a spawn.
         self.train_set = ShardStream(
-            shards, augment, self.train_batch_size, self.batches_per_epoch, self.shuffle_buffer, rank=rank
+            shards, self.train_transform, self.train_batch_size, self.batches_per_epoch, self.shuffle_buffer, rank=rank
         )
         if self.val_dir is not None:
             self.val_set = ImageFileDataset(find_images(self.val_dir), CenterCrop(self.crop_size))
