@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hific_lit.nn.layers import PADDINGS
+
 
 @dataclass(frozen=True)
 class ArchConfig:
-    """Widths and depths of g_a, g_s, h_a/h_s and D, and the normalisation they use."""
+    """Widths and depths of g_a, g_s, h_a/h_s and D, and the normalisation and padding they use."""
 
     encoder_widths: tuple[int, ...] = (60, 120, 240, 480, 960)
     latent_channels: int = 220
@@ -21,6 +23,8 @@ class ArchConfig:
     discriminator_widths: tuple[int, ...] = (64, 128, 256, 512)
     discriminator_context: int = 12
     norm: str = "channel"
+    padding: str = "zeros"
+    """Border handling of g_a's and g_s's convolutions: ``zeros`` (the authors' Keras ``same``) or ``reflect``."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -32,6 +36,8 @@ class ArchConfig:
             )
         if self.latent_channels < 1 or self.hyper_filters < 1 or self.residual_blocks < 0:
             raise ValueError("latent_channels and hyper_filters must be >= 1, residual_blocks >= 0")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"unknown padding {self.padding!r}; expected one of: {', '.join(PADDINGS)}")
 
     def to_dict(self) -> dict:
         """Plain-python form, for checkpoints and configs."""

@@ -1,6 +1,8 @@
 """Inference checkpoints: the codec's weights, its coding tables, its architecture and its config.
 
-No optimizer state and no discriminator: exactly what ``hific compress`` / ``decompress`` need.
+No optimizer state: exactly what ``hific compress`` / ``decompress`` need. A discriminator is stored
+only when one is handed over explicitly (e.g. imported with a pretrained model, for fine-tuning),
+under its own key, never inside the codec's state dict.
 Files are written atomically and read with ``torch.load(weights_only=True)``, so loading one
 never runs code from the file.
 """
@@ -22,7 +24,9 @@ from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
 
 FORMAT = "hific-lit-inference"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1])."""
+DISCRIMINATOR_KEY = "discriminator_state_dict"
 
 
 def _plain_config(config: Any) -> dict | None:
@@ -38,13 +42,19 @@ def _plain_config(config: Any) -> dict | None:
     return json.loads(json.dumps(config, default=str))
 
 
-def save_inference_checkpoint(model: HiFiC, path: str | os.PathLike, config: Mapping | None = None) -> None:
+def save_inference_checkpoint(
+    model: HiFiC,
+    path: str | os.PathLike,
+    config: Mapping | None = None,
+    discriminator: torch.nn.Module | None = None,
+) -> None:
     """Write ``model`` (codec weights, coding tables, architecture) and ``config`` to ``path`` atomically.
 
-    The coding tables are built first if they were not (:meth:`HiFiC.update`).
+    The coding tables are built first if they were not (:meth:`HiFiC.update`). ``discriminator``,
+    when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
     """
     model.update()
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("discriminator.")}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -53,6 +63,8 @@ def save_inference_checkpoint(model: HiFiC, path: str | os.PathLike, config: Map
         "config": _plain_config(config),
         "state_dict": state,
     }
+    if discriminator is not None:
+        payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -96,10 +108,17 @@ def read_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
         if isinstance(payload, dict) and "pytorch-lightning_version" in payload:
             hint = "; it is a Lightning training checkpoint — export an inference checkpoint from it"
         raise CheckpointError(f"{path}: not a hific-lit inference checkpoint{hint}")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format version {payload['format_version']} is newer than this hific-lit reads"
+            f"{path}: checkpoint format version {version} is newer than this hific-lit reads"
             f" ({FORMAT_VERSION}); upgrade hific-lit"
+        )
+    if version < FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} predates the authors' input range (images in [0, 1]"
+            " into g_a and out of g_s); its weights would decode wrongly: retrain, or export again from a run"
+            " of this version"
         )
     return payload
 
@@ -115,7 +134,7 @@ def load_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
         arch = ArchConfig(**payload["arch"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: the stored architecture is invalid ({exc})") from None
-    model = HiFiC(arch, with_discriminator=False)
+    model = HiFiC(arch)
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError) as exc:

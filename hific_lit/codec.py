@@ -1,4 +1,4 @@
-"""The HiFiC model: g_a, the mean-scale hyperprior and g_s, plus the discriminator it trains with.
+"""The HiFiC codec: g_a, the mean-scale hyperprior and g_s.
 
 ::
 
@@ -7,7 +7,9 @@
                 │                               └─► h_s_sigma ─► sigma
                 └─► y ─► Q(y - mu) + mu = y_hat ─► Gaussian conditional(mu, sigma) ─► p(y_hat)
                                           y_hat ─► g_s ─► crop ─► x_hat
-    D(x or x_hat | y_hat): conditional PatchGAN (training only)
+
+The conditional discriminator D(x or x_hat | y_hat) is not part of the codec: the GAN stage
+(:class:`hific_lit.lit.GANStage`) holds it.
 
 Mentzer et al. 2020, "High-Fidelity Generative Image Compression", Fig. 2.
 """
@@ -24,7 +26,7 @@ from hific_lit import coding
 from hific_lit.arch import ArchConfig, arch_preset
 from hific_lit.entropy import FactorizedPrior, GaussianConditional
 from hific_lit.entropy.tables import CodingTables
-from hific_lit.nn import Discriminator, Encoder, Generator, HyperAnalysis, HyperSynthesis
+from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.padding import crop, pad_to_multiple
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
 
@@ -56,7 +58,6 @@ class ParameterGroups(NamedTuple):
 
     codec: list[nn.Parameter]
     aux: list[nn.Parameter]
-    discriminator: list[nn.Parameter]
 
 
 def bits_per_pixel(likelihoods: Likelihoods, num_pixels: int) -> torch.Tensor:
@@ -66,19 +67,21 @@ def bits_per_pixel(likelihoods: Likelihoods, num_pixels: int) -> torch.Tensor:
 
 
 class HiFiC(nn.Module):
-    """HiFiC's codec: encoder, mean-scale hyperprior, generator (and discriminator for training).
+    """HiFiC's codec: encoder, mean-scale hyperprior, generator.
 
     Images are float tensors (B, 3, H, W) in [0, 1] of any size; they are reflect-padded to a
-    multiple of 64 and the reconstruction is cropped back. After :meth:`update`, :meth:`compress`
-    and :meth:`decompress` turn images into .hfc bytes and back (see :mod:`hific_lit.coding`).
+    multiple of 64 and the reconstruction is cropped back. As in the authors' ``model.py``, g_a
+    sees the image in [0, 1] and g_s's output is the reconstruction (no range mapping). After
+    :meth:`update`, :meth:`compress` and :meth:`decompress` turn images into .hfc bytes and back
+    (see :mod:`hific_lit.coding`).
     """
 
-    def __init__(self, arch: ArchConfig | None = None, with_discriminator: bool = True) -> None:
+    def __init__(self, arch: ArchConfig | None = None) -> None:
         super().__init__()
         self.arch = arch = arch or ArchConfig()
         c, n = arch.latent_channels, arch.hyper_filters
-        self.g_a = Encoder(arch.encoder_widths, c, arch.norm)
-        self.g_s = Generator(c, arch.generator_widths, arch.residual_blocks, arch.norm)
+        self.g_a = Encoder(arch.encoder_widths, c, arch.norm, padding=arch.padding)
+        self.g_s = Generator(c, arch.generator_widths, arch.residual_blocks, arch.norm, padding=arch.padding)
         self.h_a = HyperAnalysis(c, n)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
@@ -86,18 +89,15 @@ class HiFiC(nn.Module):
         self.gaussian_conditional = GaussianConditional()
         self.y_tables = CodingTables()
         self.z_tables = CodingTables()
-        self.discriminator = (
-            Discriminator(c, arch.discriminator_widths, arch.discriminator_context) if with_discriminator else None
-        )
         self.max_memory: int | None = DEFAULT_MAX_MEMORY
         """Working-memory budget (bytes) of g_a and g_s in compress/decompress; ``None``: whole image."""
         self.tile_progress: bool | None = None
         """Progress bar over tiles: ``None`` shows it on a terminal when there is more than one tile."""
 
     @classmethod
-    def from_preset(cls, name: str, with_discriminator: bool = True) -> HiFiC:
+    def from_preset(cls, name: str) -> HiFiC:
         """Build the model of a named preset (``hific``, ``small``, ``tiny``)."""
-        return cls(arch_preset(name), with_discriminator)
+        return cls(arch_preset(name))
 
     def hyper_decode(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, sigma) of the latent from the quantized hyperlatent."""
@@ -106,12 +106,12 @@ class HiFiC(nn.Module):
     def forward(self, x: torch.Tensor) -> HiFiCOutput:
         """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x``."""
         height, width = x.shape[-2:]
-        y = self.g_a(pad_to_multiple(x) * 2.0 - 1.0)
+        y = self.g_a(pad_to_multiple(x))
         z = self.h_a(y)
         z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
         mu, sigma = self.hyper_decode(z_hat)
         y_hat, py, py_hat = self.gaussian_conditional(y, mu, sigma)
-        x_hat = crop((self.g_s(y_hat) + 1.0) / 2.0, height, width)
+        x_hat = crop(self.g_s(y_hat), height, width)
         num_pixels = x.shape[0] * height * width
         likelihoods = Likelihoods(py, pz)
         with torch.no_grad():
@@ -124,14 +124,13 @@ class HiFiC(nn.Module):
         Runs on tiles within ``self.max_memory`` bytes of working memory (see :mod:`hific_lit.tiling`).
         """
         dtype = next(self.g_a.parameters()).dtype
-        y = tiled_analysis(self.g_a, x_padded.to(dtype), self.max_memory, self.tile_progress, from_unit_range=True)
+        y = tiled_analysis(self.g_a, x_padded.to(dtype), self.max_memory, self.tile_progress)
         return y.float()
 
     def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
         """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""
         dtype = next(self.g_s.parameters()).dtype
-        x_hat = tiled_synthesis(self.g_s, y_hat.to(dtype), self.max_memory, self.tile_progress)
-        return x_hat.add_(1.0).div_(2.0).float()  # in place on the fresh output: no image-sized temporaries
+        return tiled_synthesis(self.g_s, y_hat.to(dtype), self.max_memory, self.tile_progress).float()
 
     def update(self, force: bool = False) -> None:
         """Build the coding tables once and store them as buffers (they travel in the state dict)."""
@@ -163,15 +162,12 @@ class HiFiC(nn.Module):
         return self.entropy_bottleneck.aux_loss()
 
     def parameter_groups(self) -> ParameterGroups:
-        """Codec (g_a, g_s, h_a, h_s, density), aux (quantiles) and discriminator parameters.
+        """Codec (g_a, g_s, h_a, h_s, density) and aux (the factorized prior's quantiles) parameters.
 
-        Asserts that the three sets are disjoint and together cover every trainable parameter.
+        Asserts that the two sets are disjoint and together cover every trainable parameter.
         """
         aux = [self.entropy_bottleneck.quantiles]
-        disc = list(self.discriminator.parameters()) if self.discriminator is not None else []
-        taken = {id(p) for p in aux + disc}
+        taken = {id(p) for p in aux}
         codec = [p for p in self.parameters() if id(p) not in taken]
-        ids = [{id(p) for p in group} for group in (codec, aux, disc)]
-        assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]), "parameter groups overlap"
-        assert sum(map(len, ids)) == len(list(self.parameters())), "a parameter is in no group"
-        return ParameterGroups(codec, aux, disc)
+        assert len(codec) + len(aux) == len(list(self.parameters())), "a parameter is in no group"
+        return ParameterGroups(codec, aux)

@@ -30,7 +30,7 @@ from pytorch_lightning.loggers import WandbLogger
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError
 from hific_lit.image_io import atomic_write_bytes
-from hific_lit.lit import InferenceExport, RDStage, load_codec_weights
+from hific_lit.lit import InferenceExport, RDStage, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def build_module(cfg: DictConfig) -> RDStage:
             raise exc.__cause__ from None
         raise
     if cfg.get("warmstart"):
-        load_codec_weights(module.model, cfg.warmstart)
+        warm_start(module, cfg.warmstart)
     return module
 
 

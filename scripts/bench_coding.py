@@ -209,7 +209,7 @@ def main() -> None:
         model, model_name = load_inference_checkpoint(ckpt), f"checkpoint {ckpt}"
     else:
         torch.manual_seed(0)
-        model = HiFiC.from_preset("small", with_discriminator=False).eval()
+        model = HiFiC.from_preset("small").eval()
         model.update()
         model_name = "untrained small preset (seed 0): rates are not those of a trained codec"
     result = {

@@ -80,7 +80,7 @@ def main() -> None:
         model = load_inference_checkpoint(args.ckpt)
     else:
         torch.manual_seed(0)
-        model = HiFiC.from_preset("small", with_discriminator=False).eval()
+        model = HiFiC.from_preset("small").eval()
         model.update()
     lpips = LpipsScorer(LPIPSLoss(pretrained_backbone=False))
     with tempfile.TemporaryDirectory() as tmp:

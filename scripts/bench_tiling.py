@@ -155,7 +155,7 @@ def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict
     full = arch_preset(arch_name)
     arch = full if blocks is None else dataclasses.replace(full, residual_blocks=blocks)
     torch.manual_seed(0)
-    model = HiFiC(arch, with_discriminator=False).eval()
+    model = HiFiC(arch).eval()
     model.update()
     block_params = sum(p.numel() for p in model.g_s.blocks[0].parameters()) if arch.residual_blocks else 0
     missing_weights = (full.residual_blocks - arch.residual_blocks) * block_params * 4
@@ -191,7 +191,7 @@ def peak_rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
-model = HiFiC.from_preset(sys.argv[1], with_discriminator=False).eval()
+model = HiFiC.from_preset(sys.argv[1]).eval()
 side = int(sys.argv[2])
 hidden = (1, model.arch.generator_widths[0], side // 16, side // 16)
 runs = {"g_a": (model.g_a, (1, 3, side, side)), "g_s_up": (model.g_s.up, hidden)}
@@ -251,7 +251,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = HiFiC.from_preset(args.arch, with_discriminator=False).eval()
+    model = HiFiC.from_preset(args.arch).eval()
     model.update()
     report: dict[str, object] = {"arch": args.arch, "threads": torch.get_num_threads(), "max_memory": budget}
     start = time.perf_counter()

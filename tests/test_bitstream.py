@@ -17,7 +17,7 @@ from hific_lit.errors import BitstreamError
 @pytest.fixture(scope="module")
 def model() -> HiFiC:
     torch.manual_seed(0)
-    m = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    m = HiFiC.from_preset("tiny").eval()
     m.update()
     return m
 
@@ -99,14 +99,14 @@ def test_payload_damage_behind_valid_crcs_never_gives_garbage(model: HiFiC, data
 
 def test_a_file_from_another_model_is_refused(data: bytes) -> None:
     torch.manual_seed(99)
-    other = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    other = HiFiC.from_preset("tiny").eval()
     other.update()
     with pytest.raises(BitstreamError, match="another model"):
         other.decompress(data)
 
 
 def test_desync_is_detected_by_the_symbol_crc(model: HiFiC, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    drifted = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    drifted = HiFiC.from_preset("tiny").eval()
     drifted.load_state_dict(model.state_dict())
     with torch.no_grad():
         drifted.h_s_sigma.net[-1].bias.add_(2.0)

@@ -23,7 +23,7 @@ REGENERATE = os.environ.get("HIFIC_REGEN_GOLDEN") == "1"
 
 def _golden_model() -> HiFiC:
     torch.manual_seed(2020)
-    model = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    model = HiFiC.from_preset("tiny").eval()
     model.update()
     return model
 

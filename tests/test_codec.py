@@ -39,25 +39,39 @@ def test_gradients_reach_every_codec_parameter(tiny: HiFiC) -> None:
     assert groups.aux[0].grad is None
 
 
-def test_discriminator_gets_gradient_from_both_inputs(tiny: HiFiC) -> None:
-    out = tiny(torch.rand(2, 3, 64, 64))
-    logits = tiny.discriminator(out.x_hat.detach(), out.y_hat.detach())
-    logits.mean().backward()
-    assert all(p.grad is not None for p in tiny.parameter_groups().discriminator)
-
-
 def test_parameter_groups_are_disjoint_and_complete(tiny: HiFiC) -> None:
     groups = tiny.parameter_groups()
-    ids = [{id(p) for p in g} for g in groups]
-    assert all(ids)
-    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
-    assert sum(len(s) for s in ids) == len(list(tiny.parameters()))
-    no_d = HiFiC.from_preset("tiny", with_discriminator=False).parameter_groups()
-    assert no_d.discriminator == [] and len(no_d.aux) == 1
+    assert groups._fields == ("codec", "aux")
+    codec, aux = ({id(p) for p in g} for g in groups)
+    assert codec and aux and not codec & aux
+    assert len(codec) + len(aux) == len(list(tiny.parameters()))
+    density = {
+        id(p) for n, p in tiny.named_parameters() if n.startswith("entropy_bottleneck.") and "quantiles" not in n
+    }
+    assert density and density <= codec, "the factorized density trains with the codec"
+    assert aux == {id(tiny.entropy_bottleneck.quantiles)}, "aux holds the quantiles only"
+
+
+def test_the_codec_holds_no_discriminator(tiny: HiFiC) -> None:
+    assert not any("discriminator" in name for name, _ in tiny.named_modules())
+
+
+def test_encoder_sees_unit_range_and_generator_output_is_the_image(tiny: HiFiC) -> None:
+    x = torch.rand(1, 3, 64, 64)
+    tiny.eval()
+    with torch.no_grad():
+        out = tiny(x)
+        assert torch.equal(
+            out.y_hat,
+            tiny.gaussian_conditional(
+                tiny.g_a(x), *tiny.hyper_decode(tiny.entropy_bottleneck(tiny.h_a(tiny.g_a(x)))[0])
+            )[0],
+        )
+        assert torch.equal(out.x_hat, tiny.g_s(out.y_hat))
 
 
 def test_noise_and_rounding_rates_agree_on_a_real_photo(astronaut: torch.Tensor) -> None:
-    model = HiFiC.from_preset("small", with_discriminator=False).train()
+    model = HiFiC.from_preset("small").train()
     with torch.no_grad():
         out = model(astronaut[..., :256, :320])
     ratio = out.bpp_rounded.item() / out.bpp.item()

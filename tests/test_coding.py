@@ -23,7 +23,7 @@ from hific_lit.errors import CheckpointError
 
 @pytest.fixture
 def model() -> HiFiC:
-    m = HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    m = HiFiC.from_preset("tiny").eval()
     m.update()
     return m
 
@@ -170,7 +170,7 @@ def test_forced_large_hyperlatents_decode_exactly(model: HiFiC) -> None:
 
 def test_tables_travel_in_the_state_dict(model: HiFiC) -> None:
     data = model.compress(torch.rand(3, 64, 96))
-    fresh = HiFiC.from_preset("tiny", with_discriminator=False)
+    fresh = HiFiC.from_preset("tiny")
     assert not fresh.y_tables.built
     fresh.load_state_dict(model.state_dict())
     assert torch.equal(fresh.y_tables.cdf, model.y_tables.cdf)
@@ -190,7 +190,7 @@ def test_fingerprint_tracks_decoding_weights_but_not_bf16_rounding(model: HiFiC)
     with torch.no_grad():
         next(model.g_a.parameters()).add_(1.0)
     assert model_fingerprint(model) == before
-    bf16 = HiFiC.from_preset("tiny", with_discriminator=False)
+    bf16 = HiFiC.from_preset("tiny")
     bf16.load_state_dict(model.state_dict())
     bf16.g_s.to(torch.bfloat16)
     assert model_fingerprint(bf16) == before

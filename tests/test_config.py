@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from hific_lit.arch import ARCH_PRESETS
 from hific_lit.lit import GANStage, RDStage
 from hific_lit.losses import LossConfig
+from hific_lit.nn import Discriminator
 from hific_lit.train import CONFIG_DIR, DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
 
 FAST = ["perceptual.pretrained_backbone=false"]
@@ -52,7 +53,8 @@ def test_stages_instantiate(stage: str, cls: type, tmp_path: Path) -> None:
     cfg = compose_config([f"stage={stage}", "arch=tiny", *FAST], tmp_path)
     module = hydra.utils.instantiate(cfg.stage)
     assert type(module) is cls and module.optimizers_per_iteration == (3 if stage == "gan" else 2)
-    assert (module.model.discriminator is not None) == (stage == "gan")
+    assert isinstance(getattr(module, "discriminator", None), Discriminator) == (stage == "gan")
+    assert not any(k.startswith("discriminator") for k in module.model.state_dict())
     assert [opt.defaults["lr"] for opt in module.configure_optimizers()] == [1e-4] * module.optimizers_per_iteration
 
 

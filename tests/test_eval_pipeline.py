@@ -67,7 +67,7 @@ def checkpoints(tmp_path_factory) -> list[Path]:
     for seed, name in ((1, "low"), (2, "high")):
         torch.manual_seed(seed)
         path = folder / f"{name}.pt"
-        save_inference_checkpoint(HiFiC.from_preset("tiny", with_discriminator=False), path)
+        save_inference_checkpoint(HiFiC.from_preset("tiny"), path)
         paths.append(path)
     return paths
 

@@ -10,9 +10,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from hific_lit.arch import arch_preset
+from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.errors import CheckpointError
-from hific_lit.lit import GANStage, RDStage, load_codec_weights
+from hific_lit.lit import GANStage, RDStage, load_codec_weights, warm_start
 from hific_lit.losses import LossConfig, LRSchedule
+from hific_lit.nn import Discriminator
 from hific_lit.perceptual import LPIPSLoss
 
 
@@ -29,7 +31,12 @@ def crops(astronaut: torch.Tensor) -> DataLoader:
 
 
 def make_stage(cls: type[RDStage], lpips: LPIPSLoss, arch: str = "tiny", **kwargs: object) -> RDStage:
-    return cls(arch_preset(arch), LossConfig(warmup_iterations=1), lpips, **kwargs)
+    a = arch_preset(arch)
+    if issubclass(cls, GANStage):
+        kwargs.setdefault(
+            "discriminator", Discriminator(a.latent_channels, a.discriminator_widths, a.discriminator_context)
+        )
+    return cls(a, LossConfig(warmup_iterations=1), lpips, **kwargs)
 
 
 def fit(module: RDStage, loader: DataLoader, iterations: int) -> pl.Trainer:
@@ -61,7 +68,7 @@ def test_base_stage_steps_codec_and_aux(lpips_random: LPIPSLoss, crops: DataLoad
     trainer = fit(module, crops, iterations=3)
     assert module.iteration == 3 and trainer.global_step == 6  # two optimizer steps per iteration
     assert changed(codec, groups.codec[:4]) and changed(aux, groups.aux)
-    assert module.model.discriminator is None
+    assert not hasattr(module, "discriminator") and set(module.parameter_groups()) == {"codec", "aux"}
     logged = trainer.callback_metrics
     for key in ("train/loss", "train/bpp", "train/bpp_rounded", "train/mse", "train/lpips", "train/aux_loss"):
         assert torch.isfinite(logged[key]), key
@@ -70,12 +77,12 @@ def test_base_stage_steps_codec_and_aux(lpips_random: LPIPSLoss, crops: DataLoad
 
 def test_gan_stage_alternates_generator_discriminator_and_aux(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
     module = make_stage(GANStage, lpips_random)
-    groups = module.model.parameter_groups()
-    codec, disc = snapshot(groups.codec[:4]), snapshot(groups.discriminator)
+    groups = module.parameter_groups()
+    codec, disc = snapshot(groups["codec"][:4]), snapshot(groups["discriminator"])
     trainer = fit(module, crops, iterations=2)
     assert module.iteration == 2 and trainer.global_step == 6
-    assert changed(codec, groups.codec[:4])
-    assert any(not torch.equal(b, p) for b, p in zip(disc, groups.discriminator, strict=True))
+    assert changed(codec, groups["codec"][:4])
+    assert any(not torch.equal(b, p) for b, p in zip(disc, groups["discriminator"], strict=True))
     logged = trainer.callback_metrics
     assert 0 < logged["train/d_real"].item() < 1 and 0 < logged["train/d_fake"].item() < 1
     assert torch.isfinite(logged["train/g_loss"]) and torch.isfinite(logged["train/d_loss"])
@@ -119,12 +126,27 @@ def test_warm_start_copies_the_codec_and_keeps_a_fresh_discriminator(
     path = tmp_path / "base.ckpt"
     trainer.save_checkpoint(path)
     gan = make_stage(GANStage, lpips_random)
-    fresh_d = {k: v.clone() for k, v in gan.model.discriminator.state_dict().items()}
-    load_codec_weights(gan.model, path)
+    fresh_d = {k: v.clone() for k, v in gan.discriminator.state_dict().items()}
+    warm_start(gan, path)
     gan_state = gan.model.state_dict()
     for key, value in base.model.state_dict().items():
         assert torch.equal(gan_state[key], value), key
-    assert all(torch.equal(v, gan.model.discriminator.state_dict()[k]) for k, v in fresh_d.items())
+    assert all(torch.equal(v, gan.discriminator.state_dict()[k]) for k, v in fresh_d.items())
+
+
+def test_warm_start_from_a_gan_run_or_an_inference_checkpoint_brings_its_discriminator(
+    lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path
+) -> None:
+    source = make_stage(GANStage, lpips_random)
+    trainer = fit(source, crops, iterations=1)
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    save_inference_checkpoint(source.model, tmp_path / "model.ckpt", discriminator=source.discriminator)
+    for path in (tmp_path / "gan.ckpt", tmp_path / "model.ckpt"):
+        target = make_stage(GANStage, lpips_random)
+        warm_start(target, path)
+        for key, value in source.discriminator.state_dict().items():
+            assert torch.equal(target.discriminator.state_dict()[key], value), (path.name, key)
+        assert torch.equal(target.model.g_s.up[-1].weight, source.model.g_s.up[-1].weight)
 
 
 def test_warm_start_refuses_wrong_files(lpips_random: LPIPSLoss, crops: DataLoader, tmp_path: Path) -> None:
@@ -135,7 +157,7 @@ def test_warm_start_refuses_wrong_files(lpips_random: LPIPSLoss, crops: DataLoad
     with pytest.raises(CheckpointError, match="not a readable"):
         load_codec_weights(gan.model, tmp_path / "page.ckpt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.ckpt")
-    with pytest.raises(CheckpointError, match="not a Lightning training checkpoint"):
+    with pytest.raises(CheckpointError, match=r"neither a Lightning training checkpoint .* nor a hific-lit inference"):
         load_codec_weights(gan.model, tmp_path / "other.ckpt")
     small = make_stage(RDStage, lpips_random)
     torch.save(

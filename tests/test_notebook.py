@@ -26,7 +26,7 @@ def test_notebook_compresses_a_user_image(tmp_path: Path, monkeypatch: pytest.Mo
     from nbclient import NotebookClient
 
     ckpt, image = tmp_path / "tiny.pt", tmp_path / "photo.png"
-    save_inference_checkpoint(HiFiC.from_preset("tiny", with_discriminator=False), ckpt)
+    save_inference_checkpoint(HiFiC.from_preset("tiny"), ckpt)
     Image.fromarray(np.ascontiguousarray(data.coffee()[:96, :160])).save(image)
     for key, value in {"HIFIC_CKPT": ckpt, "HIFIC_IMAGE": image, "HIFIC_OUT": tmp_path / "out"}.items():
         monkeypatch.setenv(key, str(value))

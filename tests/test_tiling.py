@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny() -> HiFiC:
-    return HiFiC.from_preset("tiny", with_discriminator=False).eval()
+    return HiFiC.from_preset("tiny").eval()
 
 
 def _budget_for(stage: Stage, shape: tuple[int, ...], tiles: int) -> int:

@@ -38,7 +38,7 @@ def reset_peak():
 torch.set_num_threads(1)
 budget = None if sys.argv[1] == "none" else int(sys.argv[1])
 side = int(sys.argv[2])
-model = HiFiC.from_preset("small", with_discriminator=False).eval()
+model = HiFiC.from_preset("small").eval()
 x = torch.rand(1, 3, side, side) * 2 - 1
 with torch.no_grad():
     model.g_s(model.g_a(x[..., :64, :64]))  # warm up: load kernels outside the measurement

@@ -51,7 +51,6 @@ class RDStage(pl.LightningModule):
             missing or ``None`` means no clipping.
     """
 
-    uses_discriminator = False
     optimizer_names: tuple[str, ...] = ("codec", "aux")
 
     def __init__(
@@ -67,7 +66,7 @@ class RDStage(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.model = HiFiC(arch, with_discriminator=self.uses_discriminator)
+        self.model = HiFiC(arch)
         self.loss_config = loss
         self.perceptual = perceptual
         self.optimizer_factories: dict[str, OptimizerFactory] = {
@@ -98,8 +97,12 @@ class RDStage(pl.LightningModule):
         """Optimizer steps per iteration, i.e. how much Lightning's ``global_step`` grows per batch."""
         return len(self.optimizer_names)
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """This stage's trainable parameters by optimizer name: the codec's ``codec`` and ``aux`` groups."""
+        return self.model.parameter_groups()._asdict()
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        groups = self.model.parameter_groups()._asdict()  # codec, aux, discriminator
+        groups = self.parameter_groups()
         optimizers = [self.optimizer_factories[name](groups[name]) for name in self.optimizer_names]
         for opt in optimizers:
             for group in opt.param_groups:

@@ -41,7 +41,7 @@ def export_training_checkpoint(source: str | Path, path: str | Path) -> Path:
     checkpoint = read_lightning_checkpoint(source)
     if ARCH_KEY not in checkpoint:
         raise CheckpointError(f"{source} does not record its architecture ({ARCH_KEY!r}); was it written by hific-lit?")
-    model = HiFiC(ArchConfig(**checkpoint[ARCH_KEY]), with_discriminator=False)
+    model = HiFiC(ArchConfig(**checkpoint[ARCH_KEY]))
     load_codec_weights(model, source)
     return export_model(model, path)
 

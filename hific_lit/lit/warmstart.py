@@ -1,14 +1,24 @@
-"""Warm start: initialise a stage's codec from a base-stage Lightning checkpoint (Mentzer et al. 2020, Sec. 4.2)."""
+"""Warm start: initialise a stage from a checkpoint (Mentzer et al. 2020, Sec. 4.2: stage 2 starts from stage 1).
+
+The source is a Lightning checkpoint of a hific-lit run (``last.ckpt``, ``best.ckpt``) or an
+inference checkpoint (``hific`` exports and imported pretrained models). The codec (g_a, g_s, h_a,
+h_s, entropy models) is always copied; the coding tables are not (they are rebuilt from the
+trained densities at export). A discriminator is copied when the source holds one and the stage
+has one (fine-tuning a GAN-stage model); otherwise D starts fresh, as in the paper.
+"""
 
 from __future__ import annotations
 
 import logging
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from hific_lit.checkpoint import DISCRIMINATOR_KEY, FORMAT, read_inference_checkpoint
 from hific_lit.codec import HiFiC
 from hific_lit.entropy.tables import CodingTables
 from hific_lit.errors import CheckpointError
@@ -16,6 +26,7 @@ from hific_lit.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 MODEL_PREFIX = "model."
+DISCRIMINATOR_PREFIX = "discriminator."
 
 
 def read_lightning_checkpoint(path: str | Path) -> dict:
@@ -26,32 +37,64 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"training checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from exc
+        raise CheckpointError(f"training checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from None
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
+        return checkpoint
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointError(
-            f"{path} is not a Lightning training checkpoint (no 'state_dict'); pass last.ckpt or best.ckpt of a run"
+            f"{path} is neither a Lightning training checkpoint (no 'state_dict') nor a hific-lit inference "
+            "checkpoint; pass last.ckpt or best.ckpt of a run, or an exported / imported model"
         )
     return checkpoint
 
 
-def load_codec_weights(model: HiFiC, path: str | Path) -> None:
-    """Copy g_a, g_s, h_a, h_s and the entropy models from a training checkpoint into ``model``.
-
-    The discriminator is left as it is (fresh), whatever the checkpoint holds, and so are the
-    coding tables (rebuilt from the trained densities at export). Every other tensor must be
-    present with the same shape; otherwise :class:`CheckpointError` says which.
-    """
-    state = read_lightning_checkpoint(path)["state_dict"]
-    skipped = ("discriminator.", *(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables)))
+def _split_source(path: str | Path) -> tuple[dict, dict | None]:
+    """(codec state, discriminator state or None) of either checkpoint kind."""
+    checkpoint = read_lightning_checkpoint(path)
+    if checkpoint.get("format") == FORMAT:
+        checkpoint = read_inference_checkpoint(path)  # checks its version
+        return checkpoint["state_dict"], checkpoint.get(DISCRIMINATOR_KEY)
+    state = checkpoint["state_dict"]
     codec = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith(skipped)}
-    missing = sorted(set(own) - set(codec))
-    mismatched = sorted(k for k in set(own) & set(codec) if own[k].shape != codec[k].shape)
+    disc = {k[len(DISCRIMINATOR_PREFIX) :]: v for k, v in state.items() if k.startswith(DISCRIMINATOR_PREFIX)}
+    return codec, disc or None
+
+
+def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: str, skipped: tuple = ()) -> None:
+    """Load ``source`` into ``module``, requiring every own tensor (except ``skipped``) with the same shape."""
+    own = {k: v for k, v in module.state_dict().items() if not k.startswith(skipped)}
+    missing = sorted(set(own) - set(source))
+    mismatched = sorted(k for k in set(own) & set(source) if own[k].shape != source[k].shape)
     if missing or mismatched:
         raise CheckpointError(
-            f"{path} does not hold this architecture's codec: "
+            f"{path} does not hold this architecture's {what}: "
             f"{len(missing)} missing tensors {missing[:3]}, {len(mismatched)} of another shape {mismatched[:3]}; "
             "was it trained with the same arch=?"
         )
-    model.load_state_dict({k: codec[k] for k in own}, strict=False)
-    log.info("warm start: codec weights loaded from %s; discriminator starts fresh", path)
+    module.load_state_dict({k: source[k] for k in own}, strict=False)
+
+
+def load_codec_weights(model: HiFiC, path: str | Path) -> None:
+    """Copy g_a, g_s, h_a, h_s and the entropy models from a checkpoint (either kind) into ``model``.
+
+    The coding tables are left as they are (rebuilt from the trained densities at export). Every
+    other tensor must be present with the same shape; otherwise :class:`CheckpointError` says which.
+    """
+    codec, _ = _split_source(path)
+    tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables))
+    _load_matching(model, codec, path, "codec", tables)
+    log.info("warm start: codec weights loaded from %s", path)
+
+
+def warm_start(module: nn.Module, path: str | Path) -> None:
+    """Initialise a training stage (``module.model`` and, if it has one, ``module.discriminator``) from ``path``."""
+    load_codec_weights(module.model, path)
+    discriminator = getattr(module, "discriminator", None)
+    if discriminator is None:
+        return
+    _, disc = _split_source(path)
+    if disc is None:
+        log.info("warm start: %s holds no discriminator; D starts fresh", path)
+        return
+    _load_matching(discriminator, disc, path, "discriminator")
+    log.info("warm start: discriminator loaded from %s", path)

@@ -4,7 +4,7 @@ from hific_lit.nn.discriminator import Discriminator
 from hific_lit.nn.encoder import Encoder
 from hific_lit.nn.generator import Generator
 from hific_lit.nn.hyperprior import HyperAnalysis, HyperSynthesis
-from hific_lit.nn.layers import ChannelNorm2d, ResidualBlock
+from hific_lit.nn.layers import ChannelNorm2d, ResidualBlock, same_conv
 
 __all__ = [
     "ChannelNorm2d",
@@ -14,4 +14,5 @@ __all__ = [
     "HyperAnalysis",
     "HyperSynthesis",
     "ResidualBlock",
+    "same_conv",
 ]

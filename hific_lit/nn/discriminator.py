@@ -9,14 +9,23 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from hific_lit.nn.init import normal_
+
+
+def _sn_conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Module:
+    """A spectrally normalised convolution, its kernel drawn as compare_gan's (normal, std 0.02) first."""
+    return spectral_norm(normal_(nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding)))
+
 
 class Discriminator(nn.Module):
     """D(x | y_hat): image (B, 3, H, W) and latent (B, C, H/s, W/s) -> logits (B, 1, H/8, W/8).
 
-    The latent goes through ``conv3x3`` to ``context_channels`` and is upsampled by nearest
-    neighbour to the image size, concatenated with the image, then ``conv4x4`` layers of
-    ``widths`` (stride 2 for all but the last) with LeakyReLU(0.2), and ``conv1x1`` to one
-    logit per patch. All convolutions are spectrally normalised.
+    As the authors' ``_PatchDiscriminatorCompareGANImpl`` (``archs.py``): the latent goes through
+    ``conv3x3`` to ``context_channels`` and LeakyReLU(0.2) and is upsampled by nearest neighbour to
+    the image size, concatenated with the image, then ``conv4x4`` layers of ``widths`` (stride 2 for
+    all but the last) with LeakyReLU(0.2), and a ``conv4x4`` to one logit per patch. Every
+    convolution is spectrally normalised; the stride-1 4x4 convolutions pad 1 before and 2 after
+    (TensorFlow's ``SAME`` for an even kernel).
     """
 
     def __init__(
@@ -27,17 +36,17 @@ class Discriminator(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        self.context = spectral_norm(nn.Conv2d(latent_channels, context_channels, 3, padding=1))
+        self.context = _sn_conv(latent_channels, context_channels, 3, padding=1)
         layers: list[nn.Module] = []
         ch = in_channels + context_channels
         for i, w in enumerate(widths):
             if i < len(widths) - 1:
-                layers.append(spectral_norm(nn.Conv2d(ch, w, 4, stride=2, padding=1)))
+                layers.append(_sn_conv(ch, w, 4, stride=2, padding=1))
             else:
-                layers += [nn.ZeroPad2d((1, 2, 1, 2)), spectral_norm(nn.Conv2d(ch, w, 4, stride=1))]
+                layers += [nn.ZeroPad2d((1, 2, 1, 2)), _sn_conv(ch, w, 4)]
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             ch = w
-        layers.append(spectral_norm(nn.Conv2d(ch, 1, 1)))
+        layers += [nn.ZeroPad2d((1, 2, 1, 2)), _sn_conv(ch, 1, 4)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from hific_lit.nn.layers import ResidualBlock, make_norm, reflect_conv
+from hific_lit.nn.init import glorot_uniform_
+from hific_lit.nn.layers import ResidualBlock, make_norm, same_conv
 
 
 class Generator(nn.Module):
-    """g_s: quantized latent y_hat (B, C, h, w) -> image (B, 3, 16h, 16w), roughly in [-1, 1].
+    """g_s: quantized latent y_hat (B, C, h, w) -> image (B, 3, 16h, 16w), roughly in [0, 1].
 
     ``norm(C) - conv3x3(widths[0]) - norm``, ``n_blocks`` residual blocks with a skip
     around them all, then per entry of ``widths[1:]`` a stride-2 ``convT3x3 - norm - ReLU``,
     then ``conv7x7`` to 3 channels. The paper uses widths 960/480/240/120/60 and 9 blocks.
+    Its output is the reconstruction itself, with no final activation (authors' ``archs.py``);
+    it is clamped to [0, 1] only when an image is written.
     """
 
     def __init__(
@@ -26,14 +29,15 @@ class Generator(nn.Module):
         n_blocks: int = 9,
         norm: str = "channel",
         out_channels: int = 3,
+        padding: str = "zeros",
     ) -> None:
         super().__init__()
         self.head = nn.Sequential(
             make_norm(norm, latent_channels),
-            reflect_conv(latent_channels, widths[0], 3),
+            same_conv(latent_channels, widths[0], 3, padding=padding),
             make_norm(norm, widths[0]),
         )
-        self.blocks = nn.Sequential(*(ResidualBlock(widths[0], norm) for _ in range(n_blocks)))
+        self.blocks = nn.Sequential(*(ResidualBlock(widths[0], norm, padding) for _ in range(n_blocks)))
         up: list[nn.Module] = []
         for w_in, w_out in itertools.pairwise(widths):
             up += [
@@ -41,8 +45,9 @@ class Generator(nn.Module):
                 make_norm(norm, w_out),
                 nn.ReLU(True),
             ]
-        up.append(reflect_conv(widths[-1], out_channels, 7))
+        up.append(same_conv(widths[-1], out_channels, 7, padding=padding))
         self.up = nn.Sequential(*up)
+        glorot_uniform_(self)
         self.upsampling = 2 ** (len(widths) - 1)
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:

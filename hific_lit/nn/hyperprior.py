@@ -3,14 +3,17 @@
 Ballé et al. 2018 ("Variational image compression with a scale hyperprior") and
 Minnen et al. 2018 (mean & scale); sizes as HiFiC (Mentzer et al. 2020, App. A.1):
 320 filters, h_a = conv3x3 s1 - conv5x5 s2 - conv5x5 s2 with ReLU between, h_s mirrors it,
-with separate networks for the mean and the scale. Zero padding, so that the 1x1
-hyperlatents of tiny images work.
+with separate networks for the mean and the scale. Zero padding (the authors' ``same_zeros``),
+so that the 1x1 hyperlatents of tiny images work; kernels initialised as ``tfc.SignalConv2D``'s
+(:func:`hific_lit.nn.init.variance_scaling_`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from hific_lit.nn.init import variance_scaling_
 
 
 class HyperAnalysis(nn.Module):
@@ -25,6 +28,7 @@ class HyperAnalysis(nn.Module):
             nn.ReLU(True),
             nn.Conv2d(filters, filters, 5, stride=2, padding=2),
         )
+        variance_scaling_(self)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.net(y)
@@ -42,6 +46,7 @@ class HyperSynthesis(nn.Module):
             nn.ReLU(True),
             nn.Conv2d(filters, latent_channels, 3, stride=1, padding=1),
         )
+        variance_scaling_(self)
 
     def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
         return self.net(z_hat)

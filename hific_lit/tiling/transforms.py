@@ -41,20 +41,9 @@ class GeneratorTrunk(nn.Module):
         return h + self.blocks(h)
 
 
-class FromUnitRange(nn.Module):
-    """g_a on images in [0, 1]: each tile is mapped to g_a's [-1, 1] as it is cut, sparing a whole-image copy."""
-
-    def __init__(self, g_a: Encoder) -> None:
-        super().__init__()
-        self.g_a = g_a
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x * 2.0 - 1.0)
-
-
-def analysis_stage(g_a: Encoder, from_unit_range: bool = False) -> Stage:
+def analysis_stage(g_a: Encoder) -> Stage:
     """g_a as one tiled stage: image (padded to a multiple of 16) -> latent at /16."""
-    return Stage.of("g_a", FromUnitRange(g_a) if from_unit_range else g_a, g_a.net)
+    return Stage.of("g_a", g_a, g_a.net)
 
 
 def synthesis_stages(g_s: Generator) -> tuple[Stage, Stage]:
@@ -75,18 +64,17 @@ def tiled_analysis(
     x: torch.Tensor,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     progress: bool | None = False,
-    from_unit_range: bool = False,
 ) -> torch.Tensor:
     """``g_a(x)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole image).
 
     ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64); the result is on
-    ``x``'s device. ``from_unit_range``: ``x`` is in [0, 1] and g_a sees ``2 x - 1``, computed per tile.
+    ``x``'s device.
     A network that cannot be tiled exactly (e.g. instance norm) runs whole, with a warning.
     """
     try:
-        stage = analysis_stage(g_a, from_unit_range)
+        stage = analysis_stage(g_a)
     except NotTileableError as exc:
-        return _untiled(FromUnitRange(g_a) if from_unit_range else g_a, x, max_memory, exc)
+        return _untiled(g_a, x, max_memory, exc)
     return run_tiled(stage, x, max_memory, progress)
 
 
