@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from hific_lit.arch import arch_preset
+from hific_lit.arch import ArchConfig, arch_preset
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.errors import CheckpointError
 from hific_lit.lit import GANStage, RDStage, load_codec_weights, warm_start
@@ -165,3 +165,11 @@ def test_warm_start_refuses_wrong_files(lpips_random: LPIPSLoss, crops: DataLoad
     )
     with pytest.raises(CheckpointError, match="same arch"):
         load_codec_weights(gan.model, tmp_path / "s.ckpt")
+
+
+def test_warm_start_names_the_overrides_for_another_architecture(lpips_random: LPIPSLoss, tmp_path: Path) -> None:
+    source = make_stage(RDStage, lpips_random)
+    save_inference_checkpoint(source.model, tmp_path / "model.ckpt")
+    other = RDStage(ArchConfig(**{**arch_preset("tiny").to_dict(), "padding": "reflect"}), LossConfig(), lpips_random)
+    with pytest.raises(CheckpointError, match=r"another architecture; to start from it, add: arch.padding=\"zeros\""):
+        warm_start(other, tmp_path / "model.ckpt")

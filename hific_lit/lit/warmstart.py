@@ -9,6 +9,7 @@ has one (fine-tuning a GAN-stage model); otherwise D starts fresh, as in the pap
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import zipfile
@@ -22,6 +23,7 @@ from hific_lit.checkpoint import DISCRIMINATOR_KEY, FORMAT, read_inference_check
 from hific_lit.codec import HiFiC
 from hific_lit.entropy.tables import CodingTables
 from hific_lit.errors import CheckpointError
+from hific_lit.lit.base import ARCH_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,27 @@ def read_lightning_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def _split_source(path: str | Path) -> tuple[dict, dict | None]:
-    """(codec state, discriminator state or None) of either checkpoint kind."""
+def _split_source(path: str | Path) -> tuple[dict, dict | None, dict | None]:
+    """(codec state, discriminator state or None, stored architecture or None) of either checkpoint kind."""
     checkpoint = read_lightning_checkpoint(path)
     if checkpoint.get("format") == FORMAT:
         checkpoint = read_inference_checkpoint(path)  # checks its version
-        return checkpoint["state_dict"], checkpoint.get(DISCRIMINATOR_KEY)
+        return checkpoint["state_dict"], checkpoint.get(DISCRIMINATOR_KEY), checkpoint.get("arch")
     state = checkpoint["state_dict"]
     codec = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
     disc = {k[len(DISCRIMINATOR_PREFIX) :]: v for k, v in state.items() if k.startswith(DISCRIMINATOR_PREFIX)}
-    return codec, disc or None
+    return codec, disc or None, checkpoint.get(ARCH_KEY)
+
+
+def _require_same_arch(model: HiFiC, stored: dict | None, path: str | Path) -> None:
+    """Refuse a checkpoint whose stored architecture differs, naming the overrides that would match it."""
+    if stored is None:
+        return
+    own = model.arch.to_dict()
+    differing = {k: v for k, v in stored.items() if own.get(k) != v}
+    if differing:
+        overrides = " ".join(f"arch.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(differing.items()))
+        raise CheckpointError(f"{path} was trained with another architecture; to start from it, add: {overrides}")
 
 
 def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: str, skipped: tuple = ()) -> None:
@@ -80,7 +93,8 @@ def load_codec_weights(model: HiFiC, path: str | Path) -> None:
     The coding tables are left as they are (rebuilt from the trained densities at export). Every
     other tensor must be present with the same shape; otherwise :class:`CheckpointError` says which.
     """
-    codec, _ = _split_source(path)
+    codec, _, stored_arch = _split_source(path)
+    _require_same_arch(model, stored_arch, path)
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables))
     _load_matching(model, codec, path, "codec", tables)
     log.info("warm start: codec weights loaded from %s", path)
@@ -92,7 +106,7 @@ def warm_start(module: nn.Module, path: str | Path) -> None:
     discriminator = getattr(module, "discriminator", None)
     if discriminator is None:
         return
-    _, disc = _split_source(path)
+    _, disc, _ = _split_source(path)
     if disc is None:
         log.info("warm start: %s holds no discriminator; D starts fresh", path)
         return
