@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 
 from hific_lit.nn.layers import PADDINGS
 
+LATENT_LIKELIHOODS = ("gaussian", "logistic")
+"""The conditional entropy models of :mod:`hific_lit.entropy.conditional` (their ``kind``)."""
+
 
 @dataclass(frozen=True)
 class ArchConfig:
@@ -25,6 +28,8 @@ class ArchConfig:
     norm: str = "channel"
     padding: str = "zeros"
     """Border handling of g_a's and g_s's convolutions: ``zeros`` (the authors' Keras ``same``) or ``reflect``."""
+    latent_likelihood: str = "gaussian"
+    """Density of y given (mu, sigma): ``gaussian`` (the authors') or ``logistic`` (the JT port's HIFIC-med)."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -38,6 +43,9 @@ class ArchConfig:
             raise ValueError("latent_channels and hyper_filters must be >= 1, residual_blocks >= 0")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; expected one of: {', '.join(PADDINGS)}")
+        if self.latent_likelihood not in LATENT_LIKELIHOODS:
+            known = ", ".join(LATENT_LIKELIHOODS)
+            raise ValueError(f"unknown latent_likelihood {self.latent_likelihood!r}; expected one of: {known}")
 
     def to_dict(self) -> dict:
         """Plain-python form, for checkpoints and configs."""
