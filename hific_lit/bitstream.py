@@ -1,24 +1,26 @@
 """The .hfc container: a fixed little-endian header, then the hyperlatent and latent streams.
 
-Byte layout of format version 1 (all integers little-endian; docs/hfc-format.md has the detail)::
+Byte layout of format version 2 (all integers little-endian; docs/hfc-format.md has the detail)::
 
     offset size  field
          0    4  magic b"HFIC"
-         4    2  format version (uint16) = 1
-         6    8  model fingerprint (see hific_lit.coding.model_fingerprint)
-        14    4  image height (uint32)
-        18    4  image width (uint32)
-        22    2  latent channels (uint16)      24  4  latent height    28  4  latent width
-        32    2  hyperlatent channels (uint16) 34  4  hyperlatent height 38  4  hyperlatent width
-        42    4  hyperlatent stream length in bytes (uint32)
-        46    4  latent stream length in bytes (uint32)
-        50    4  CRC32 of the quantized symbols (z then y, as int64 little-endian)
-        54    4  CRC32 of the payload (both streams)
-        58    4  CRC32 of bytes 0..57 (the header above)
-        62       hyperlatent stream, then latent stream
+         4    2  format version (uint16) = 2
+         6    8  model fingerprint (see HiFiC.fingerprint)
+        14    1  latent likelihood (0 Gaussian, 1 logistic)
+        15    1  reserved, 0
+        16    4  image height (uint32)
+        20    4  image width (uint32)
+        24    2  latent channels (uint16)      26  4  latent height      30  4  latent width
+        34    2  hyperlatent channels (uint16) 36  4  hyperlatent height 40  4  hyperlatent width
+        44    4  hyperlatent stream length in bytes (uint32)
+        48    4  latent stream length in bytes (uint32)
+        52    4  CRC32 of the payload (both streams)
+        56    4  CRC32 of bytes 0..55 (the header above)
+        60       hyperlatent stream, then latent stream (each ends with the CRC32 of its symbols)
 
-Any malformed input raises :class:`~hific_lit.errors.BitstreamError` with a message naming the
-problem; :func:`read_hfc` and :func:`write_hfc` read and (atomically) write files.
+Version 1 (still read) has no likelihood byte and holds the CRC32 of all symbols in the header
+instead of each stream. Any malformed input raises :class:`~hific_lit.errors.BitstreamError` with
+a message naming the problem; :func:`read_hfc` and :func:`write_hfc` read and (atomically) write files.
 """
 
 from __future__ import annotations
@@ -26,24 +28,34 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from hific_lit.errors import BitstreamError
 from hific_lit.image_io import atomic_write_bytes
 
 MAGIC = b"HFIC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SUFFIX = ".hfc"
-_FIELDS = struct.Struct("<4sH8sIIHIIHIIII")
-_CRCS = struct.Struct("<II")
-HEADER_SIZE = _FIELDS.size + _CRCS.size + 4
 FINGERPRINT_SIZE = 8
+_FIELDS = {
+    1: struct.Struct("<4sH8sIIHIIHIIIII"),
+    2: struct.Struct("<4sH8sBBIIHIIHIIII"),
+}
+"""The header up to the payload CRC; version 1's ends with the symbols' CRC32."""
+HEADER_SIZES = {version: fields.size + 8 for version, fields in _FIELDS.items()}
+"""Header bytes, both CRCs included: 62 in version 1, 60 in version 2."""
+HEADER_SIZE = HEADER_SIZES[FORMAT_VERSION]
 
 
 @dataclass(frozen=True)
 class Header:
-    """The header fields of a .hfc file (magic, version and CRCs of header/payload aside)."""
+    """The header fields of a .hfc file (magic and the CRCs of header and payload aside).
+
+    ``likelihood`` is the latent likelihood's code (version 2; version 1 files are Gaussian);
+    ``symbols_crc`` is the CRC32 of all symbols (version 1 only; version 2 streams check themselves).
+    """
 
     fingerprint: bytes
     height: int
@@ -52,30 +64,30 @@ class Header:
     z_shape: tuple[int, int, int]
     z_length: int
     y_length: int
-    symbols_crc: int
+    version: int = FORMAT_VERSION
+    likelihood: int = 0
+    symbols_crc: int | None = None
 
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
-    """Header, CRCs and both streams as the bytes of a .hfc file."""
+    """Header, CRCs and both streams as the bytes of a .hfc file (of ``header.version``)."""
     if len(header.fingerprint) != FINGERPRINT_SIZE:
         raise ValueError(f"the fingerprint must be {FINGERPRINT_SIZE} bytes, not {len(header.fingerprint)}")
     if (header.z_length, header.y_length) != (len(z_stream), len(y_stream)):
         raise ValueError("the header's stream lengths do not match the streams")
     if max(header.z_length, header.y_length, header.height, header.width) >= 1 << 32:
-        raise ValueError("the image or a stream is too large for format version 1 (4 GiB / 2**32 pixels a side)")
-    fields = _FIELDS.pack(
-        MAGIC,
-        FORMAT_VERSION,
-        header.fingerprint,
-        header.height,
-        header.width,
-        *header.y_shape,
-        *header.z_shape,
-        header.z_length,
-        header.y_length,
-    )
+        raise ValueError("the image or a stream is too large for the .hfc format (4 GiB / 2**32 pixels a side)")
+    sizes = (header.height, header.width, *header.y_shape, *header.z_shape, header.z_length, header.y_length)
+    if header.version == 1:
+        if header.symbols_crc is None:
+            raise ValueError("format version 1 needs the symbols' CRC32 in the header")
+        fields = _FIELDS[1].pack(MAGIC, 1, header.fingerprint, *sizes, header.symbols_crc)
+    elif header.version == 2:
+        fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, 0, *sizes)
+    else:
+        raise ValueError(f"cannot write .hfc format version {header.version}")
     payload = z_stream + y_stream
-    head = fields + _CRCS.pack(header.symbols_crc, zlib.crc32(payload))
+    head = fields + struct.pack("<I", zlib.crc32(payload))
     return head + struct.pack("<I", zlib.crc32(head)) + payload
 
 
@@ -89,26 +101,38 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
     data = bytes(data)
     if len(data) < 4 or data[:4] != MAGIC:
         raise BitstreamError(f"not a .hfc file: it does not start with the magic bytes {MAGIC!r}")
-    if len(data) < HEADER_SIZE:
-        raise BitstreamError(f"truncated .hfc file: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
+    if len(data) < 6:
+        raise BitstreamError(f"truncated .hfc file: {len(data)} bytes, too short to hold its format version")
     (version,) = struct.unpack_from("<H", data, 4)
     if version > FORMAT_VERSION:
         raise BitstreamError(
             f"the file uses .hfc format version {version}; this hific-lit reads up to version {FORMAT_VERSION}"
             " — upgrade hific-lit"
         )
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BitstreamError(f"unknown .hfc format version {version}")
-    (header_crc,) = struct.unpack_from("<I", data, HEADER_SIZE - 4)
-    if zlib.crc32(data[: HEADER_SIZE - 4]) != header_crc:
+    size = HEADER_SIZES[version]
+    if len(data) < size:
+        raise BitstreamError(f"truncated .hfc file: {len(data)} bytes, shorter than the {size}-byte header")
+    (header_crc,) = struct.unpack_from("<I", data, size - 4)
+    if zlib.crc32(data[: size - 4]) != header_crc:
         raise BitstreamError("the .hfc header is corrupt (its CRC32 does not match)")
-    fields = _FIELDS.unpack_from(data)
-    symbols_crc, payload_crc = _CRCS.unpack_from(data, _FIELDS.size)
-    _, _, fingerprint, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields
-    header = Header(fingerprint, height, width, (yc, yh, yw), (zc, zh, zw), z_length, y_length, symbols_crc)
+    fields = _FIELDS[version].unpack_from(data)
+    (payload_crc,) = struct.unpack_from("<I", data, size - 8)
+    if version == 1:
+        _, _, fingerprint, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length, symbols_crc = fields
+        likelihood = 0
+    else:
+        _, _, fingerprint, likelihood, reserved, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields
+        symbols_crc = None
+        if reserved != 0:
+            raise BitstreamError(f"the .hfc header's reserved byte is {reserved}, not 0 (corrupt or a newer writer)")
+    header = Header(
+        fingerprint, height, width, (yc, yh, yw), (zc, zh, zw), z_length, y_length, version, likelihood, symbols_crc
+    )
     if min(height, width, yc, yh, yw, zc, zh, zw) == 0:
         raise BitstreamError("the .hfc header has a zero image or latent size")
-    payload = data[HEADER_SIZE:]
+    payload = data[size:]
     if len(payload) != z_length + y_length:
         kind = "is truncated" if len(payload) < z_length + y_length else "has trailing bytes"
         raise BitstreamError(
@@ -119,12 +143,19 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
     return header, payload[:z_length], payload[z_length:]
 
 
+LIKELIHOOD_NAMES = {0: "gaussian", 1: "logistic"}
+"""Names of the latent likelihood codes (as :data:`hific_lit.entropy.CONDITIONALS` numbers them)."""
+
+
 def header_fields(header: Header) -> dict[str, object]:
     """The header as a plain dict (for ``hific info``)."""
-    names = ("fingerprint", "height", "width", "y_shape", "z_shape", "z_length", "y_length", "symbols_crc")
-    fields = dict(zip(names, astuple(header), strict=True))
-    fields["fingerprint"] = header.fingerprint.hex()
-    fields["symbols_crc"] = f"{header.symbols_crc:08x}"
+    fields: dict[str, object] = {"version": header.version, "fingerprint": header.fingerprint.hex()}
+    if header.version >= 2:
+        fields["likelihood"] = LIKELIHOOD_NAMES.get(header.likelihood, f"unknown ({header.likelihood})")
+    fields.update(height=header.height, width=header.width, y_shape=header.y_shape, z_shape=header.z_shape)
+    fields.update(z_length=header.z_length, y_length=header.y_length)
+    if header.symbols_crc is not None:
+        fields["symbols_crc"] = f"{header.symbols_crc:08x}"
     return fields
 
 
@@ -140,5 +171,7 @@ def read_hfc(path: str | os.PathLike) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise BitstreamError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise BitstreamError(f"{path}: is a folder, not a .hfc file") from None
     except OSError as exc:
         raise BitstreamError(f"{path}: cannot read ({exc.strerror or exc})") from None

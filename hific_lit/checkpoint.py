@@ -142,7 +142,7 @@ def load_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
         raise CheckpointError(
             f"{path}: the weights do not fit the stored architecture ({first[0] if first else exc})"
         ) from None
-    if not (model.y_tables.built and model.z_tables.built):
+    if not model.coding_ready:
         raise CheckpointError(
             f"{path}: the checkpoint has no coding tables; re-export it with save_inference_checkpoint"
         )

@@ -14,9 +14,8 @@ from tqdm import tqdm
 from hific_lit.bitstream import HEADER_SIZE, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.codec import HiFiC
-from hific_lit.coding import decode_image, encode_image
 from hific_lit.errors import HificError
-from hific_lit.image_io import load_image, save_image
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
@@ -35,10 +34,12 @@ def _device(name: str) -> torch.device:
 
 
 def _load_model(args: argparse.Namespace) -> HiFiC:
-    model = load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
-    model.max_memory = args.max_memory
-    model.tile_progress = False if args.quiet else None
-    return model
+    return load_inference_checkpoint(args.ckpt, map_location=_device(args.device))
+
+
+def _tiling(args: argparse.Namespace) -> dict[str, object]:
+    """The tiling arguments of compress / decompress: the memory budget and the progress bar over tiles."""
+    return {"max_memory": args.max_memory, "progress": False if args.quiet else None}
 
 
 def _memory_budget(text: str) -> int | None:
@@ -81,9 +82,12 @@ def _run_over_files(
     for src, dst in bar:
         try:
             message = work(src, dst)
-        except HificError as exc:
+        except (HificError, OSError, ValueError) as exc:
             failures += 1
-            text = str(exc) if str(exc).startswith(str(src)) else f"{src}: {exc}"
+            reason = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.filename or dst}: {exc.strerror}"
+            text = reason if reason.startswith(str(src)) else f"{src}: {reason}"
             tqdm.write(f"hific {desc}: error: {text}", file=sys.stderr)
             continue
         if not quiet:
@@ -99,9 +103,9 @@ def run_compress(args: argparse.Namespace) -> int:
 
     def compress_one(src: Path, dst: Path) -> str:
         notes: list[str] = []
-        x = load_image(src, notes)
-        encoded = encode_image(model, x)
-        write_hfc(dst, encoded.data)
+        x = load_image(src, notes, args.max_pixels)
+        encoded = model.compress(x, **_tiling(args))
+        write_hfc(dst, encoded)
         pixels = x.shape[-1] * x.shape[-2]
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
@@ -120,7 +124,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     model = _load_model(args)
 
     def decompress_one(src: Path, dst: Path) -> str:
-        x_hat = decode_image(model, read_hfc(src))
+        x_hat = model.decompress(read_hfc(src), **_tiling(args))
         save_image(x_hat, dst)
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}"
 
@@ -188,6 +192,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
     _add_common_options(compress, "file")
+    compress.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
+        f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
+    )
     compress.set_defaults(func=run_compress)
 
     decompress = subparsers.add_parser(

@@ -5,9 +5,13 @@
     x ──pad──► g_a ──y──► h_a ──z──► Q ──z_hat──┬─► factorized prior ─► p(z_hat)
                 │                               ├─► h_s_mu    ─► mu
                 │                               └─► h_s_sigma ─► sigma
-                └─► y ─► Q(y - mu) + mu = y_hat ─► Gaussian conditional(mu, sigma) ─► p(y_hat)
+                └─► y ─► Q(y - mu) + mu = y_hat ─► conditional(mu, sigma) ─► p(y_hat)
                                           y_hat ─► g_s ─► crop ─► x_hat
 
+Real coding (:meth:`HiFiC.compress`, :meth:`HiFiC.decompress`) follows the same diagram with the
+entropy models' coders: the z-stream, then h_s computed exactly in integers (so that the scale
+indexes and means, and hence y_hat, are the same on every device; .hfc format version 2), then
+the y-stream. The conditional is Gaussian (the authors') or logistic (``ArchConfig.latent_likelihood``).
 The conditional discriminator D(x or x_hat | y_hat) is not part of the codec: the GAN stage
 (:class:`hific_lit.lit.GANStage`) holds it.
 
@@ -16,19 +20,28 @@ Mentzer et al. 2020, "High-Fidelity Generative Image Compression", Fig. 2.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from hific_lit import coding
+from hific_lit import format_v1
 from hific_lit.arch import ArchConfig, arch_preset
-from hific_lit.entropy import FactorizedPrior, GaussianConditional
-from hific_lit.entropy.tables import CodingTables
+from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack, unpack
+from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
+from hific_lit.entropy.tables import CodingBuffers
+from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
-from hific_lit.padding import crop, pad_to_multiple
+from hific_lit.padding import crop, pad_to_multiple, padded_size
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
+
+_MAX_SYMBOLS_PER_BYTE = 1 << 18
+"""A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
+A header claiming more is corrupt; checking it avoids allocating latents for a bogus image size."""
 
 
 class Likelihoods(NamedTuple):
@@ -53,6 +66,36 @@ class HiFiCOutput(NamedTuple):
     bpp_rounded: torch.Tensor
 
 
+class Compressed(bytes):
+    """What :meth:`HiFiC.compress` returns: the bytes of a .hfc file, carrying the model's rate estimate.
+
+    ``estimated_bits`` is -log2 of the likelihoods of z_hat and y_hat under the entropy models, the
+    size an ideal entropy coder would reach (the file adds its header, CRCs and the coder's overhead).
+    """
+
+    estimated_bits: float
+
+    def __new__(cls, data: bytes, estimated_bits: float) -> Compressed:
+        obj = super().__new__(cls, data)
+        obj.estimated_bits = estimated_bits
+        return obj
+
+
+def as_image_batch(x: torch.Tensor) -> torch.Tensor:
+    """Check that ``x`` is one or more RGB float images (3, H, W) / (B, 3, H, W); return it 4-D."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected an image tensor, got {type(x).__name__}")
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
+        raise ValueError(f"expected an RGB image of shape (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a float image in [0, 1], got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("the image contains NaN or infinite values")
+    return x
+
+
 class ParameterGroups(NamedTuple):
     """Disjoint parameter sets, one per optimizer."""
 
@@ -72,8 +115,7 @@ class HiFiC(nn.Module):
     Images are float tensors (B, 3, H, W) in [0, 1] of any size; they are reflect-padded to a
     multiple of 64 and the reconstruction is cropped back. As in the authors' ``model.py``, g_a
     sees the image in [0, 1] and g_s's output is the reconstruction (no range mapping). After
-    :meth:`update`, :meth:`compress` and :meth:`decompress` turn images into .hfc bytes and back
-    (see :mod:`hific_lit.coding`).
+    :meth:`update`, :meth:`compress` and :meth:`decompress` turn images into .hfc bytes and back.
     """
 
     def __init__(self, arch: ArchConfig | None = None) -> None:
@@ -86,13 +128,9 @@ class HiFiC(nn.Module):
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n)
-        self.gaussian_conditional = GaussianConditional()
-        self.y_tables = CodingTables()
-        self.z_tables = CodingTables()
-        self.max_memory: int | None = DEFAULT_MAX_MEMORY
-        """Working-memory budget (bytes) of g_a and g_s in compress/decompress; ``None``: whole image."""
-        self.tile_progress: bool | None = None
-        """Progress bar over tiles: ``None`` shows it on a terminal when there is more than one tile."""
+        self.conditional = make_conditional(arch.latent_likelihood)
+        self.h_s_mu_int = IntegerConvNet(self.h_s_mu.net)
+        self.h_s_sigma_int = IntegerConvNet(self.h_s_sigma.net)
 
     @classmethod
     def from_preset(cls, name: str) -> HiFiC:
@@ -110,7 +148,7 @@ class HiFiC(nn.Module):
         z = self.h_a(y)
         z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
         mu, sigma = self.hyper_decode(z_hat)
-        y_hat, py, py_hat = self.gaussian_conditional(y, mu, sigma)
+        y_hat, py, py_hat = self.conditional(y, mu, sigma)
         x_hat = crop(self.g_s(y_hat), height, width)
         num_pixels = x.shape[0] * height * width
         likelihoods = Likelihoods(py, pz)
@@ -118,44 +156,191 @@ class HiFiC(nn.Module):
             bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
         return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
 
-    def analysis(self, x_padded: torch.Tensor) -> torch.Tensor:
-        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32.
+    def analysis(
+        self, x_padded: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> torch.Tensor:
+        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32, contiguous.
 
-        Runs on tiles within ``self.max_memory`` bytes of working memory (see :mod:`hific_lit.tiling`).
+        Runs on tiles within ``max_memory`` bytes of working memory (``None``: whole image; see
+        :mod:`hific_lit.tiling`); ``progress`` shows a bar over tiles (``None``: on a terminal, when
+        there is more than one).
         """
-        dtype = next(self.g_a.parameters()).dtype
-        y = tiled_analysis(self.g_a, x_padded.to(dtype), self.max_memory, self.tile_progress)
-        return y.float()
+        weight = next(self.g_a.parameters())
+        y = tiled_analysis(self.g_a, x_padded.to(weight.device, weight.dtype), max_memory, progress)
+        return y.float().contiguous()
 
-    def synthesis(self, y_hat: torch.Tensor) -> torch.Tensor:
+    def synthesis(
+        self, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> torch.Tensor:
         """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""
-        dtype = next(self.g_s.parameters()).dtype
-        return tiled_synthesis(self.g_s, y_hat.to(dtype), self.max_memory, self.tile_progress).float()
+        weight = next(self.g_s.parameters())
+        return tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress).float()
 
+    @torch.no_grad()
     def update(self, force: bool = False) -> None:
-        """Build the coding tables once and store them as buffers (they travel in the state dict)."""
-        coding.build_tables(self, force)
+        """Build what real coding needs, once (unless ``force``), as buffers that travel in the state dict.
 
-    def compress(self, x: torch.Tensor) -> bytes:
-        """One image (3, H, W) or (1, 3, H, W) in [0, 1] -> the bytes of a .hfc file."""
-        return coding.encode_image(self, x).data
+        The entropy models' tables, and h_s frozen into integers (for hyperlatents within the
+        range the z tables cover).
+        """
+        self.entropy_bottleneck.update(force)
+        self.conditional.update(force)
+        if force or not (self.h_s_mu_int.built and self.h_s_sigma_int.built):
+            tables = self.entropy_bottleneck.tables
+            reach = torch.maximum(-tables.offset, tables.offset + tables.length - 2).float()
+            bound = float((self.entropy_bottleneck.medians().flatten().abs().cpu() + reach.cpu()).max()) + 1.0
+            self.h_s_mu_int.update(self.h_s_mu.net, bound)
+            self.h_s_sigma_int.update(self.h_s_sigma.net, bound)
 
-    def decompress(self, data: bytes) -> torch.Tensor:
-        """.hfc bytes -> the image (1, 3, H, W) in [0, 1]; malformed input raises BitstreamError."""
-        return coding.decode_image(self, data)
+    @property
+    def coding_ready(self) -> bool:
+        """Whether :meth:`update` has built everything :meth:`compress` and :meth:`decompress` need."""
+        return (
+            self.entropy_bottleneck.tables.built
+            and self.conditional.tables.built
+            and self.h_s_mu_int.built
+            and self.h_s_sigma_int.built
+        )
 
-    def compress_batch(self, x: torch.Tensor) -> list[bytes]:
-        """A batch (B, 3, H, W) -> one .hfc byte string per image (g_a runs on the whole batch)."""
-        x = coding.as_image_batch(x)
-        coding.require_tables(self)
+    def require_coding(self) -> None:
+        """Raise :class:`CheckpointError` unless :attr:`coding_ready`."""
+        if not self.coding_ready:
+            raise CheckpointError(
+                "this model has no coding tables: call model.update() after training, or load a checkpoint "
+                "exported with hific_lit.checkpoint.save_inference_checkpoint"
+            )
+
+    def hyper_synthesis_exact(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) from z_hat by the integer h_s: float64 multiples of 2**-16, the same on every device."""
+        return self.h_s_mu_int(z_hat), self.h_s_sigma_int(z_hat)
+
+    @torch.no_grad()
+    def compress(
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> Compressed:
+        """One image (3, H, W) or (1, 3, H, W) in [0, 1] -> the bytes of a .hfc file, with the rate estimate.
+
+        ``max_memory`` and ``progress`` go to g_a's tiling (see :meth:`analysis`); the file does not
+        depend on them.
+        """
+        x = as_image_batch(x)
+        if x.shape[0] != 1:
+            raise ValueError(f"compress codes one image; got a batch of {x.shape[0]} (use compress_batch)")
+        self.require_coding()
+        return self.compress_latent(self.analysis(pad_to_multiple(x), max_memory, progress), *x.shape[-2:])
+
+    @torch.no_grad()
+    def compress_latent(self, y: torch.Tensor, height: int, width: int) -> Compressed:
+        """Code one latent y (1, C, h, w) of an image of ``height`` x ``width`` (format version 2)."""
+        self.require_coding()
+        z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float()
+        z_stream = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.dequantize(self.entropy_bottleneck.symbols(z))
+        mu, sigma = self.hyper_synthesis_exact(z_hat)
+        y_stream = self.conditional.compress(y, self.conditional.indexes(sigma), mu)
+        y_hat = self.conditional.dequantize(self.conditional.symbols(y, mu), mu)
+        bits = self.entropy_bottleneck.estimate_bits(z_hat) + self.conditional.estimate_bits(y_hat, mu, sigma)
+        shapes = (tuple(y.shape[1:]), tuple(z.shape[1:]))
+        header = Header(self.fingerprint(), height, width, *shapes, len(z_stream), len(y_stream))
+        header = dataclasses.replace(header, likelihood=self.conditional.code)
+        return Compressed(pack(header, z_stream, y_stream), bits)
+
+    @torch.no_grad()
+    def decompress(
+        self, data: bytes, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> torch.Tensor:
+        """.hfc bytes (format 2, or 1) -> the image (1, 3, H, W) in [0, 1]; malformed input raises BitstreamError."""
+        header, y_hat = self.decompress_latent(data)
+        x_hat = self.synthesis(y_hat, max_memory, progress)
+        return crop(x_hat, header.height, header.width).clamp_(0.0, 1.0)
+
+    @torch.no_grad()
+    def decompress_latent(self, data: bytes) -> tuple[Header, torch.Tensor]:
+        """Check ``data`` against this model and decode y_hat (1, C, h, w), float32."""
+        header, z_stream, y_stream = unpack(data)
+        self.require_coding()
+        self._check_shapes(header)
+        if header.version == 1:
+            return header, format_v1.decode_latent(self, header, z_stream, y_stream)
+        self._check_model(header)
+        z_hat = self.entropy_bottleneck.decompress(z_stream, header.z_shape[1:])
+        mu, sigma = self.hyper_synthesis_exact(z_hat)
+        return header, self.conditional.decompress(y_stream, self.conditional.indexes(sigma), mu)
+
+    def compress_batch(
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> list[Compressed]:
+        """A batch (B, 3, H, W) -> one .hfc file per image (g_a runs on the whole batch)."""
+        x = as_image_batch(x)
+        self.require_coding()
         with torch.no_grad():
-            y = self.analysis(pad_to_multiple(x.to(self.y_tables.cdf.device)))
-        height, width = x.shape[-2:]
-        return [coding.encode_latent(self, y[i : i + 1], height, width).data for i in range(x.shape[0])]
+            y = self.analysis(pad_to_multiple(x), max_memory, progress)
+        return [self.compress_latent(y[i : i + 1], *x.shape[-2:]) for i in range(x.shape[0])]
 
-    def decompress_batch(self, data: list[bytes]) -> list[torch.Tensor]:
+    def decompress_batch(
+        self, data: list[bytes], max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    ) -> list[torch.Tensor]:
         """Decode each byte string (their images may differ in size)."""
-        return [self.decompress(d) for d in data]
+        return [self.decompress(d, max_memory, progress) for d in data]
+
+    def _check_model(self, header: Header) -> None:
+        expected = self.fingerprint()
+        if header.fingerprint != expected:
+            raise BitstreamError(
+                f"the file was made by another model (fingerprint {header.fingerprint.hex()}, "
+                f"this model's is {expected.hex()}); decode it with the checkpoint that encoded it"
+            )
+        if header.likelihood != self.conditional.code:
+            raise BitstreamError(
+                f"the file's latent likelihood (code {header.likelihood}) is not this model's "
+                f"({self.conditional.kind}, code {self.conditional.code})"
+            )
+
+    def _check_shapes(self, header: Header) -> None:
+        yh, yw = padded_size(header.height) // 16, padded_size(header.width) // 16
+        expected_y = (self.arch.latent_channels, yh, yw)
+        expected_z = (self.arch.hyper_filters, math.ceil(yh / 4), math.ceil(yw / 4))
+        if header.y_shape != expected_y or header.z_shape != expected_z:
+            raise BitstreamError(
+                f"the header's latent shapes {header.y_shape} / {header.z_shape} do not fit a "
+                f"{header.height}x{header.width} image coded by this model ({expected_y} / {expected_z})"
+            )
+        streams = (("hyperlatent", expected_z, header.z_length), ("latent", expected_y, header.y_length))
+        for name, shape, length in streams:
+            if math.prod(shape) > _MAX_SYMBOLS_PER_BYTE * length:
+                raise BitstreamError(
+                    f"the header claims a {header.height}x{header.width} image, but its {name} stream of {length} "
+                    f"bytes cannot hold {math.prod(shape)} symbols (corrupt header)"
+                )
+
+    def fingerprint(self) -> bytes:
+        """8-byte BLAKE2b of what decoding (format 2) depends on; cached until a weight changes.
+
+        The architecture's fields that differ from the defaults (JSON), every buffer built by
+        :meth:`update` (tables, integer h_s; floats as float64), the medians of z (float64) and g_s's
+        weights rounded to bfloat16, so that a bf16 or float64 copy of a model shares its fingerprint.
+        The float h_s and g_a are not included: decoding does not use them.
+        """
+        built = [(f"{name}.{b}", t) for name, m in self.named_modules() if isinstance(m, CodingBuffers)
+                 for b, t in m.named_buffers(recurse=False)]  # fmt: skip
+        parts = [*built, ("medians", self.entropy_bottleneck.quantiles[:, 0, 1])]
+        parts += [(f"g_s.{k}", v.to(torch.bfloat16)) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
+        key = tuple((name, t.data_ptr(), t._version, t.dtype, str(t.device)) for name, t in parts)
+        cached = self.__dict__.get("_fingerprint_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        defaults = ArchConfig().to_dict()
+        arch = {k: v for k, v in self.arch.to_dict().items() if v != defaults.get(k)}
+        digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
+        digest.update(json.dumps(arch, sort_keys=True).encode())
+        for name, tensor in parts:
+            tensor = (
+                tensor.detach().double() if tensor.is_floating_point() and tensor.dtype != torch.bfloat16 else tensor
+            )
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        self.__dict__["_fingerprint_cache"] = (key, digest.digest())
+        return digest.digest()
 
     def aux_loss(self) -> torch.Tensor:
         """Loss of the factorized prior's quantiles (optimised on its own, see :meth:`parameter_groups`)."""

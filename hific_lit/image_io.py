@@ -3,14 +3,20 @@
 Every input becomes 8-bit-equivalent RGB in [0, 1]: EXIF orientation is applied, grayscale is
 replicated to three channels, alpha is dropped (reported through ``notes``), palette images are
 expanded, and 16-bit images are scaled from 0..65535.
+
+Images are opened lazily and their size is checked before their pixels are decoded: a 110 kB
+PNG can claim 30000 x 30000 pixels (a decompression bomb: 2.7 GB as 8-bit RGB, 10.8 GB as float).
+Above ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`) reading fails with
+:class:`ImageTooLargeError`, whose one-line message names the limit and the option that raises it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,52 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from hific_lit.errors import ImageReadError
 
 EXIF_ORIENTATION = 0x0112
+DEFAULT_MAX_PIXELS = 1 << 28
+"""268,435,456 pixels (16384 x 16384): larger images are refused unless the limit is raised."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than the decompression-bomb limit allows."""
+
+
+@contextlib.contextmanager
+def _pillow_size_check_off() -> Iterator[None]:
+    """Pillow's own bomb check off (its limit is global); the caller checks the size itself."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def open_image(
+    source: str | os.PathLike | bytes,
+    label: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    option: str = "--max-pixels N",
+) -> Image.Image:
+    """Open an image file or encoded bytes lazily (pixels not yet decoded), refusing more than ``max_pixels``.
+
+    Raises :class:`ImageTooLargeError` naming the size, the limit and ``option`` (how the user raises
+    it), or :class:`ImageReadError` when ``source`` is not a readable image; ``label`` names the
+    source in messages (default: the path). ``max_pixels=None`` accepts any size.
+    """
+    label = label or str(source)
+    try:
+        with _pillow_size_check_off():
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"{label}: not a readable image ({exc})") from None
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        img.close()
+        raise ImageTooLargeError(
+            f"{label}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} pixels "
+            f"(a guard against decompression bombs); raise it with {option} if the image is genuine"
+        )
+    return img
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
@@ -47,22 +99,27 @@ def pil_to_tensor(img: Image.Image, notes: list[str] | None = None) -> torch.Ten
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
-def load_image(path: str | os.PathLike, notes: list[str] | None = None) -> torch.Tensor:
+def load_image(
+    path: str | os.PathLike,
+    notes: list[str] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    option: str = "--max-pixels N",
+) -> torch.Tensor:
     """Read an image file (PNG, JPEG, WebP, TIFF, ...) as a (3, H, W) float tensor in [0, 1].
 
-    Raises :class:`ImageReadError` naming the file when it is missing or not a readable image.
+    Raises :class:`ImageReadError` naming the file when it is missing or not a readable image, and
+    :class:`ImageTooLargeError` above ``max_pixels`` (see :func:`open_image`).
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+    with open_image(path, str(path), max_pixels, option) as img:
+        try:
+            with _pillow_size_check_off():
                 img.load()
-                return pil_to_tensor(img, notes)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"{path}: not a readable image ({exc})") from None
+        return pil_to_tensor(img, notes)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from hific_lit import HiFiC, coding
-from hific_lit.bitstream import HEADER_SIZE, MAGIC, Header, pack, read_hfc, unpack, write_hfc
+from hific_lit import HiFiC
+from hific_lit.bitstream import (
+    HEADER_SIZE,
+    HEADER_SIZES,
+    MAGIC,
+    Header,
+    header_fields,
+    pack,
+    read_hfc,
+    unpack,
+    write_hfc,
+)
 from hific_lit.errors import BitstreamError
 
 
@@ -36,23 +46,28 @@ def _with_valid_crcs(data: bytes) -> bytes:
     return bytes(head) + data[HEADER_SIZE:]
 
 
-def test_header_round_trips_with_large_sizes() -> None:
-    header = Header(b"\x01" * 8, 70_000, 123_456, (220, 4375, 7716), (320, 1094, 1929), 3, 5, 0xDEADBEEF)
-    data = pack(header, b"zzz", b"yyyyy")
-    assert data[:4] == MAGIC and len(data) == HEADER_SIZE + 8
-    assert unpack(data) == (header, b"zzz", b"yyyyy")
+def test_headers_of_both_versions_round_trip_with_large_sizes() -> None:
+    sizes = (b"\x01" * 8, 70_000, 123_456, (220, 4375, 7716), (320, 1094, 1929), 3, 5)
+    for header in (Header(*sizes, version=2, likelihood=1), Header(*sizes, version=1, symbols_crc=0xDEADBEEF)):
+        data = pack(header, b"zzz", b"yyyyy")
+        assert data[:4] == MAGIC and len(data) == HEADER_SIZES[header.version] + 8
+        assert unpack(data) == (header, b"zzz", b"yyyyy")
+    assert HEADER_SIZES == {1: 62, 2: 60}
 
 
 def test_layout_matches_the_documented_offsets(data: bytes) -> None:
     header, z, y = unpack(data)
-    assert struct.unpack_from("<H", data, 4)[0] == 1
+    assert struct.unpack_from("<H", data, 4)[0] == 2
     assert data[6:14] == header.fingerprint
-    assert struct.unpack_from("<II", data, 14) == (70, 90)
-    assert struct.unpack_from("<HII", data, 22) == header.y_shape
-    assert struct.unpack_from("<HII", data, 32) == header.z_shape
-    assert struct.unpack_from("<II", data, 42) == (len(z), len(y))
-    assert struct.unpack_from("<I", data, 54)[0] == zlib.crc32(data[HEADER_SIZE:])
-    assert struct.unpack_from("<I", data, 58)[0] == zlib.crc32(data[:58])
+    assert data[14:16] == b"\x00\x00"
+    assert struct.unpack_from("<II", data, 16) == (70, 90)
+    assert struct.unpack_from("<HII", data, 24) == header.y_shape
+    assert struct.unpack_from("<HII", data, 34) == header.z_shape
+    assert struct.unpack_from("<II", data, 44) == (len(z), len(y))
+    assert struct.unpack_from("<I", data, 52)[0] == zlib.crc32(data[HEADER_SIZE:])
+    assert struct.unpack_from("<I", data, 56)[0] == zlib.crc32(data[:56])
+    assert struct.unpack_from("<I", z, len(z) - 4)[0] != 0, "each stream ends with its symbols' CRC32"
+    assert header_fields(header)["likelihood"] == "gaussian" and "symbols_crc" not in header_fields(header)
 
 
 @pytest.mark.parametrize(
@@ -60,11 +75,13 @@ def test_layout_matches_the_documented_offsets(data: bytes) -> None:
     [
         (lambda d: b"", "magic"),
         (lambda d: d[:3], "magic"),
+        (lambda d: d[:5], "truncated"),
         (lambda d: d[:40], "truncated"),
         (lambda d: d[:-1], "truncated"),
         (lambda d: d + b"\0", "trailing"),
         (lambda d: b"PNG!" + d[4:], "magic"),
         (lambda d: d[:4] + struct.pack("<H", 9) + d[6:], "version 9"),
+        (lambda d: d[:4] + struct.pack("<H", 0) + d[6:], "unknown .hfc format version 0"),
         (lambda d: d[:20] + bytes([d[20] ^ 1]) + d[21:], "header is corrupt"),
         (lambda d: d[:-3] + bytes([d[-3] ^ 0x10]) + d[-2:], "payload is corrupt"),
     ],
@@ -109,15 +126,26 @@ def test_desync_is_detected_by_the_symbol_crc(model: HiFiC, data: bytes, monkeyp
     drifted = HiFiC.from_preset("tiny").eval()
     drifted.load_state_dict(model.state_dict())
     with torch.no_grad():
-        drifted.h_s_sigma.net[-1].bias.add_(2.0)
-    monkeypatch.setattr(coding, "model_fingerprint", lambda m: unpack(data)[0].fingerprint)
+        net = drifted.h_s_sigma_int
+        net.bias2.add_(torch.ones_like(net.shift2) << (net.shift2 + 17))  # sigma + 2
+    monkeypatch.setattr(HiFiC, "fingerprint", lambda m: unpack(data)[0].fingerprint)
     with pytest.raises(BitstreamError, match=r"out of step|do not match"):
         drifted.decompress(data)
 
 
+def test_another_likelihood_is_refused(model: HiFiC, data: bytes) -> None:
+    tampered = bytearray(data)
+    tampered[14] = 1
+    with pytest.raises(BitstreamError, match="likelihood"):
+        model.decompress(_with_valid_crcs(bytes(tampered)))
+    tampered[14], tampered[15] = 0, 7
+    with pytest.raises(BitstreamError, match="reserved"):
+        model.decompress(_with_valid_crcs(bytes(tampered)))
+
+
 def test_wrong_latent_shapes_are_refused(model: HiFiC, data: bytes) -> None:
     tampered = bytearray(data)
-    struct.pack_into("<H", tampered, 22, 9)
+    struct.pack_into("<H", tampered, 24, 9)
     with pytest.raises(BitstreamError, match="latent shapes"):
         model.decompress(_with_valid_crcs(bytes(tampered)))
 
@@ -126,9 +154,7 @@ def test_a_bogus_huge_image_size_is_refused_before_allocating(model: HiFiC, data
     header = unpack(data)[0]
     h, w = 4_000_000_000, 4_000_000_000
     yh, yw = (h + 63) // 64 * 4, (w + 63) // 64 * 4
-    bogus = Header(
-        header.fingerprint, h, w, (header.y_shape[0], yh, yw), (header.z_shape[0], yh // 4, yw // 4), 3, 5, 0
-    )
+    bogus = Header(header.fingerprint, h, w, (header.y_shape[0], yh, yw), (header.z_shape[0], yh // 4, yw // 4), 3, 5)
     with pytest.raises(BitstreamError, match="cannot hold"):
         model.decompress(pack(bogus, b"zzz", b"yyyyy"))
 
@@ -153,3 +179,5 @@ def test_files_are_written_atomically(tmp_path: Path, data: bytes, monkeypatch: 
     assert [p.name for p in tmp_path.iterdir()] == ["a.hfc"]
     with pytest.raises(BitstreamError, match="no such file"):
         read_hfc(tmp_path / "missing.hfc")
+    with pytest.raises(BitstreamError, match="folder"):
+        read_hfc(tmp_path)

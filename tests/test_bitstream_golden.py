@@ -1,5 +1,8 @@
-"""Golden .hfc file: a fixed image and a seeded tiny model give the committed bytes, which decode
-to the committed pixels. Regenerate (after a deliberate format change) with HIFIC_REGEN_GOLDEN=1."""
+"""Golden .hfc files: a fixed image and a seeded tiny model give the committed bytes, which decode to the
+committed pixels, for format version 2 (what compress writes) and version 1 (still read).
+
+Regenerate the version-2 pair (after a deliberate format change) with HIFIC_REGEN_GOLDEN=1. The version-1
+pair is frozen: it was written by the version-1 encoder and must keep decoding."""
 
 from __future__ import annotations
 
@@ -11,17 +14,21 @@ import pytest
 import torch
 from PIL import Image
 
-from hific_lit import HiFiC
+from hific_lit import HiFiC, format_v1
 from hific_lit.bitstream import unpack
 from hific_lit.image_io import save_image, to_uint8
+from hific_lit.padding import pad_to_multiple
 
 EXPECTED = Path(__file__).parent / "expected"
-GOLDEN_HFC = EXPECTED / "golden_tiny.hfc"
-GOLDEN_PNG = EXPECTED / "golden_tiny_decoded.png"
+GOLDEN_V1 = EXPECTED / "golden_tiny.hfc"
+GOLDEN_V1_PNG = EXPECTED / "golden_tiny_decoded.png"
+GOLDEN_V2 = EXPECTED / "golden_tiny_v2.hfc"
+GOLDEN_V2_PNG = EXPECTED / "golden_tiny_v2_decoded.png"
 REGENERATE = os.environ.get("HIFIC_REGEN_GOLDEN") == "1"
 
 
-def _golden_model() -> HiFiC:
+@pytest.fixture(scope="module")
+def model() -> HiFiC:
     torch.manual_seed(2020)
     model = HiFiC.from_preset("tiny").eval()
     model.update()
@@ -36,19 +43,33 @@ def _golden_image() -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div(255.0)
 
 
-def test_golden_file() -> None:
-    model = _golden_model()
+def _pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_golden_file_v2(model: HiFiC) -> None:
     data = model.compress(_golden_image())
     if REGENERATE:
-        EXPECTED.mkdir(exist_ok=True)
-        GOLDEN_HFC.write_bytes(data)
-        save_image(model.decompress(data), GOLDEN_PNG)
-    if not GOLDEN_HFC.exists():
-        pytest.fail(f"{GOLDEN_HFC} is missing; create it with HIFIC_REGEN_GOLDEN=1")
-    committed = GOLDEN_HFC.read_bytes()
+        GOLDEN_V2.write_bytes(data)
+        save_image(model.decompress(data), GOLDEN_V2_PNG)
+    if not GOLDEN_V2.exists():
+        pytest.fail(f"{GOLDEN_V2} is missing; create it with HIFIC_REGEN_GOLDEN=1")
+    committed = GOLDEN_V2.read_bytes()
     header, _, _ = unpack(committed)
-    assert (header.height, header.width) == (48, 80)
+    assert (header.version, header.height, header.width) == (2, 48, 80)
     assert data == committed, "the encoder no longer produces the committed bytes"
     decoded = to_uint8(model.decompress(committed))
-    expected = np.asarray(Image.open(GOLDEN_PNG).convert("RGB"))
-    assert np.array_equal(decoded, expected), "the committed bytes no longer decode to the committed pixels"
+    assert np.array_equal(decoded, _pixels(GOLDEN_V2_PNG)), (
+        "the committed bytes no longer decode to the committed pixels"
+    )
+
+
+def test_golden_file_v1_still_decodes(model: HiFiC) -> None:
+    committed = GOLDEN_V1.read_bytes()
+    header, _, _ = unpack(committed)
+    assert (header.version, header.height, header.width) == (1, 48, 80)
+    assert np.array_equal(to_uint8(model.decompress(committed)), _pixels(GOLDEN_V1_PNG))
+    with torch.no_grad():
+        y = model.analysis(pad_to_multiple(_golden_image()[None]))
+    data, _ = format_v1.encode_latent(model, y, 48, 80)
+    assert data == committed, "the version-1 encoder (kept for comparisons) no longer writes the committed bytes"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +87,8 @@ def test_compress_decompress_info_round_trip(
     capsys.readouterr()
     assert main(["info", str(files[0]), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["total_bytes"] == files[0].stat().st_size and info["header_bytes"] == 62
+    assert info["total_bytes"] == files[0].stat().st_size and info["header_bytes"] == 60
+    assert info["version"] == 2 and info["likelihood"] == "gaussian"
     assert info["bpp"] == pytest.approx(8 * info["total_bytes"] / (info["height"] * info["width"]), rel=1e-5)
 
 
@@ -126,9 +129,48 @@ def test_bad_inputs_give_one_line_errors(
     assert (tmp_path / "photo.hfc").exists(), "the good file of a mixed batch is still written"
 
 
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims ``width`` x ``height`` RGB pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (3 * width + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_limit_and_option(
+    ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bomb = tmp_path / "bomb.png"
+    _png_header_only(bomb, 30000, 30000)
+    assert main(["compress", str(bomb), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert "30000x30000 = 900,000,000 pixels" in err[0] and "268,435,456" in err[0] and "--max-pixels N" in err[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 30)).save(small)
+    assert main(["compress", str(small), "--ckpt", str(ckpt), "--max-pixels", "1000", "-q"]) == 1
+    assert "1,200 pixels is over the limit of 1,000" in capsys.readouterr().err
+    assert main(["compress", str(small), "--ckpt", str(ckpt), "--max-pixels", "1200", "-q"]) == 0
+
+
+def test_a_one_pixel_png_with_the_small_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ckpt = tmp_path / "small.ckpt"
+    save_inference_checkpoint(HiFiC.from_preset("small"), ckpt)
+    image = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (200, 10, 30)).save(image)
+    assert main(["compress", str(image), "--ckpt", str(ckpt), "-q"]) == 0
+    assert main(["decompress", str(tmp_path / "one.hfc"), "--ckpt", str(ckpt), "-q"]) == 0
+    assert Image.open(tmp_path / "one.decoded.png").size == (1, 1)
+
+
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     expected = {
-        "compress": ["--ckpt", "--output", "--device", "--quiet", "IMG"],
+        "compress": ["--ckpt", "--output", "--device", "--quiet", "--max-memory", "--max-pixels", "IMG"],
         "decompress": ["--ckpt", "--output", "--format", "--device", "FILE.hfc"],
         "info": ["--json", "FILE.hfc"],
     }

@@ -47,12 +47,8 @@ def _small_budget(model: HiFiC) -> int:
 
 
 def _code(model: HiFiC, x: torch.Tensor, max_memory: int | None) -> tuple[bytes, torch.Tensor]:
-    model.max_memory = max_memory
-    try:
-        data = model.compress(x)
-        return data, model.decompress(data)
-    finally:
-        model.max_memory = None
+    data = model.compress(x, max_memory=max_memory)
+    return data, model.decompress(data, max_memory=max_memory)
 
 
 @pytest.mark.parametrize("size", [(197, 175), (17, 3000), (3000, 17)])
@@ -68,11 +64,15 @@ def test_tiled_coding_gives_the_untiled_bitstream_and_image(model: HiFiC, size: 
     torch.testing.assert_close(tiled_image, whole_image, atol=ATOL, rtol=0)
 
 
-def test_default_budget_is_set_and_none_disables_tiling(model: HiFiC) -> None:
-    assert HiFiC.from_preset("tiny").max_memory == DEFAULT_MAX_MEMORY == 384 * 2**20
+def test_default_budget_is_an_argument_and_none_disables_tiling(model: HiFiC) -> None:
+    import inspect
+
+    for method in (model.compress, model.decompress, model.analysis, model.synthesis):
+        assert inspect.signature(method).parameters["max_memory"].default == DEFAULT_MAX_MEMORY == 384 * 2**20
+    assert not hasattr(model, "max_memory")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(model.analysis(x), model.g_a(x))
+        assert torch.equal(model.analysis(x, max_memory=None), model.g_a(x))
 
 
 def test_cli_max_memory_tiles_without_changing_the_file(model: HiFiC, tmp_path: Path) -> None:

@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-import io
 import multiprocessing
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from hific_lit import image_io
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import IMAGE_SUFFIXES
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
-def open_image(source: Path | bytes, label: str | None = None) -> Image.Image:
+def open_image(
+    source: Path | bytes, label: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Decode an image file or encoded bytes into a loaded PIL image (conversion to float comes later).
 
-    Raises :class:`ImageReadError` naming ``label`` (default: the path) when it is not a readable image.
+    Raises :class:`ImageReadError` naming ``label`` (default: the path) when it is not a readable image,
+    or has more than ``max_pixels`` pixels (a decompression bomb; :func:`hific_lit.image_io.open_image`).
     """
     label = label or str(source)
+    img = image_io.open_image(source, label, max_pixels, "open_image(..., max_pixels=N)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            img.load()
-            return img
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{label}: not a readable image ({exc})") from None
+    return img
 
 
 class SkipCounter:

@@ -15,16 +15,24 @@ import io
 import json
 import multiprocessing
 import os
+import sys
 import tarfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from hific_lit.data.image_files import find_images
-from hific_lit.image_io import atomic_write_bytes, pil_to_tensor, to_uint8
+from hific_lit.errors import ImageReadError
+from hific_lit.image_io import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    atomic_write_bytes,
+    open_image,
+    pil_to_tensor,
+    to_uint8,
+)
 
 FORMAT_SUFFIX = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "PPM": "ppm"}
 
@@ -37,6 +45,8 @@ class ShardSettings:
     max_bytes: int = 1 << 30
     max_short_side: int | None = None
     prefix: str = "train"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    """Larger images are skipped (decompression bombs), with a reason naming the limit."""
 
 
 @dataclass(frozen=True)
@@ -66,27 +76,32 @@ def parse_size(text: str) -> int:
     return value
 
 
-def prepare_sample(path: Path, root: Path, max_short_side: int | None) -> PreparedSample:
-    """Decode ``path`` to check it, downscale it when too large, and return what goes into the shard."""
+def prepare_sample(
+    path: Path, root: Path, max_short_side: int | None, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> PreparedSample:
+    """Decode ``path`` to check it, downscale it when too large, and return what goes into the shard.
+
+    An image of more than ``max_pixels`` pixels is skipped without being decoded.
+    """
     source = path.relative_to(root).as_posix()
     try:
         data = path.read_bytes()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                fmt, size = img.format, img.size
-                downscale = max_short_side is not None and min(size) > max_short_side
-                if downscale:
-                    data = _downscaled_png(img, max_short_side)
-                    fmt = "PNG"
-    except UnidentifiedImageError:
+        with open_image(data, source, max_pixels, "make_shards.py --max-pixels N") as img:
+            img.load()
+            fmt, size = img.format, img.size
+            downscale = max_short_side is not None and min(size) > max_short_side
+            if downscale:
+                data = _downscaled_png(img, max_short_side)
+                fmt = "PNG"
+    except ImageTooLargeError as exc:
+        return PreparedSample(source, error=str(exc).removeprefix(f"{source}: "))
+    except ImageReadError:
         return PreparedSample(source, error="not a recognised image format")
-    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
         return PreparedSample(source, error=f"{type(exc).__name__}: {exc}")
     if fmt not in FORMAT_SUFFIX:
         return PreparedSample(source, error=f"unsupported image format {fmt}")
-    with Image.open(io.BytesIO(data)) as check:
+    with open_image(data, source, max_pixels=None) as check:
         stored_size = check.size
     meta = {"source": source, "size": list(size), "stored_size": list(stored_size)}
     return PreparedSample(source, data, FORMAT_SUFFIX[fmt], json.dumps(meta, sort_keys=True).encode(), "", downscale)
@@ -101,7 +116,7 @@ def _downscaled_png(img: Image.Image, short_side: int) -> bytes:
     return out.getvalue()
 
 
-def _prepare_star(args: tuple[Path, Path, int | None]) -> PreparedSample:
+def _prepare_star(args: tuple[Path, Path, int | None, int | None]) -> PreparedSample:
     return prepare_sample(*args)
 
 
@@ -178,13 +193,14 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     sink = _ShardSink(out, settings)
     skipped, downscaled, written = [], 0, 0
-    jobs = [(p, src, settings.max_short_side) for p in paths]
+    jobs = [(p, src, settings.max_short_side, settings.max_pixels) for p in paths]
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
     try:
         results = pool.imap(_prepare_star, jobs, chunksize=8) if pool else map(_prepare_star, jobs)
         for sample in tqdm(results, total=len(jobs), desc="shards", unit="img", disable=not progress):
             if sample.error:
                 skipped.append({"source": sample.source, "reason": sample.error})
+                tqdm.write(f"skipped {sample.source}: {sample.error}", file=sys.stderr)
                 continue
             downscaled += sample.downscaled
             sink.add(f"{written:09d}", sample)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -142,16 +144,27 @@ def _as_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().long().numpy()
 
 
-class StreamWriter:
-    """Encode chunks of (symbol, table index) pairs into one byte stream."""
+def symbols_crc(symbols: np.ndarray, crc: int = 0) -> int:
+    """CRC32 of int64 symbols written little-endian, continuing from ``crc``."""
+    return zlib.crc32(symbols.astype("<i8").tobytes(), crc)
 
-    def __init__(self, tables: CodingTables) -> None:
+
+class StreamWriter:
+    """Encode chunks of (symbol, table index) pairs into one byte stream.
+
+    ``crc`` is the running CRC32 of the symbols coded so far (see :func:`symbols_crc`), starting
+    from the value given.
+    """
+
+    def __init__(self, tables: CodingTables, crc: int = 0) -> None:
         self.lookup = _Lookup(tables)
         self.out = bytearray()
+        self.crc = crc
 
     def add_chunk(self, symbols: torch.Tensor, indexes: torch.Tensor) -> None:
         """Code int64 ``symbols`` with the table rows ``indexes`` (both flat, on any device)."""
         symbols, indexes = _as_numpy(symbols), _as_numpy(indexes)
+        self.crc = symbols_crc(symbols, self.crc)
         plan = _Plan(indexes, self.lookup)
         low, last = self.lookup.low[indexes], self.lookup.last[indexes]
         v = symbols - low
@@ -179,11 +192,12 @@ class StreamWriter:
 
 
 class StreamReader:
-    """Decode what :class:`StreamWriter` wrote, chunk by chunk, given the same indexes."""
+    """Decode what :class:`StreamWriter` wrote, chunk by chunk, given the same indexes (``crc`` as there)."""
 
-    def __init__(self, data: bytes, tables: CodingTables, name: str) -> None:
+    def __init__(self, data: bytes, tables: CodingTables, name: str, crc: int = 0) -> None:
         self.data = data
         self.pos = 0
+        self.crc = crc
         self.lookup = _Lookup(tables)
         self.name = name
 
@@ -237,6 +251,7 @@ class StreamReader:
             symbols[overflow] = self._read_escapes(low.tolist(), high.tolist())
         if self.pos != end:
             raise self._fail("escape codes do not fill their block: the decoder is out of step")
+        self.crc = symbols_crc(symbols, self.crc)
         return torch.from_numpy(symbols)
 
     def _read_escapes(self, low: list[int], high: list[int]) -> np.ndarray:
@@ -253,3 +268,39 @@ class StreamReader:
         """Check that the whole stream was consumed."""
         if self.pos != len(self.data):
             raise self._fail(f"{len(self.data) - self.pos} bytes left over after decoding (corrupt)")
+
+
+def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
+    """Code int64 ``symbols`` with the table rows ``indexes`` (same shape, any device) as one stream.
+
+    The chunks in flat order, then the CRC32 of the symbols (uint32 little-endian): the stream
+    checks itself when decoded (format version 2).
+    """
+    writer = StreamWriter(tables)
+    flat_symbols, flat_indexes = symbols.reshape(-1), indexes.reshape(-1)
+    for start, end in chunk_bounds(flat_symbols.numel()):
+        writer.add_chunk(flat_symbols[start:end], flat_indexes[start:end])
+    return writer.getvalue() + struct.pack("<I", writer.crc)
+
+
+def decode_stream(data: bytes, tables: CodingTables, indexes: torch.Tensor, name: str) -> torch.Tensor:
+    """Decode what :func:`encode_stream` wrote: int64 symbols on the CPU, shaped like ``indexes``.
+
+    A stream that does not decode exactly (truncated, corrupt, or a decoder out of step with the
+    encoder) raises :class:`BitstreamError` naming the stream ``name``.
+    """
+    if len(data) < 4:
+        raise BitstreamError(f"{name} stream: {len(data)} bytes, too short to hold its CRC32 (truncated)")
+    (expected,) = struct.unpack("<I", data[-4:])
+    reader = StreamReader(data[:-4], tables, name)
+    flat_indexes = indexes.reshape(-1)
+    symbols = torch.empty(flat_indexes.numel(), dtype=torch.int64)
+    for start, end in chunk_bounds(symbols.numel()):
+        symbols[start:end] = reader.read_chunk(flat_indexes[start:end])
+    reader.finish()
+    if reader.crc != expected:
+        raise BitstreamError(
+            f"{name} stream: the decoded symbols do not match the encoder's (symbol CRC32 mismatch): the decoder "
+            "went out of step with the encoder"
+        )
+    return symbols.view(indexes.shape)

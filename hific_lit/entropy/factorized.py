@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hific_lit.entropy.ops import add_uniform_noise, lower_bound, quantize_around
+from hific_lit.entropy.coder import decode_stream, encode_stream
+from hific_lit.entropy.ops import add_uniform_noise, check_codable, lower_bound, quantize_around
+from hific_lit.entropy.tables import CodingTables, factorized_rows
 
 
 class FactorizedPrior(nn.Module):
@@ -19,8 +21,12 @@ class FactorizedPrior(nn.Module):
     ``k < K`` (Ballé et al. 2018, App. 6.1, eq. 9-12), so ``p(z_hat) = c(z+1/2) - c(z-1/2)``.
 
     ``quantiles`` (C, 1, 3) holds each channel's learned lower tail, median and upper tail.
+    ``final_gate`` also gates the last layer (the JT port's density does; Ballé et al. and TFC do not).
     Only the auxiliary loss (:meth:`aux_loss`) trains them, against a density whose
     parameters it does not move; they bound the coding tables and centre the rounding.
+
+    For real coding, :meth:`update` builds one 16-bit table per channel into ``tables``;
+    :meth:`compress` and :meth:`decompress` code ``round(z - median)`` with them.
     """
 
     def __init__(
@@ -30,6 +36,7 @@ class FactorizedPrior(nn.Module):
         init_scale: float = 10.0,
         tail_mass: float = 1e-9,
         likelihood_bound: float = 1e-9,
+        final_gate: bool = False,
     ) -> None:
         super().__init__()
         self.channels = channels
@@ -44,11 +51,11 @@ class FactorizedPrior(nn.Module):
             init = math.log(math.expm1(1.0 / scale / dims[k + 1]))
             self.matrices.append(nn.Parameter(torch.full((channels, dims[k + 1], dims[k]), init)))
             self.biases.append(nn.Parameter(torch.empty(channels, dims[k + 1], 1).uniform_(-0.5, 0.5)))
-            if k < len(filters):
+            if k < len(filters) or final_gate:
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[k + 1], 1)))
         self.quantiles = nn.Parameter(torch.tensor([-init_scale, 0.0, init_scale]).repeat(channels, 1, 1))
-        target = math.log(2.0 / tail_mass - 1.0)
-        self.register_buffer("target", torch.tensor([-target, 0.0, target]), persistent=False)
+        self.tail_logit = math.log(2.0 / tail_mass - 1.0)
+        self.tables = CodingTables()
 
     def density_parameters(self) -> list[nn.Parameter]:
         """The parameters of the density itself (trained by the rate term)."""
@@ -98,4 +105,41 @@ class FactorizedPrior(nn.Module):
     def aux_loss(self) -> torch.Tensor:
         """Pull the quantiles to the tail_mass/2, 1/2 and 1 - tail_mass/2 points of the density."""
         logits = self.logits_cumulative(self.quantiles, stop_gradient=True)
-        return torch.abs(logits - self.target).sum()
+        target = logits.new_tensor([-self.tail_logit, 0.0, self.tail_logit])
+        return torch.abs(logits - target).sum()
+
+    @torch.no_grad()
+    def update(self, force: bool = False) -> bool:
+        """Build the coding tables from the density and the quantiles (once, unless ``force``); whether they were."""
+        if self.tables.built and not force:
+            return False
+        device = self.quantiles.device
+        self.tables.assign(*factorized_rows(lambda x: self.logits_cumulative(x.to(device)), self.quantiles))
+        return True
+
+    def symbols(self, z: torch.Tensor) -> torch.Tensor:
+        """The integers coded: ``round(z - median)`` per channel (int64), checked to be codable."""
+        rounded = torch.round(z.float() - self.medians().float().to(z.device))
+        check_codable(rounded, "hyperlatent z")
+        return rounded.long()
+
+    def dequantize(self, symbols: torch.Tensor) -> torch.Tensor:
+        """z_hat = symbols + median, summed in float64 and rounded once to float32 (the same on any device)."""
+        medians = self.medians().to(symbols.device, torch.float64)
+        return (symbols.double() + medians).float()
+
+    def _indexes(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        return torch.arange(self.channels).view(1, -1, 1, 1).expand(*shape)
+
+    def compress(self, z: torch.Tensor) -> bytes:
+        """Code ``round(z - median)`` of z (1, C, h, w) with the per-channel tables into a self-checking stream."""
+        return encode_stream(self.tables, self.symbols(z), self._indexes(z.shape))
+
+    def decompress(self, stream: bytes, shape: tuple[int, int]) -> torch.Tensor:
+        """z_hat (1, C, h, w), float32 on the module's device, from a stream of :meth:`compress`; ``shape`` = (h, w)."""
+        symbols = decode_stream(stream, self.tables, self._indexes((1, self.channels, *shape)), "hyperlatent")
+        return self.dequantize(symbols.to(self.quantiles.device))
+
+    def estimate_bits(self, z_hat: torch.Tensor) -> float:
+        """-sum(log2 p(z_hat)) under the density: the ideal size of the stream in bits."""
+        return -torch.log2(self.likelihood(z_hat)).sum().item()

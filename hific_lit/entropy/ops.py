@@ -48,3 +48,13 @@ def quantize_around(x: torch.Tensor, center: torch.Tensor, straight_through: boo
     """
     r = round_st(x - center) if straight_through else torch.round(x - center)
     return r + center
+
+
+SYMBOL_LIMIT = float(1 << 62)
+"""Coded symbols must lie within +-2**62 (the escape code's range)."""
+
+
+def check_codable(rounded: torch.Tensor, name: str) -> None:
+    """Refuse symbols that are not finite or beyond +-2**62 (the escape code's range)."""
+    if not bool((rounded.abs() < SYMBOL_LIMIT).all()):
+        raise ValueError(f"the {name} has values that are not finite or beyond +-2**62; the model diverged")

@@ -1,4 +1,4 @@
-"""Frozen coding tables: 16-bit quantized CDFs for torchac, built once by ``HiFiC.update()``.
+"""Frozen coding tables: 16-bit quantized CDFs for torchac, built once by the entropy models' ``update()``.
 
 A table row describes one discrete distribution over ``length`` symbols: the integers
 ``offset, offset + 1, ..., offset + length - 2`` and, last, an overflow bin that stands for every
@@ -9,39 +9,56 @@ last symbol of a row at 2**16, so a padded row leaves one unit to a phantom symb
 coded. Values above 32767 are stored as negative int16, as torchac reads them as uint16.
 
 Latent y: 64 scales log-spaced from 0.11 to 256 (as TFC and CompressAI), each a discretized
-Gaussian N(0, s^2) * U(-1/2, 1/2) over ``|v| <= ceil(s * Phi^-1(1 - tail_mass / 2))``.
-Hyperlatent z: one row per channel from the factorized density, bounded by its learned
-quantiles (Ballé et al. 2018, App. 6.1).
+location-scale density (Gaussian or logistic) of scale s convolved with U(-1/2, 1/2) over
+``|v| <= ceil(s * F^-1(1 - tail_mass / 2))``. Hyperlatent z: one row per channel from the
+factorized density, bounded by its learned quantiles (Ballé et al. 2018, App. 6.1).
 """
 
 from __future__ import annotations
 
-import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
-
-from hific_lit.entropy.factorized import FactorizedPrior
-from hific_lit.entropy.gaussian import SCALE_LOWER_BOUND, standard_normal_cdf
 
 PRECISION = 16
 TOTAL = (1 << PRECISION) - 1
 """Each row's real symbols share 2**16 - 1 units; the last unit belongs to the phantom symbol."""
 
+SCALE_LOWER_BOUND = 0.11
+"""sigma >= 0.11, the lowest scale of the coding table (as TFC and CompressAI)."""
 SCALE_TABLE_SIZE = 64
 SCALE_TABLE_MAX = 256.0
 TAIL_MASS = 1e-9
 MAX_RADIUS = 4096
 """No table covers more than 2 * 4096 + 1 integers; values beyond go through the escape code."""
+THRESHOLD_BITS = 16
+"""Scale thresholds are multiples of 2**-16 (see :func:`scale_thresholds`)."""
 
 
-class CodingTables(nn.Module):
+class CodingBuffers(nn.Module):
+    """Base of every module whose buffers are built once for real coding by an ``update()``.
+
+    Such buffers are never trained, never synchronised between DDP ranks and not warm-started
+    (each model rebuilds them from its own weights); they travel in inference checkpoints. They are
+    empty until built and take the shapes of a loaded state dict.
+    """
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # type: ignore[override]
+        for name, current in list(self._buffers.items()):
+            incoming = state_dict.get(prefix + name)
+            if current is not None and incoming is not None:
+                setattr(self, name, torch.empty(incoming.shape, dtype=current.dtype, device=current.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class CodingTables(CodingBuffers):
     """The buffers of one set of tables: ``cdf`` (K, W) int16, ``length`` (K,), ``offset`` (K,).
 
-    ``scales`` (K,) float32 is the scale each row was built for (latent tables only, empty
-    for the hyperlatent). The buffers are empty until built and take the shapes of a loaded
-    state dict, so that built tables travel in checkpoints.
+    ``scales`` (K,) float32 is the scale each row was built for and ``thresholds`` (K - 1,) int64
+    the scales, in units of 2**-16, where the table index steps up (latent tables only; empty for
+    the hyperlatent). Integer, so that converting a model to another float dtype leaves them exact.
     """
 
     def __init__(self) -> None:
@@ -50,27 +67,29 @@ class CodingTables(nn.Module):
         self.register_buffer("length", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("offset", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("scales", torch.zeros(0, dtype=torch.float32))
+        self.register_buffer("thresholds", torch.zeros(0, dtype=torch.int64))
 
     @property
     def built(self) -> bool:
         """Whether the tables hold at least one row."""
         return self.cdf.numel() > 0
 
-    def assign(self, cdf: torch.Tensor, length: torch.Tensor, offset: torch.Tensor, scales: torch.Tensor) -> None:
+    def assign(
+        self,
+        cdf: torch.Tensor,
+        length: torch.Tensor,
+        offset: torch.Tensor,
+        scales: torch.Tensor | None = None,
+        thresholds: torch.Tensor | None = None,
+    ) -> None:
         """Replace the tables with copies (buffers keep this module's device)."""
         device = self.cdf.device
         self.cdf = cdf.to(device, torch.int16, copy=True)
         self.length = length.to(device, torch.int64, copy=True)
         self.offset = offset.to(device, torch.int64, copy=True)
-        self.scales = scales.to(device, torch.float32, copy=True)
-
-    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # type: ignore[override]
-        for name in ("cdf", "length", "offset", "scales"):
-            incoming = state_dict.get(prefix + name)
-            if incoming is not None:
-                current = getattr(self, name)
-                setattr(self, name, torch.empty(incoming.shape, dtype=current.dtype, device=current.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        empty = torch.zeros(0)
+        self.scales = (empty if scales is None else scales).to(device, torch.float32, copy=True)
+        self.thresholds = (empty if thresholds is None else thresholds).to(device, torch.int64, copy=True)
 
 
 def scale_table(
@@ -80,17 +99,17 @@ def scale_table(
     return torch.exp(torch.linspace(math.log(low), math.log(high), size, dtype=torch.float64))
 
 
-def scale_indexes(sigma: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Index of the table scale nearest to sigma in log scale (0 below 0.11 and for NaN), int64.
+def scale_thresholds(scales: torch.Tensor) -> torch.Tensor:
+    """Where the index of the nearest table scale (in log scale) steps up, in units of 2**-16 (int64).
 
-    ``round((log sigma - log s_0) / step)`` from the log-spacing of ``scales``: ~20x faster than
-    a binary search, and the same on encoder and decoder for the same device. Nearest rather than
-    the next larger scale: with 64 scales (13 % apart) rounding sigma up cost 2-5 % of the latent's
-    rate on photos, as low-entropy symbols (sigma < 1) are sensitive to an over-wide table.
+    ``t_k = ceil(2**16 sqrt(s_k s_k+1))`` in float64; index ``k`` is chosen for
+    ``t_k-1 <= floor(2**16 sigma) < t_k``, exact for the multiples of 2**-16 the integer h_s gives.
+    Nearest rather than the next larger scale: with 64
+    scales (13 % apart) rounding sigma up cost 2-5 % of the latent's rate on photos, as
+    low-entropy symbols (sigma < 1) are sensitive to an over-wide table.
     """
-    low, high, size = math.log(scales[0].item()), math.log(scales[-1].item()), scales.numel()
-    position = torch.log(sigma.float().clamp_min(scales[0].item())).sub_(low).mul_((size - 1) / (high - low))
-    return position.add_(0.5).floor_().clamp_(0, size - 1).long().clamp_(0, size - 1)
+    s = scales.double()
+    return torch.ceil(torch.sqrt(s[:-1] * s[1:]) * float(1 << THRESHOLD_BITS)).long()
 
 
 def quantize_pmfs(pmf: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -133,50 +152,49 @@ def cdf_rows(freq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     return torch.where(rows >= 1 << 15, rows - (1 << PRECISION), rows).to(torch.int16)
 
 
-@functools.cache
-def gaussian_tables(
-    size: int = SCALE_TABLE_SIZE,
-    low: float = SCALE_LOWER_BOUND,
-    high: float = SCALE_TABLE_MAX,
-    tail_mass: float = TAIL_MASS,
-) -> tuple[torch.Tensor, ...]:
-    """(cdf, length, offset, scales) of the discretized Gaussians N(0, s^2) * U(-1/2, 1/2).
+def location_scale_tables(
+    cumulative: Callable[[torch.Tensor], torch.Tensor],
+    tail_quantile: float,
+    scales: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cdf, length, offset) of the discretized densities ``F(x / s) * U(-1/2, 1/2)``, one row per scale.
 
-    One row per scale of :func:`scale_table`; the same for every model, so computed once per process
-    (:meth:`CodingTables.assign` copies them).
+    ``cumulative`` is the standardized CDF F (symmetric: F(-x) = 1 - F(x)) and ``tail_quantile``
+    ``F^-1(1 - tail_mass / 2)``. Row ``k`` covers ``|v| <= ceil(s_k * tail_quantile)``; the overflow
+    bin holds both tails, ``2 F(-(radius + 1/2) / s)``.
     """
-    scales = scale_table(size, low, high)
-    multiplier = math.sqrt(2.0) * torch.special.erfinv(torch.tensor(1.0 - tail_mass, dtype=torch.float64))
-    radius = torch.ceil(scales * multiplier).long().clamp_(1, MAX_RADIUS)
+    scales = scales.double()
+    radius = torch.ceil(scales * tail_quantile).long().clamp_(1, MAX_RADIUS)
     width = int(2 * radius.max()) + 2
     v = (torch.arange(width, dtype=torch.float64)[None] - radius[:, None]).abs()
     s = scales[:, None]
-    pmf = standard_normal_cdf((0.5 - v) / s) - standard_normal_cdf((-0.5 - v) / s)
-    overflow = 2.0 * standard_normal_cdf(-(radius.double() + 0.5) / scales)
+    pmf = cumulative((0.5 - v) / s) - cumulative((-0.5 - v) / s)
+    overflow = 2.0 * cumulative(-(radius.double() + 0.5) / scales)
     length = 2 * radius + 2
     pmf = torch.where(torch.arange(width)[None] == (length - 1)[:, None], overflow[:, None], pmf)
     freq = quantize_pmfs(pmf, length)
-    return cdf_rows(freq, length), length, -radius, scales.float()
+    return cdf_rows(freq, length), length, -radius
 
 
-@torch.no_grad()
-def factorized_tables(prior: FactorizedPrior) -> tuple[torch.Tensor, ...]:
-    """(cdf, length, offset, scales) with one row per channel of the factorized prior.
+def factorized_rows(
+    logits_cumulative: Callable[[torch.Tensor], torch.Tensor], quantiles: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cdf, length, offset) with one row per channel of a factorized density.
 
-    Channel c covers the integers from ``-ceil(median - lower quantile)`` to
-    ``ceil(upper quantile - median)`` around its median; the overflow bin gets both tails' mass.
+    ``logits_cumulative`` maps (C, 1, N) values to the logits of the cumulative; ``quantiles``
+    (C, 1, 3) are each channel's lower tail, median and upper tail. Channel c covers the integers
+    from ``-ceil(median - lower)`` to ``ceil(upper - median)`` around its median; the overflow bin
+    gets both tails' mass.
     """
-    quantiles = prior.quantiles.detach().float().cpu()
+    quantiles = quantiles.detach().float().cpu()
     medians = quantiles[:, 0, 1]
     below = torch.ceil(medians - quantiles[:, 0, 0]).clamp(0, MAX_RADIUS).long()
     above = torch.ceil(quantiles[:, 0, 2] - medians).clamp(0, MAX_RADIUS).long()
     values = below + above + 1
     width = int(values.max()) + 1
-    device = prior.quantiles.device
     grid = torch.arange(width, dtype=torch.float32)[None] - below[:, None].float() + medians[:, None]
-    grid = grid.to(device).unsqueeze(1)
-    lower = prior.logits_cumulative(grid - 0.5)
-    upper = prior.logits_cumulative(grid + 0.5)
+    lower = logits_cumulative(grid.unsqueeze(1) - 0.5)
+    upper = logits_cumulative(grid.unsqueeze(1) + 0.5)
     sign = -torch.sign(lower + upper)
     pmf = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))[:, 0].double().cpu()
     lower, upper = lower[:, 0].double().cpu(), upper[:, 0].double().cpu()
@@ -185,4 +203,4 @@ def factorized_tables(prior: FactorizedPrior) -> tuple[torch.Tensor, ...]:
     length = values + 1
     pmf = torch.where(torch.arange(width)[None] == values[:, None], tails[:, None], pmf)
     freq = quantize_pmfs(pmf, length)
-    return cdf_rows(freq, length), length, -below, torch.zeros(0)
+    return cdf_rows(freq, length), length, -below

@@ -21,6 +21,7 @@ from hific_lit.eval.plots import plot_rd
 from hific_lit.eval.published import PUBLISHED, published_points
 from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
 from hific_lit.eval.runner import Scorers, evaluate_checkpoint, unique_names
+from hific_lit.image_io import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
     rows, results, points, viewers, feature_cache = [], {}, [], {}, {}
     for name, model in models.items():
         res = evaluate_checkpoint(
-            model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache
-        )
+            model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,
+            cfg.get("max_pixels", DEFAULT_MAX_PIXELS),
+        )  # fmt: skip
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these
         results[name] = {"path": str(checkpoints[name]), "methods": res.results}

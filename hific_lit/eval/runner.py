@@ -26,7 +26,7 @@ from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
-from hific_lit.image_io import atomic_write_bytes, load_image, to_uint8
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, atomic_write_bytes, load_image, to_uint8
 
 
 @dataclass
@@ -181,17 +181,19 @@ def evaluate_checkpoint(
     scorers: Scorers,
     viewer_images: int = 24,
     feature_cache: dict[str, torch.Tensor] | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> CheckpointResults:
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
     Writes ``bitstreams/*.hfc``, ``reconstructions/*.png``, ``<codec>/*`` and ``viewer.html`` (the
     first ``viewer_images`` images). ``feature_cache`` keeps the originals' FID features across calls.
+    An image of more than ``max_pixels`` pixels stops the evaluation with an ImageTooLargeError.
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
     fid = FidFeatures(scorers.embed, {} if feature_cache is None else feature_cache) if scorers.embed else None
     for image, path in tqdm(list(zip(unique_names(images), images, strict=True)), desc=f"eval {name}", unit="img"):
-        original = to_uint8(load_image(path))
+        original = to_uint8(load_image(path, max_pixels=max_pixels, option="max_pixels=N"))
         with_viewer = len(viewer) < viewer_images
         image_rows, variants, decoded = evaluate_image(
             model, name, image, original, out_dir, codecs, scorers, with_viewer

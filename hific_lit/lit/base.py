@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC, HiFiCOutput
-from hific_lit.entropy.tables import CodingTables
+from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.losses import LossConfig, LRSchedule, mse_255, psnr
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class RDStage(pl.LightningModule):
 
         (gloo cannot broadcast their int16 CDFs, and every rank builds the same tables anyway.)
         """
-        tables = [name for name, m in self.named_modules() if isinstance(m, CodingTables)]
+        tables = [name for name, m in self.named_modules() if isinstance(m, CodingBuffers)]
         return [f"{prefix}.{buffer}" for prefix in tables for buffer, _ in self.get_submodule(prefix).named_buffers()]
 
     @property

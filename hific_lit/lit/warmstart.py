@@ -21,7 +21,7 @@ from torch import nn
 
 from hific_lit.checkpoint import DISCRIMINATOR_KEY, FORMAT, read_inference_checkpoint
 from hific_lit.codec import HiFiC
-from hific_lit.entropy.tables import CodingTables
+from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import CheckpointError
 from hific_lit.lit.base import ARCH_KEY
 
@@ -95,7 +95,7 @@ def load_codec_weights(model: HiFiC, path: str | Path) -> None:
     """
     codec, _, stored_arch = _split_source(path)
     _require_same_arch(model, stored_arch, path)
-    tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingTables))
+    tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
     _load_matching(model, codec, path, "codec", tables)
     log.info("warm start: codec weights loaded from %s", path)
 

@@ -1,0 +1,236 @@
+"""h_s in fixed point, computed exactly: the same table indexes and means on any CPU or GPU.
+
+A float network ``x -> conv -> ReLU -> ... -> conv`` (Conv2d / ConvTranspose2d, groups 1) is frozen
+into integers, after Ballé, Johnston & Minnen, "Integer Networks for Data Compression with
+Latent-Variable Models" (ICLR 2019): integer weights, integer biases, and integer activations with
+a fixed binary point per layer, rescaled between layers by rounding integer division. Unlike that
+paper the network is not retrained: the integers are wide (15-bit weights, activations up to 2**28),
+so the frozen network computes what the float one does to ~1e-4, while every product and every
+partial sum is an exact integer. Summation order then cannot matter, so threads, memory layout,
+convolution algorithm and device cannot change a result. docs/hfc-format.md specifies the
+arithmetic; in short, for layer l with input ``q`` (F_l fractional bits)::
+
+    W_int[o] = round(W[o] * 2**k_o)              k_o: largest with max|W_int[o]| <= 2**15 - 1
+    b_int[o] = round(b[o] * 2**(F_l + k_o))
+    acc[o]   = b_int[o] + sum over taps t, inputs i of W_int[o, i, t] * q[i, t]     (exact)
+    q'[o]    = clamp(floor((acc[o] + 2**(s_o - 1)) / 2**s_o), lo, hi)    s_o = F_l + k_o - F_l+1 >= 0
+
+(``floor(acc + 0)`` when ``s_o = 0``), with ``lo = 0`` after a ReLU. Products are evaluated as
+float64 matrix products per kernel tap: a tap sums ``C_in`` products of at most
+``2**15 * 2**A`` with ``A = 52 - 15 - ceil(log2 C_in)``, below 2**53, so float64 holds every
+partial sum exactly; the taps are summed in int64. The input is
+``q_0 = clamp(round_half_even(z_hat * 2**F_0), -(2**A - 1), 2**A - 1)`` and the output has
+``OUTPUT_FRACTION_BITS`` fractional bits. Each layer's binary point is chosen once, at
+:meth:`IntegerConvNet.update`, from an interval bound of its outputs over the inputs the
+hyperlatent tables cover, so that no activation saturates there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+
+from hific_lit.entropy.tables import CodingBuffers
+
+WEIGHT_BITS = 15
+"""|W_int| <= 2**15 - 1."""
+MANTISSA_BITS = 52
+OUTPUT_FRACTION_BITS = 16
+"""The outputs (means and scales) are multiples of 2**-16; the scale thresholds are too."""
+MAX_FRACTION_BITS = 40
+OUTPUT_LIMIT = (1 << MANTISSA_BITS) - 1
+"""Outputs are clamped to +-(2**52 - 1) units, so that they convert to float64 exactly."""
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """The shape of one convolution of the network (the numbers come from the float module)."""
+
+    transposed: bool
+    in_channels: int
+    out_channels: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    relu: bool
+
+    @property
+    def activation_bits(self) -> int:
+        """A: inputs of this layer are at most 2**A - 1 in magnitude (see the module docstring)."""
+        return MANTISSA_BITS - WEIGHT_BITS - max(1, math.ceil(math.log2(self.in_channels)))
+
+
+def _layers(net: nn.Sequential) -> list[_Layer]:
+    layers: list[_Layer] = []
+    for module in net:
+        if isinstance(module, nn.ReLU) and layers and not layers[-1].relu:
+            layers[-1] = replace(layers[-1], relu=True)
+            continue
+        if not isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            raise ValueError(f"an integer network takes Conv2d, ConvTranspose2d and ReLU layers, not {module}")
+        if module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros":
+            raise ValueError(f"an integer network needs groups 1, dilation 1 and zero padding: {module}")
+        transposed = isinstance(module, nn.ConvTranspose2d)
+        layers.append(
+            _Layer(
+                transposed,
+                module.in_channels,
+                module.out_channels,
+                tuple(module.kernel_size),
+                tuple(module.stride),
+                tuple(module.padding),
+                tuple(module.output_padding) if transposed else (0, 0),
+                False,
+            )
+        )
+    if not layers or layers[-1].relu:
+        raise ValueError("an integer network needs at least one convolution and must end with one")
+    return layers
+
+
+def _weight_exponents(weight: torch.Tensor, bias: torch.Tensor, fraction: int) -> torch.Tensor:
+    """k_o per output channel: the largest integer with max|W[o]| * 2**k_o <= 2**15 - 1.
+
+    Capped so that the integer bias ``b[o] * 2**(F + k_o)`` stays below 2**60 (and at
+    ``WEIGHT_BITS`` for an all-zero row, whose exponent does not matter).
+    """
+    peak = weight.abs().amax(dim=1)
+    limit = float((1 << WEIGHT_BITS) - 1)
+    exponents = torch.floor(torch.log2(limit / peak.clamp_min(1e-300)))
+    exponents = torch.where(peak > 0, exponents, torch.full_like(exponents, WEIGHT_BITS))
+    exponents -= (torch.round(peak * torch.exp2(exponents)) > limit).double()
+    bias_room = 60 - fraction - torch.ceil(torch.log2(bias.abs() + 1.0))
+    return torch.minimum(exponents, bias_room).long()
+
+
+class IntegerConvNet(CodingBuffers):
+    """A frozen fixed-point copy of a float ``nn.Sequential`` of convolutions and ReLUs.
+
+    Built by :meth:`update` from the float network (and the range of its inputs); its integers
+    are buffers that travel in checkpoints. ``forward(z_hat)`` returns float64 tensors whose
+    values are exact multiples of ``2**-OUTPUT_FRACTION_BITS``, identical on every device.
+    """
+
+    def __init__(self, net: nn.Sequential) -> None:
+        super().__init__()
+        self.layers = _layers(net)
+        for i in range(len(self.layers)):
+            self.register_buffer(f"weight{i}", torch.zeros(0, dtype=torch.int32))
+            self.register_buffer(f"bias{i}", torch.zeros(0, dtype=torch.int64))
+            self.register_buffer(f"shift{i}", torch.zeros(0, dtype=torch.int64))
+        self.register_buffer("fraction_bits", torch.zeros(0, dtype=torch.int64))
+
+    @property
+    def built(self) -> bool:
+        """Whether :meth:`update` has frozen a network into the buffers."""
+        return self.fraction_bits.numel() == len(self.layers) + 1
+
+    @torch.no_grad()
+    def update(self, net: nn.Sequential, input_bound: float) -> None:
+        """Freeze ``net`` (same layout as at construction), for inputs ``|z_hat| <= input_bound``."""
+        if _layers(net) != self.layers:
+            raise ValueError("the network's layout differs from the one this integer network was made for")
+        convs = [m for m in net if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        device = self.fraction_bits.device
+        first = self.layers[0].activation_bits
+        fraction = [min(MAX_FRACTION_BITS, first - math.ceil(math.log2(input_bound + 1.0)))]
+        bound = torch.full((self.layers[0].in_channels,), float(input_bound), dtype=torch.float64)
+        for i, (layer, conv) in enumerate(zip(self.layers, convs, strict=True)):
+            weight = conv.weight.detach().double().cpu()
+            if layer.transposed:
+                weight = weight.transpose(0, 1)
+            weight = weight.reshape(layer.out_channels, -1)
+            bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(layer.out_channels)
+            bias = bias.double()
+            exponents = _weight_exponents(weight, bias, fraction[i])
+            w_int = torch.round(weight * torch.exp2(exponents.double())[:, None])
+            b_int = torch.round(bias * torch.exp2((exponents + fraction[i]).double()))
+            magnitude = weight.abs().view(layer.out_channels, layer.in_channels, -1).sum(2)
+            out_bound = magnitude @ bound + bias.abs()
+            if i + 1 < len(self.layers):
+                bits = self.layers[i + 1].activation_bits
+                out_fraction = bits - math.ceil(math.log2(float(out_bound.max()) + 1.0))
+                out_fraction = min(MAX_FRACTION_BITS, out_fraction)
+            else:
+                out_fraction = OUTPUT_FRACTION_BITS
+            out_fraction = min(out_fraction, fraction[i] + int(exponents.min()))
+            fraction.append(out_fraction)
+            bound = out_bound
+            kernel_layout = w_int.view(layer.out_channels, layer.in_channels, *layer.kernel)
+            setattr(self, f"weight{i}", kernel_layout.to(device, torch.int32))
+            setattr(self, f"bias{i}", b_int.to(device, torch.int64))
+            setattr(self, f"shift{i}", (exponents + fraction[i] - out_fraction).to(device, torch.int64))
+        self.fraction_bits = torch.tensor(fraction, dtype=torch.int64, device=device)
+
+    def forward(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) float -> the network's output as float64 multiples of 2**-16 (on CPU for non-CUDA devices)."""
+        if not self.built:
+            raise RuntimeError("the integer network was not built; call update() first")
+        device = z_hat.device if z_hat.device.type in ("cpu", "cuda") else torch.device("cpu")
+        fraction = self.fraction_bits.tolist()
+        limit = float((1 << self.layers[0].activation_bits) - 1)
+        x = torch.round(z_hat.to(device, torch.float64) * 2.0 ** fraction[0]).clamp_(-limit, limit)
+        x = x.permute(0, 2, 3, 1)
+        for i, layer in enumerate(self.layers):
+            weight = getattr(self, f"weight{i}").to(device, torch.float64)
+            acc = _integer_conv(x, weight, layer) + getattr(self, f"bias{i}").to(device)
+            x = _requantize(acc, getattr(self, f"shift{i}").to(device))
+            if i + 1 < len(self.layers):
+                x = x.clamp_(0 if layer.relu else -_limit(self.layers[i + 1]), _limit(self.layers[i + 1]))
+            else:
+                x = x.clamp_(-OUTPUT_LIMIT, OUTPUT_LIMIT)
+            x = x.to(torch.float64)
+        return (x * 2.0 ** -fraction[-1]).permute(0, 3, 1, 2).contiguous()
+
+
+def _limit(layer: _Layer) -> int:
+    """The largest input magnitude of ``layer``: 2**A - 1."""
+    return (1 << layer.activation_bits) - 1
+
+
+def _requantize(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """floor((acc + 2**(s - 1)) / 2**s) per channel (last dimension), in int64; ``acc`` itself where s = 0."""
+    divisor = torch.ones_like(shift) << shift
+    half = divisor >> 1
+    return torch.div(acc + half, divisor, rounding_mode="floor")
+
+
+def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch.Tensor:
+    """Convolve integer-valued float64 ``x`` (B, H, W, C_in) with integer ``weight``: int64 (B, H', W', C_out).
+
+    One float64 matrix product per kernel tap (exact: see the module docstring), summed in int64.
+    ``weight`` is (C_out, C_in, kh, kw) for both kinds (a transposed convolution's weight is stored
+    with its in/out axes swapped).
+    """
+    b, h, w, _ = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    if not layer.transposed:
+        out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+        padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, x.shape[3], dtype=x.dtype, device=x.device)
+        padded[:, ph : ph + h, pw : pw + w] = x
+        acc = torch.zeros(b, out_h, out_w, layer.out_channels, dtype=torch.int64, device=x.device)
+        for i in range(kh):
+            for j in range(kw):
+                tap = padded[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
+                acc += (tap @ weight[:, :, i, j].T).to(torch.int64)
+        return acc
+    (oh, ow) = layer.output_padding
+    out_h, out_w = (h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow
+    canvas = torch.zeros(
+        b,
+        max((h - 1) * sh + kh, ph + out_h),
+        max((w - 1) * sw + kw, pw + out_w),
+        layer.out_channels,
+        dtype=torch.int64,
+        device=x.device,
+    )
+    for i in range(kh):
+        for j in range(kw):
+            canvas[:, i : i + sh * (h - 1) + 1 : sh, j : j + sw * (w - 1) + 1 : sw] += (x @ weight[:, :, i, j].T).to(
+                torch.int64
+            )
+    return canvas[:, ph : ph + out_h, pw : pw + out_w]
