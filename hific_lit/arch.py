@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
 from hific_lit.nn.layers import PADDINGS
+from hific_lit.nn.port_layers import IMAGE_RANGES, STRIDE_PADS
 
 LATENT_LIKELIHOODS = ("gaussian", "logistic")
 """The conditional entropy models of :mod:`hific_lit.entropy.conditional` (their ``kind``)."""
@@ -30,6 +32,20 @@ class ArchConfig:
     """Border handling of g_a's and g_s's convolutions: ``zeros`` (the authors' Keras ``same``) or ``reflect``."""
     latent_likelihood: str = "gaussian"
     """Density of y given (mu, sigma): ``gaussian`` (the authors') or ``logistic`` (the JT port's HIFIC-med)."""
+    # Options that reproduce the JT port (github.com/Justin-Tan/high-fidelity-generative-compression), for
+    # models imported with ``hific import-jt``; docs/pretrained-jt.md. The defaults are the authors'.
+    encoder_stride_pad: str = "same"
+    """g_a's stride-2 convs: ``same`` (pad ``kernel // 2``, as ``padding`` says) or ``jt`` (reflect by 0 left,
+    1 right, 1 top, 0 bottom, as the JT port)."""
+    hyper_analysis_padding: str = "zeros"
+    """h_a's 5x5 stride-2 convs: ``zeros`` (authors') or ``reflect`` (the JT port's)."""
+    image_range: str = "unit"
+    """``unit``: g_a takes the image in [0, 1], g_s's output is the image; ``tanh``: g_a takes ``2x - 1`` and the
+    image is ``(tanh(g_s) + 1) / 2`` (the JT port's ``--normalize_input_image``)."""
+    hyper_density_final_gate: bool = False
+    """The factorized density of z gates its last layer too (``x + tanh(a) tanh(x)``), as the JT port's does."""
+    discriminator_style: str = "hific"
+    """``hific`` (the authors' compare_gan PatchGAN) or ``jt`` (the JT port's D, for fine-tuning imported models)."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -43,6 +59,14 @@ class ArchConfig:
             raise ValueError("latent_channels and hyper_filters must be >= 1, residual_blocks >= 0")
         if self.padding not in PADDINGS:
             raise ValueError(f"unknown padding {self.padding!r}; expected one of: {', '.join(PADDINGS)}")
+        for name, allowed in (
+            ("encoder_stride_pad", STRIDE_PADS),
+            ("hyper_analysis_padding", PADDINGS),
+            ("image_range", IMAGE_RANGES),
+            ("discriminator_style", DISCRIMINATOR_STYLES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(allowed)}")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
             known = ", ".join(LATENT_LIKELIHOODS)
             raise ValueError(f"unknown latent_likelihood {self.latent_likelihood!r}; expected one of: {known}")

@@ -122,9 +122,18 @@ class HiFiC(nn.Module):
         super().__init__()
         self.arch = arch = arch or ArchConfig()
         c, n = arch.latent_channels, arch.hyper_filters
-        self.g_a = Encoder(arch.encoder_widths, c, arch.norm, padding=arch.padding)
-        self.g_s = Generator(c, arch.generator_widths, arch.residual_blocks, arch.norm, padding=arch.padding)
-        self.h_a = HyperAnalysis(c, n)
+        self.g_a = Encoder(
+            arch.encoder_widths,
+            c,
+            arch.norm,
+            padding=arch.padding,
+            stride_pad=arch.encoder_stride_pad,
+            image_range=arch.image_range,
+        )
+        self.g_s = Generator(
+            c, arch.generator_widths, arch.residual_blocks, arch.norm, padding=arch.padding, image_range=arch.image_range
+        )
+        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n)

@@ -10,6 +10,7 @@ from torch import nn
 
 from hific_lit.nn.init import glorot_uniform_
 from hific_lit.nn.layers import ResidualBlock, make_norm, same_conv
+from hific_lit.nn.port_layers import IMAGE_RANGES, TanhToUnit
 
 
 class Generator(nn.Module):
@@ -20,6 +21,8 @@ class Generator(nn.Module):
     then ``conv7x7`` to 3 channels. The paper uses widths 960/480/240/120/60 and 9 blocks.
     Its output is the reconstruction itself, with no final activation (authors' ``archs.py``);
     it is clamped to [0, 1] only when an image is written.
+    ``image_range="tanh"`` (models of the JT port trained with ``--normalize_input_image``) ends
+    with ``(tanh(t) + 1) / 2``, so that the output is still the image in [0, 1].
     """
 
     def __init__(
@@ -30,8 +33,11 @@ class Generator(nn.Module):
         norm: str = "channel",
         out_channels: int = 3,
         padding: str = "zeros",
+        image_range: str = "unit",
     ) -> None:
         super().__init__()
+        if image_range not in IMAGE_RANGES:
+            raise ValueError(f"unknown image_range {image_range!r}; expected one of: {', '.join(IMAGE_RANGES)}")
         self.head = nn.Sequential(
             make_norm(norm, latent_channels),
             same_conv(latent_channels, widths[0], 3, padding=padding),
@@ -46,6 +52,8 @@ class Generator(nn.Module):
                 nn.ReLU(True),
             ]
         up.append(same_conv(widths[-1], out_channels, 7, padding=padding))
+        if image_range == "tanh":
+            up.append(TanhToUnit())
         self.up = nn.Sequential(*up)
         glorot_uniform_(self)
         self.upsampling = 2 ** (len(widths) - 1)

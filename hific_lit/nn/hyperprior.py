@@ -14,19 +14,33 @@ import torch
 from torch import nn
 
 from hific_lit.nn.init import variance_scaling_
+from hific_lit.nn.layers import PADDINGS
+from hific_lit.nn.port_layers import ReflectConv2d
 
 
 class HyperAnalysis(nn.Module):
-    """h_a: latent y (B, C, h, w) -> hyperlatent z (B, N, h/4, w/4)."""
+    """h_a: latent y (B, C, h, w) -> hyperlatent z (B, N, h/4, w/4).
 
-    def __init__(self, latent_channels: int = 220, filters: int = 320) -> None:
+    ``padding="reflect"`` pads the two 5x5 stride-2 convs by reflection (the JT port's h_a;
+    :class:`~hific_lit.nn.port_layers.ReflectConv2d`); the first conv pads zeros either way.
+    """
+
+    def __init__(self, latent_channels: int = 220, filters: int = 320, padding: str = "zeros") -> None:
         super().__init__()
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; expected one of: {', '.join(PADDINGS)}")
+
+        def down() -> nn.Conv2d:
+            if padding == "reflect":
+                return ReflectConv2d(filters, filters, 5, stride=2)
+            return nn.Conv2d(filters, filters, 5, stride=2, padding=2)
+
         self.net = nn.Sequential(
             nn.Conv2d(latent_channels, filters, 3, stride=1, padding=1),
             nn.ReLU(True),
-            nn.Conv2d(filters, filters, 5, stride=2, padding=2),
+            down(),
             nn.ReLU(True),
-            nn.Conv2d(filters, filters, 5, stride=2, padding=2),
+            down(),
         )
         variance_scaling_(self)
 
