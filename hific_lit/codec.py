@@ -136,7 +136,7 @@ class HiFiC(nn.Module):
         self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
-        self.entropy_bottleneck = FactorizedPrior(n)
+        self.entropy_bottleneck = FactorizedPrior(n, final_gate=arch.hyper_density_final_gate)
         self.conditional = make_conditional(arch.latent_likelihood)
         self.h_s_mu_int = IntegerConvNet(self.h_s_mu.net)
         self.h_s_sigma_int = IntegerConvNet(self.h_s_sigma.net)
