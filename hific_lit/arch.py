@@ -1,7 +1,8 @@
 """Architecture presets: the sizes of the networks, as one frozen dataclass.
 
-``hific`` is the paper's model (Mentzer et al. 2020, App. A.1); ``small`` trains on a CPU in
-minutes; ``tiny`` exists for tests. Hydra's ``arch=`` group instantiates :class:`ArchConfig`.
+``hific`` is the paper's model (Mentzer et al. 2020, App. A.1); ``jt`` the same sizes as the
+popular PyTorch port builds them (for models imported with ``hific import-jt``); ``small`` trains
+on a CPU in minutes; ``tiny`` exists for tests. Hydra's ``arch=`` group instantiates :class:`ArchConfig`.
 """
 
 from __future__ import annotations
@@ -78,6 +79,13 @@ class ArchConfig:
 
 ARCH_PRESETS: dict[str, ArchConfig] = {
     "hific": ArchConfig(),
+    "jt": ArchConfig(
+        padding="reflect",
+        encoder_stride_pad="jt",
+        hyper_analysis_padding="reflect",
+        hyper_density_final_gate=True,
+        discriminator_style="jt",
+    ),
     "small": ArchConfig(
         encoder_widths=(16, 32, 64, 128, 192),
         latent_channels=96,
