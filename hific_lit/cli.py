@@ -7,17 +7,22 @@ import sys
 
 from hific_lit import __version__, cli_coding
 from hific_lit.errors import HificError
+from hific_lit.pretrained import cli as pretrained_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each subcommand registers its own sub-parser."""
     parser = argparse.ArgumentParser(
         prog="hific",
-        description="HiFiC image compression (Mentzer et al. 2020): compress, decompress and inspect .hfc files.",
+        description=(
+            "HiFiC image compression (Mentzer et al. 2020): compress, decompress and inspect .hfc files; "
+            "import pretrained models."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"hific-lit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     cli_coding.register(subparsers)
+    pretrained_cli.register(subparsers)
     return parser
 
 

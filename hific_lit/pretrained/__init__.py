@@ -1,0 +1,20 @@
+"""Pretrained models from elsewhere, imported as ordinary hific-lit inference checkpoints.
+
+:mod:`hific_lit.pretrained.jt` imports the released models of the popular PyTorch port
+(github.com/Justin-Tan/high-fidelity-generative-compression): ``hific import-jt MODEL.pt -o model.ckpt``.
+"""
+
+from hific_lit.pretrained.jt import import_jt, port_arch
+from hific_lit.pretrained.jt_checkpoint import PortCheckpoint, PortModel, describe, read_port_checkpoint
+from hific_lit.pretrained.safe_load import ALLOWED_GLOBALS, load_plain_checkpoint
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "PortCheckpoint",
+    "PortModel",
+    "describe",
+    "import_jt",
+    "load_plain_checkpoint",
+    "port_arch",
+    "read_port_checkpoint",
+]
