@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
-from hific_lit.entropy import SCALE_LOWER_BOUND, FactorizedPrior, GaussianConditional
+from hific_lit.entropy import (
+    SCALE_LOWER_BOUND,
+    FactorizedPrior,
+    GaussianConditional,
+    LogisticConditional,
+    make_conditional,
+)
 from hific_lit.entropy.ops import lower_bound, quantize_around
 
 
@@ -96,3 +105,39 @@ def test_lower_bound_lets_gradient_push_up() -> None:
 def test_quantize_around_is_exact_integer_offset() -> None:
     x, c = torch.tensor([1.49, -2.51, 0.2]), torch.tensor([0.1, 0.1, 0.1])
     assert torch.allclose(quantize_around(x, c, straight_through=False), torch.tensor([1.1, -2.9, 0.1]))
+
+
+def test_logistic_likelihood_matches_scipys_logistic() -> None:
+    from scipy.stats import logistic
+
+    conditional = LogisticConditional()
+    y, mu, s = torch.tensor([2.0, -7.0, 0.3]), torch.tensor([0.4, 0.0, 0.3]), torch.tensor([1.7, 0.5, 3.0])
+    expected = logistic.cdf(y + 0.5, mu, s) - logistic.cdf(y - 0.5, mu, s)
+    assert torch.allclose(conditional.likelihood(y, mu, s).double(), torch.from_numpy(expected), rtol=1e-5)
+    assert LogisticConditional.tail_quantile(1e-9) == pytest.approx(logistic.isf(0.5e-9), rel=1e-12)
+
+
+def test_gaussian_tail_quantile_matches_scipys_normal() -> None:
+    from scipy.stats import norm
+
+    # erfinv(1 - 1e-9): 1 - 1e-9 rounds in float64 (3e-9 relative here); format 1's tables used this value
+    assert GaussianConditional.tail_quantile(1e-9) == pytest.approx(norm.isf(0.5e-9), rel=1e-8)
+
+
+def test_make_conditional_names_the_known_kinds() -> None:
+    assert isinstance(make_conditional("logistic"), LogisticConditional)
+    assert (GaussianConditional.code, LogisticConditional.code) == (0, 1)
+    with pytest.raises(ValueError, match="gaussian, logistic"):
+        make_conditional("laplace")
+
+
+def test_final_gate_adds_a_gate_after_the_last_layer() -> None:
+    plain, gated = FactorizedPrior(2), FactorizedPrior(2, final_gate=True)
+    assert (len(plain.factors), len(gated.factors)) == (3, 4)
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.linspace(-3, 3, 7).view(1, 1, -1).expand(2, 1, -1)
+    assert torch.equal(gated.logits_cumulative(x), plain.logits_cumulative(x)), "tanh(0) = 0: no change yet"
+    with torch.no_grad():
+        gated.factors[3].fill_(1.0)
+    last = plain.logits_cumulative(x)
+    assert torch.allclose(gated.logits_cumulative(x), last + math.tanh(1.0) * torch.tanh(last))

@@ -142,4 +142,4 @@ class FactorizedPrior(nn.Module):
 
     def estimate_bits(self, z_hat: torch.Tensor) -> float:
         """-sum(log2 p(z_hat)) under the density: the ideal size of the stream in bits."""
-        return -torch.log2(self.likelihood(z_hat)).sum().item()
+        return -torch.log2(self.likelihood(z_hat.to(self.quantiles.dtype))).sum().item()
