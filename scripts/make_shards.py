@@ -15,6 +15,7 @@ import sys
 
 from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
 from hific_lit.errors import HificError
+from hific_lit.image_io import DEFAULT_MAX_PIXELS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +38,21 @@ def main(argv: list[str] | None = None) -> int:
         help="downscale images whose shorter side exceeds this many pixels (stored as PNG); default: keep all as is",
     )
     parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="skip images of more than N pixels without decoding them (decompression bombs; default: %(default)s)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: %(default)s)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
-        settings = ShardSettings(args.max_count, parse_size(args.max_size), args.max_short_side, args.prefix)
+        settings = ShardSettings(
+            args.max_count, parse_size(args.max_size), args.max_short_side, args.prefix, args.max_pixels
+        )
         manifest = write_shards(args.src_dir, args.out_dir, settings, workers=args.workers, progress=not args.quiet)
     except (HificError, ValueError) as exc:
         print(f"make_shards.py: error: {exc}", file=sys.stderr)

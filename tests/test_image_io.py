@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,19 @@ import torch
 from PIL import Image
 
 from hific_lit.errors import ImageReadError
-from hific_lit.image_io import atomic_write_bytes, load_image, save_image, to_uint8
+from hific_lit.image_io import ImageTooLargeError, atomic_write_bytes, load_image, save_image, to_uint8
+
+
+def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A small PNG whose header claims ``width`` x ``height`` RGB pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (3 * width + 1) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
 
 
 def test_rgb_png_round_trip(tmp_path: Path) -> None:
@@ -89,3 +103,44 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(mask)
     assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_decompression_bombs_are_refused_before_decoding_naming_limit_and_option(tmp_path: Path) -> None:
+    bomb = bomb_png(tmp_path / "bomb.png")
+    with pytest.raises(ImageTooLargeError) as error:
+        load_image(bomb)
+    message = str(error.value)
+    assert message.startswith(f"{bomb}: 30000x30000 = 900,000,000 pixels is over the limit of 268,435,456")
+    assert "--max-pixels N" in message and "\n" not in message
+    with pytest.raises(ImageTooLargeError, match=r"raise it with max_pixels=N"):
+        load_image(bomb, max_pixels=10**8, option="max_pixels=N")
+    Image.new("RGB", (300, 300)).save(tmp_path / "big.png")
+    assert load_image(tmp_path / "big.png", max_pixels=90_000).shape == (3, 300, 300)
+    with pytest.raises(ImageTooLargeError, match="90,000 pixels is over the limit of 89,999"):
+        load_image(tmp_path / "big.png", max_pixels=89_999)
+    Image.MAX_IMAGE_PIXELS, saved = 1000, Image.MAX_IMAGE_PIXELS
+    try:
+        assert load_image(tmp_path / "big.png", max_pixels=None).shape == (3, 300, 300), "Pillow's own limit is off"
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def test_training_data_shards_and_eval_refuse_bombs_in_one_line(tmp_path: Path) -> None:
+    from hific_lit.data.image_files import open_image
+    from hific_lit.data.shard_writer import ShardSettings, prepare_sample, write_shards
+    from hific_lit.eval.runner import Scorers, evaluate_checkpoint
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    bomb = bomb_png(folder / "bomb.png")
+    Image.new("RGB", (40, 30)).save(folder / "fine.png")
+    with pytest.raises(ImageReadError, match="900,000,000 pixels"):
+        open_image(bomb)
+    sample = prepare_sample(bomb, folder, None)
+    assert (
+        sample.error.startswith("30000x30000 = 900,000,000 pixels") and "make_shards.py --max-pixels N" in sample.error
+    )
+    manifest = write_shards(folder, tmp_path / "shards", ShardSettings(), progress=False)
+    assert manifest["samples"] == 1 and manifest["skipped"][0]["reason"] == sample.error
+    with pytest.raises(ImageTooLargeError, match="max_pixels=N"):
+        evaluate_checkpoint(None, "m", [bomb], tmp_path / "eval", [], Scorers())  # type: ignore[arg-type]

@@ -148,7 +148,13 @@ def test_negative_control_float_scales_flip_indexes_integer_scales_do_not() -> N
     """On a 16384² image's latent (8 M values): float h_s nudged by one ulp, or computed by another exact-in-theory
     algorithm (float64, then rounded), changes scale indexes of format 1; the integer path computed by another
     algorithm (pure int64) changes none of format 2's."""
-    h_s, net = _frozen(8, 8, seed=3, input_bound=12.0)
+    torch.manual_seed(3)
+    h_s = HyperSynthesis(8, 8).eval()
+    with torch.no_grad():  # sigma spread over the scale table (0.11 .. ~14) rather than mostly clamped at 0.11
+        h_s.net[-1].weight.mul_(8.0)
+        h_s.net[-1].bias.fill_(4.0)
+    net = IntegerConvNet(h_s.net)
+    net.update(h_s.net, 12.0)
     torch.manual_seed(4)
     z_hat = torch.randint(-3, 4, (1, 8, 256, 256)).float()
     conditional = GaussianConditional()
