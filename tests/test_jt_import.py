@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from hific_lit import cli
 from hific_lit.arch import ArchConfig
@@ -25,8 +27,10 @@ from hific_lit.checkpoint import DISCRIMINATOR_KEY, load_inference_checkpoint, r
 from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
 from hific_lit.image_io import load_image, save_image
+from hific_lit.lit.warmstart import warm_start
 from hific_lit.nn import Discriminator
 from hific_lit.pretrained import import_jt, read_port_checkpoint
+from hific_lit.train import compose_config, train
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jt"
 SCRIPT = Path(__file__).parents[1] / "scripts" / "make_jt_fixtures.py"
@@ -244,3 +248,28 @@ def test_foreign_files_are_refused(tmp_path: Path, payload: dict, message: str) 
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=re.escape(message)):
         read_port_checkpoint(path)
+
+
+def test_gan_stage_warm_starts_from_an_imported_model(imported: dict[str, Path]) -> None:
+    """Fine-tuning starts from the imported codec and the port's discriminator (``arch=jt``, ``stage=gan``)."""
+    payload = read_inference_checkpoint(imported["with_discriminator"])
+    arch = ArchConfig(**payload["arch"])
+    stage = nn.Module()
+    stage.model = HiFiC(arch)
+    stage.discriminator = Discriminator.from_arch(arch)
+    warm_start(stage, imported["with_discriminator"])
+    for key, value in stage.discriminator.state_dict().items():
+        assert torch.equal(value, payload[DISCRIMINATOR_KEY][key]), key
+    for key in ("g_a.net.3.conv.weight", "g_s.up.12.weight", "h_s_sigma.net.4.weight", "entropy_bottleneck.factors.3"):
+        assert torch.equal(stage.model.state_dict()[key], payload["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_train_py_fine_tunes_an_imported_model(imported: dict[str, Path], tmp_path: Path) -> None:
+    """``scripts/train.py stage=gan arch=jt warmstart=imported.ckpt`` runs (2 GAN iterations, tiny crops)."""
+    overrides = ["debug=fdr", "data=sample", "data.samples_per_epoch=8", "data.val_tiles=1", "stage=gan", "arch=jt"]
+    overrides += ["arch.latent_channels=16", "arch.residual_blocks=1", f"warmstart={imported['with_discriminator']}"]
+    metrics = train(compose_config(overrides, tmp_path))
+    assert math.isfinite(metrics["train/loss"])
+    model = load_inference_checkpoint(tmp_path / "inference.ckpt")
+    assert model.arch == ArchConfig(**read_inference_checkpoint(imported["with_discriminator"])["arch"])
