@@ -63,6 +63,20 @@ VARIANTS: dict[str, dict] = {
         "steps": 200001,
         "full_reconstruction": False,
     },
+    "instance_norm": {
+        "doc": "instance norm instead of channel norm (use_channel_norm=False): Gaussian, 1 block, C=16, [0, 1]",
+        "model_type": "compression",
+        "args": {
+            "latent_channels": 16,
+            "n_residual_blocks": 1,
+            "likelihood_type": "gaussian",
+            "use_channel_norm": False,
+        },
+        "normalize_input_image": False,
+        "regime": "med",
+        "steps": 5000,
+        "full_reconstruction": False,
+    },
     "with_discriminator": {
         "doc": "GAN-stage checkpoint with the discriminator kept: Gaussian, 1 block, C=16, inputs in [0, 1]",
         "model_type": "compression_gan",
@@ -131,9 +145,9 @@ def make_recipe(model: torch.nn.Module, normalize: bool) -> dict[str, dict]:
             spec["mean"] = special[1]
         elif leaf in ("weight_u", "weight_v"):
             spec.update(std=1.0, kind="unit")
-        elif leaf == "gamma":
+        elif leaf == "gamma" or (leaf == "weight" and isinstance(module, torch.nn.InstanceNorm2d)):
             spec.update(mean=1.0, std=0.1)
-        elif leaf == "beta":
+        elif leaf == "beta" or (leaf == "bias" and isinstance(module, torch.nn.InstanceNorm2d)):
             spec["std"] = 0.1
         elif leaf.startswith("H_"):
             k = int(leaf[2:])

@@ -77,7 +77,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each small variant imported once: name -> inference checkpoint."""
     folder = tmp_path_factory.mktemp("jt")
     out = {}
-    for name in ("logistic", "with_discriminator"):
+    for name in ("logistic", "with_discriminator", "instance_norm"):
         source = write_port_checkpoint(name, folder / f"{name}.pt")
         out[name] = folder / f"{name}.ckpt"
         import_jt(source, out[name])
@@ -120,7 +120,7 @@ def port_reconstruction(name: str) -> torch.Tensor:
     return torch.from_numpy(port_outputs(name)["reconstruction"].astype(np.float32)) / 65535.0
 
 
-@pytest.mark.parametrize("name", ["logistic", "with_discriminator"])
+@pytest.mark.parametrize("name", ["logistic", "with_discriminator", "instance_norm"])
 def test_imported_model_computes_what_the_port_computes(imported: dict[str, Path], name: str) -> None:
     check_against_port(imported[name], name)
 
@@ -211,7 +211,8 @@ def test_code_carrying_checkpoint_is_refused_without_running(tmp_path: Path) -> 
 def test_namespace_args_are_allowed(tmp_path: Path) -> None:
     path = tmp_path / "ns.pt"
     args = argparse.Namespace(likelihood_type="logistic", regime="med", normalize_input_image=False)
-    torch.save({"model_state_dict": _tiny_port_state(), "args": args, "steps": 7}, path)
+    state = {f"module.{k}": v for k, v in _tiny_port_state().items()}  # a DataParallel model's keys
+    torch.save({"model_state_dict": state, "args": args, "steps": 7}, path)
     port = read_port_checkpoint(path)
     assert (port.model.likelihood, port.model.regime, port.model.steps) == ("logistic", "med", 7)
     assert (port.model.latent_channels, port.model.residual_blocks) == (4, 1)
@@ -273,3 +274,26 @@ def test_train_py_fine_tunes_an_imported_model(imported: dict[str, Path], tmp_pa
     assert math.isfinite(metrics["train/loss"])
     model = load_inference_checkpoint(tmp_path / "inference.ckpt")
     assert model.arch == ArchConfig(**read_inference_checkpoint(imported["with_discriminator"])["arch"])
+
+
+def test_what_the_import_found(imported: dict[str, Path]) -> None:
+    kept = read_inference_checkpoint(imported["instance_norm"])
+    assert kept["arch"]["norm"] == "instance" and DISCRIMINATOR_KEY not in kept
+    assert kept["config"]["imported"] == {
+        "from": "jt-port",
+        "file": "instance_norm.pt",
+        "regime": "med",
+        "model_type": "compression",
+        "likelihood": "gaussian",
+        "normalize_input_image": False,
+        "steps": 5000,
+        "epoch": 3,
+    }
+
+
+def test_imported_model_codes_images_smaller_than_the_port_can(imported: dict[str, Path]) -> None:
+    """The port's h_a cannot reflect-pad the 2 x 2 maps of a 64 x 64 image; ours replicates there."""
+    model = load_inference_checkpoint(imported["with_discriminator"])
+    for height, width in ((64, 64), (1, 1), (37, 70)):
+        x = torch.rand(1, 3, height, width)
+        assert model.decompress(model.compress(x)).shape == (1, 3, height, width)

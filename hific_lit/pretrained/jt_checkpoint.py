@@ -87,6 +87,8 @@ def describe(checkpoint: object, path: str | os.PathLike) -> PortCheckpoint:
         raise CheckpointError(f"{path}: not a checkpoint of the JT port (no 'args' with its settings)")
     args = _args_dict(checkpoint["args"], path)
     state = {k: v for k, v in checkpoint["model_state_dict"].items() if isinstance(v, torch.Tensor)}
+    if state and all(k.startswith("module.") for k in state):  # saved from a DataParallel wrapper
+        state = {k.removeprefix("module."): v for k, v in state.items()}
     if not any(k.startswith("Encoder.") for k in state) or not any(k.startswith("Generator.") for k in state):
         raise CheckpointError(f"{path}: not a checkpoint of the JT port (no Encoder.* / Generator.* weights)")
     if args.get("use_latent_mixture_model") or any(k.startswith(_MIXTURE_PREFIX) for k in state):
