@@ -9,6 +9,8 @@ never runs code from the file.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import tempfile
@@ -22,11 +24,22 @@ from hific_lit import __version__
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
+from hific_lit.precision import resolve_precision
 
 FORMAT = "hific-lit-inference"
 FORMAT_VERSION = 2
 """2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1])."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
+TRANSFORMS = ("g_a.", "g_s.")
+"""State-dict prefixes of the networks whose precision may be reduced (nothing that decides symbols)."""
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_MADV_DONTNEED = 4
+_LIBC = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if os.name == "posix" and os.uname().sysname == "Linux"
+    else None
+)
 
 
 def _plain_config(config: Any) -> dict | None:
@@ -82,8 +95,13 @@ def save_inference_checkpoint(
         raise
 
 
-def read_inference_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """The checkpoint's dict, checked to be a hific-lit inference checkpoint, else :class:`CheckpointError`."""
+def read_inference_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict:
+    """The checkpoint's dict, checked to be a hific-lit inference checkpoint, else :class:`CheckpointError`.
+
+    ``mmap=True`` maps the file instead of reading it (CPU only): tensors are read from disk when first used.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
@@ -94,7 +112,7 @@ def read_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
     if not head:
         raise CheckpointError(f"{path}: the checkpoint file is empty")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
         if "Unsupported global" in str(exc):
             raise CheckpointError(
@@ -123,20 +141,59 @@ def read_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
     return payload
 
 
-def load_inference_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> HiFiC:
+def _drop_pages(tensor: torch.Tensor) -> None:
+    """Let the kernel drop the resident pages of a tensor read from a memory-mapped file (Linux; else nothing).
+
+    The pages stay valid: touching them again reads the file. Used once a tensor has been converted, so
+    that loading a model in reduced precision never holds the float32 weights in memory all at once.
+    """
+    if _LIBC is None or tensor.numel() == 0:
+        return
+    start = tensor.data_ptr() // _PAGE * _PAGE
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
+
+def _materialize(state: dict[str, torch.Tensor], device: torch.device, transform_dtype: torch.dtype) -> dict:
+    """Tensors on ``device``; g_a's and g_s's floating-point ones in ``transform_dtype``, converted one by one."""
+    out = {}
+    for name in list(state):
+        tensor = state.pop(name)
+        dtype = transform_dtype if name.startswith(TRANSFORMS) and tensor.is_floating_point() else tensor.dtype
+        converted = tensor.to(device=device, dtype=dtype)
+        if converted.data_ptr() != tensor.data_ptr() and tensor.device.type == "cpu":
+            _drop_pages(tensor)
+        out[name] = converted
+    return out
+
+
+def load_inference_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", precision: str = "fp32"
+) -> HiFiC:
     """Load a checkpoint written by :func:`save_inference_checkpoint` as a :class:`HiFiC` in eval mode.
+
+    ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``, see :mod:`hific_lit.precision`) is the
+    float type of g_a and g_s; their weights are converted once, here, tensor by tensor from the
+    memory-mapped file, so the float32 copy is never held whole. The model is built on the meta
+    device and takes the loaded tensors as they are (no random initialisation, no second copy).
 
     Raises :class:`CheckpointError` for a missing, empty, truncated, HTML or foreign file, weights
     that do not fit the stored architecture, or missing coding tables.
     """
-    payload = read_inference_checkpoint(path, map_location)
+    device = torch.device(map_location)
+    payload = read_inference_checkpoint(path, "cpu", mmap=True)
     try:
         arch = ArchConfig(**payload["arch"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: the stored architecture is invalid ({exc})") from None
-    model = HiFiC(arch)
+    with torch.device("meta"):
+        model = HiFiC(arch)
     try:
-        model.load_state_dict(payload["state_dict"])
+        state = _materialize(payload.pop("state_dict"), device, resolve_precision(precision, device))
+        model.load_state_dict(state, assign=True)
+        unloaded = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+        if unloaded:
+            raise KeyError(f"missing {unloaded[:3]}")
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()
         raise CheckpointError(
@@ -146,4 +203,4 @@ def load_inference_checkpoint(path: str | os.PathLike, map_location: str | torch
         raise CheckpointError(
             f"{path}: the checkpoint has no coding tables; re-export it with save_inference_checkpoint"
         )
-    return model.to(map_location).eval()
+    return model.eval()

@@ -170,8 +170,8 @@ def test_a_one_pixel_png_with_the_small_model(tmp_path: Path) -> None:
 
 def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     expected = {
-        "compress": ["--ckpt", "--output", "--device", "--quiet", "--max-memory", "--max-pixels", "IMG"],
-        "decompress": ["--ckpt", "--output", "--format", "--device", "FILE.hfc"],
+        "compress": ["--ckpt", "--output", "--device", "--quiet", "--max-memory", "--max-pixels", "--precision", "IMG"],
+        "decompress": ["--ckpt", "--output", "--format", "--device", "--precision", "FILE.hfc"],
         "info": ["--json", "FILE.hfc"],
     }
     for command, options in expected.items():
@@ -183,3 +183,37 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     top = capsys.readouterr().out
     assert all(command in top for command in expected)
+
+
+def test_many_files_report_throughput_and_a_bad_one_does_not_stop_the_rest(
+    ckpt: Path, images: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(images["png"].read_bytes()[:100])
+    inputs = [images["png"], broken, images["jpeg"], images["gray"]]
+    assert main(["compress", *map(str, inputs), "--ckpt", str(ckpt), "-o", str(tmp_path / "out")]) == 1
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["gray.hfc", "photo.hfc", "photo_q.hfc"]
+    assert captured.err.count("error:") == 1 and "broken.png" in captured.err
+    assert re.search(r"hific compress: 3 of 4 files in [\d.]+ s \([\d.]+ files/s\)", captured.out)
+    lines = [line for line in captured.out.splitlines() if " -> " in line]
+    assert [line.split(" -> ")[0] for line in lines] == [str(images[k]) for k in ("png", "jpeg", "gray")]
+
+
+def test_a_file_written_in_one_precision_decodes_in_any_other(
+    ckpt: Path, images: dict[str, Path], tmp_path: Path
+) -> None:
+    files = {}
+    for precision in ("fp32", "bf16"):
+        files[precision] = tmp_path / f"{precision}.hfc"
+        args = ["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(files[precision]), "-q"]
+        assert main([*args, "--precision", precision]) == 0
+    decoded = {}
+    for written in ("fp32", "bf16"):
+        for reading in ("fp32", "bf16", "auto"):
+            out = tmp_path / f"{written}_{reading}.png"
+            args = ["decompress", str(files[written]), "--ckpt", str(ckpt), "-o", str(out), "-q"]
+            assert main([*args, "--precision", reading]) == 0
+            decoded[written, reading] = np.asarray(Image.open(out)).astype(np.int16)
+    for (written, reading), pixels in decoded.items():  # the symbols decode exactly; only g_s's rounding differs
+        assert np.abs(pixels - decoded[written, "fp32"]).mean() < 2.0, (written, reading)

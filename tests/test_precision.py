@@ -1,0 +1,59 @@
+"""Reduced precision of g_a and g_s: choosing it, and loading a checkpoint in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from hific_lit import HiFiC
+from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert "avx512_bf16" in cpu_flags(str(cpuinfo))
+    assert cpu_has_native_bf16(frozenset({"avx512f", "avx512_bf16"}))
+    assert cpu_has_native_bf16(frozenset({"amx_bf16", "amx_tile"}))
+    assert not cpu_has_native_bf16(frozenset({"avx2", "avx512f"}))
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_precision_names_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_precision("fp32") == torch.float32
+    assert resolve_precision("bf16") == torch.bfloat16
+    assert resolve_precision("fp16") == torch.float16
+    monkeypatch.setattr("hific_lit.precision.cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr("hific_lit.precision.cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", "cpu") == torch.float32
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        resolve_precision("fp8")
+
+
+def test_loading_in_bf16_casts_only_the_transforms_and_keeps_decoding_exact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = HiFiC.from_preset("tiny").eval()
+    save_inference_checkpoint(model, tmp_path / "tiny.ckpt")
+    fast = load_inference_checkpoint(tmp_path / "tiny.ckpt", precision="bf16")
+    dtypes = {name.split(".")[0]: p.dtype for name, p in fast.named_parameters()}
+    assert dtypes["g_a"] == dtypes["g_s"] == torch.bfloat16
+    assert all(dtype == torch.float32 for name, dtype in dtypes.items() if name not in ("g_a", "g_s")), dtypes
+    assert all(not t.is_floating_point() or t.dtype == torch.float32 for t in fast.conditional.state_dict().values())
+    x = torch.rand(3, 48, 80)
+    data = model.compress(x)
+    assert torch.allclose(fast.decompress(data), model.decompress(data), atol=0.05)  # same symbols, g_s in bf16
+    assert model.decompress(fast.compress(x)).shape == (1, 3, 48, 80)
+
+
+def test_loading_builds_on_the_meta_device_and_fills_every_tensor(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = HiFiC.from_preset("tiny").eval()
+    save_inference_checkpoint(model, tmp_path / "tiny.ckpt")
+    loaded = load_inference_checkpoint(tmp_path / "tiny.ckpt")
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
