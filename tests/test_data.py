@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from hific_lit.data import ImageFolderDataModule, SampleDataModule
+from hific_lit.data.base import check_global_batch
 from hific_lit.data.folder import hold_out
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles
@@ -127,6 +128,17 @@ def test_sample_datamodule_batches_and_held_out_photo() -> None:
     (val,) = list(dm.val_dataloader())
     assert val.shape == (3, 3, 64, 64)
     assert torch.equal(val, next(iter(dm.val_dataloader())))  # validation is deterministic
+
+
+def test_batch_size_is_global_and_the_stage_asks_for_sub_batches() -> None:
+    assert check_global_batch(8, 1) == 8 and check_global_batch(8, 4) == 2  # authors: 8 crops per step in total
+    with pytest.raises(ValueError, match=r"data.batch_size=8 is the global batch.*choose a multiple of 3"):
+        check_global_batch(8, 3)
+    dm = SampleDataModule(batch_size=4, crop_size=32, samples_per_epoch=16, val_tiles=2)
+    dm.setup("fit")
+    dm.sub_batches = 2  # what GANStage.setup asks for: one sub-batch for D, one for the codec
+    assert [b.shape[0] for b in dm.train_dataloader()] == [8, 8]
+    assert next(iter(dm.val_dataloader())).shape[0] == 2
 
 
 def test_folder_datamodule_reads_a_tree_with_two_workers(tmp_path: Path) -> None:

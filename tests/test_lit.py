@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,39 @@ def test_gan_stage_alternates_generator_discriminator_and_aux(lpips_random: LPIP
     logged = trainer.callback_metrics
     assert 0 < logged["train/d_real"].item() < 1 and 0 < logged["train/d_fake"].item() < 1
     assert torch.isfinite(logged["train/g_loss"]) and torch.isfinite(logged["train/d_loss"])
+
+
+def test_gan_stage_trains_d_first_on_its_own_sub_batch_then_the_codec_on_the_other(
+    lpips_random: LPIPSLoss, astronaut: torch.Tensor
+) -> None:
+    # models/hific/model.py: build_input fetches num_steps_disc + 1 sub-batches; D's train ops (own forward
+    # pass of the codec, reconstruction under stop_gradient) run before the generator's, which uses the first.
+    module = make_stage(GANStage, lpips_random)
+    assert module.sub_batches_per_iteration == 2 and module.optimizers_per_iteration == 3
+    codec_batch, d_batch = astronaut[..., :64, :64].repeat(2, 1, 1, 1), astronaut[..., 64:128, :64].repeat(2, 1, 1, 1)
+    d_before = snapshot(module.parameter_groups()["discriminator"])
+    calls: list[tuple[str, str, bool, bool]] = []
+
+    def which(x: torch.Tensor) -> str:
+        return "codec batch" if torch.equal(x, codec_batch) else "D batch" if torch.equal(x, d_batch) else "x_hat"
+
+    def record(name: str) -> Callable:
+        def hook(_: torch.nn.Module, args: tuple) -> None:
+            d_updated = not torch.equal(d_before[0], module.discriminator.parameters().__next__().detach())
+            calls.append((name, which(args[0]), torch.is_grad_enabled(), d_updated))
+
+        return hook
+
+    module.model.register_forward_pre_hook(record("codec"))
+    module.discriminator.register_forward_pre_hook(record("D"))
+    fit(module, DataLoader([torch.cat([codec_batch, d_batch])[i] for i in range(4)], batch_size=4), iterations=1)
+    assert calls == [
+        ("codec", "D batch", False, False),  # D's own forward pass of the codec, no gradient to it
+        ("D", "D batch", True, False),  # real
+        ("D", "x_hat", True, False),  # fake
+        ("codec", "codec batch", True, True),  # then the codec step on the other sub-batch, D already updated
+        ("D", "x_hat", True, True),  # G loss from the updated D
+    ]
 
 
 class NormRecorder(GANStage):

@@ -2,9 +2,10 @@
 
 One *iteration* is one training batch: a codec step on ``λ'·R + k_M·MSE + k_P·LPIPS``
 (Mentzer et al. 2020, eq. 3 without the GAN term) and an aux step on the factorized prior's
-quantiles, each on its own optimizer (manual optimization). Warm-up and learning-rate
-schedules follow :attr:`iteration`, our own counter saved in checkpoints; Lightning's
-``global_step`` counts optimizer steps instead (two or three per iteration).
+quantiles, each on its own optimizer (manual optimization). A stage may train on several
+sub-batches per iteration (the GAN stage: D's, then the codec's); it asks the data module for them.
+Warm-up and learning-rate schedules follow :attr:`iteration`, our own counter saved in checkpoints;
+Lightning's ``global_step`` counts optimizer steps instead (two or three per iteration).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC, HiFiCOutput
+from hific_lit.data.base import CropDataModule
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.losses import LossConfig, LRSchedule, mse_255, psnr
 
@@ -91,6 +93,17 @@ class RDStage(pl.LightningModule):
         """
         tables = [name for name, m in self.named_modules() if isinstance(m, CodingBuffers)]
         return [f"{prefix}.{buffer}" for prefix in tables for buffer, _ in self.get_submodule(prefix).named_buffers()]
+
+    @property
+    def sub_batches_per_iteration(self) -> int:
+        """Sub-batches of ``batch_size`` crops one iteration trains on: the codec's, plus any for D."""
+        return 1
+
+    def setup(self, stage: str) -> None:
+        """Ask the data module for :attr:`sub_batches_per_iteration` sub-batches per training batch."""
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, CropDataModule):
+            datamodule.sub_batches = self.sub_batches_per_iteration
 
     @property
     def optimizers_per_iteration(self) -> int:
@@ -172,16 +185,27 @@ class RDStage(pl.LightningModule):
         """What the codec step minimises (``loss``) and the terms to log; the GAN stage adds β·G."""
         return self.rd_terms(x, out, self.iteration)
 
-    def after_codec_step(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
-        """Further steps of the iteration that use the same forward pass; none in this stage."""
+    def split_sub_batches(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """The iteration's :attr:`sub_batches_per_iteration` equal sub-batches, stacked along dimension 0."""
+        count = self.sub_batches_per_iteration
+        if batch.shape[0] % count:
+            raise ValueError(
+                f"a training batch of {batch.shape[0]} crops does not split into {count} equal sub-batches; "
+                "the data module delivers sub_batches x (batch_size / world_size) crops when the stage asks"
+            )
+        return list(batch.chunk(count))
+
+    def steps_before_codec(self, sub_batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Steps of the iteration before the codec's, on the sub-batches after the first; none in this stage."""
         return {}
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         lr_factor = self.apply_lr_schedule()
-        out = self.model(batch)
-        terms = self.codec_objective(batch, out)
+        x, *others = self.split_sub_batches(batch)
+        terms = self.steps_before_codec(others)
+        out = self.model(x)
+        terms |= self.codec_objective(x, out)
         self.optimizer_step_on("codec", terms["loss"])
-        terms |= self.after_codec_step(batch, out)
         aux = self.model.aux_loss()
         self.optimizer_step_on("aux", aux)
         self.iteration += 1
@@ -189,7 +213,7 @@ class RDStage(pl.LightningModule):
         shown = ("loss", "bpp_rounded")
         for prog_bar in (True, False):
             metrics = {f"train/{k}": v.detach().float() for k, v in terms.items() if (k in shown) == prog_bar}
-            self.log_dict(metrics, on_step=True, prog_bar=prog_bar, batch_size=batch.shape[0])
+            self.log_dict(metrics, on_step=True, prog_bar=prog_bar, batch_size=x.shape[0])
 
     def validation_terms(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
         """What validation logs: ``rd_loss`` with the post-warm-up weights, and its terms."""

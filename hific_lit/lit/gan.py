@@ -1,8 +1,11 @@
 """Stage 2 of HiFiC's training: the base stage plus a conditional discriminator (Mentzer et al. 2020, Sec. 3).
 
-Each iteration: a codec (generator) step on ``λ'·R + k_M·MSE + k_P·LPIPS + β·G_loss``, then a
-discriminator step on real and (detached) reconstructed images, both conditioned on the detached
-``y_hat``, then the aux step. Usually warm-started from a base-stage checkpoint (``warmstart=``).
+Each iteration trains on N + 1 sub-batches, as the authors' code (tensorflow/compression
+``models/hific/model.py``: ``build_input`` fetches (N+1) batches, ``build_model`` makes D's train ops
+run before the generator's): first N discriminator steps, each on its own sub-batch with its own
+forward pass of the codec, then the codec (generator) step on ``λ'·R + k_M·MSE + k_P·LPIPS + β·G_loss``
+on the first sub-batch, judged by the updated D, then the aux step. N = 1 (``num_steps_disc``). D always
+sees the detached ``y_hat`` as its condition. Usually warm-started from a base-stage checkpoint (``warmstart=``).
 """
 
 from __future__ import annotations
@@ -18,20 +21,34 @@ from hific_lit.losses import discriminator_loss, generator_loss
 
 
 class GANStage(RDStage):
-    """The base stage's objective plus β·G_loss, alternating codec and discriminator steps.
+    """The base stage's objective plus β·G_loss; ``discriminator_steps`` D steps before each codec step.
 
     Args:
         discriminator: D(x | y_hat), e.g. :class:`hific_lit.nn.Discriminator`; it is this stage's,
             not the codec's, so inference checkpoints never hold it.
+        discriminator_steps: D steps per iteration, each on its own sub-batch (authors: 1).
         *args, **kwargs: as :class:`~hific_lit.lit.base.RDStage`, whose ``discriminator_optimizer``
             is used here.
     """
 
     optimizer_names = ("codec", "aux", "discriminator")
 
-    def __init__(self, *args: Any, discriminator: nn.Module, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, discriminator: nn.Module, discriminator_steps: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if discriminator_steps < 1:
+            raise ValueError(f"discriminator_steps must be >= 1, got {discriminator_steps}")
         self.discriminator = discriminator
+        self.discriminator_steps = discriminator_steps
+
+    @property
+    def sub_batches_per_iteration(self) -> int:
+        """One sub-batch per D step plus the codec's (the authors' ``num_steps_disc + 1``)."""
+        return self.discriminator_steps + 1
+
+    @property
+    def optimizers_per_iteration(self) -> int:
+        """Codec, aux and one step per D sub-batch."""
+        return 2 + self.discriminator_steps
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The codec's groups plus ``discriminator``; asserts that D shares no parameter with the codec."""
@@ -50,18 +67,23 @@ class GANStage(RDStage):
         terms["g_loss"] = g_loss.detach()
         return terms
 
-    def after_codec_step(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
-        """One discriminator step on x (real) and the detached x_hat (fake), conditioned on y_hat."""
-        y_hat = out.y_hat.detach()
-        d_real = self.discriminator(x, y_hat)
-        d_fake = self.discriminator(out.x_hat.detach(), y_hat)
-        d_loss = discriminator_loss(d_real, d_fake, self.loss_config.gan_loss)
-        self.optimizer_step_on("discriminator", d_loss)
-        return {
-            "d_loss": d_loss.detach(),
-            "d_real": torch.sigmoid(d_real.detach()).mean(),
-            "d_fake": torch.sigmoid(d_fake.detach()).mean(),
-        }
+    def steps_before_codec(self, sub_batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One D step per sub-batch: the codec encodes and decodes it (no gradient to the codec), and D
+        learns real ``x`` from the reconstruction, both conditioned on that pass's ``y_hat``."""
+        terms: dict[str, torch.Tensor] = {}
+        for x in sub_batches:
+            with torch.no_grad():
+                out = self.model(x)
+            d_real = self.discriminator(x, out.y_hat)
+            d_fake = self.discriminator(out.x_hat, out.y_hat)
+            d_loss = discriminator_loss(d_real, d_fake, self.loss_config.gan_loss)
+            self.optimizer_step_on("discriminator", d_loss)
+            terms = {
+                "d_loss": d_loss.detach(),
+                "d_real": torch.sigmoid(d_real.detach()).mean(),
+                "d_fake": torch.sigmoid(d_fake.detach()).mean(),
+            }
+        return terms
 
     def validation_terms(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
         """The base stage's validation terms plus D's mean probability on real and reconstructed images."""
