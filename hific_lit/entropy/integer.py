@@ -4,25 +4,26 @@ A float network ``x -> conv -> ReLU -> ... -> conv`` (Conv2d / ConvTranspose2d, 
 into integers, after Ballé, Johnston & Minnen, "Integer Networks for Data Compression with
 Latent-Variable Models" (ICLR 2019): integer weights, integer biases, and integer activations with
 a fixed binary point per layer, rescaled between layers by rounding integer division. Unlike that
-paper the network is not retrained: the integers are wide (15-bit weights, activations up to 2**28),
-so the frozen network computes what the float one does to ~1e-4, while every product and every
-partial sum is an exact integer. Summation order then cannot matter, so threads, memory layout,
-convolution algorithm and device cannot change a result. docs/hfc-format.md specifies the
+paper the network is not retrained: the integers are wide (15-bit weights, activations up to about
+2**34), so the frozen network computes what the float one does to ~1e-4, while every product and
+every partial sum is an exact integer. Summation order then cannot matter, so threads, memory
+layout, convolution algorithm and device cannot change a result. docs/hfc-format.md specifies the
 arithmetic; in short, for layer l with input ``q`` (F_l fractional bits)::
 
     W_int[o] = round(W[o] * 2**k_o)              k_o: largest with max|W_int[o]| <= 2**15 - 1
     b_int[o] = round(b[o] * 2**(F_l + k_o))
-    acc[o]   = b_int[o] + sum over taps t, inputs i of W_int[o, i, t] * q[i, t]     (exact)
+    acc[o]   = b_int[o] + sum over taps t, inputs i of W_int[o, i, t] * q[i, t]     (exact, int64)
     q'[o]    = clamp(floor((acc[o] + 2**(s_o - 1)) / 2**s_o), lo, hi)    s_o = F_l + k_o - F_l+1 >= 0
 
-(``floor(acc + 0)`` when ``s_o = 0``), with ``lo = 0`` after a ReLU. Products are evaluated as
-float64 matrix products per kernel tap: a tap sums ``C_in`` products of at most
-``2**15 * 2**A`` with ``A = 52 - 15 - ceil(log2 C_in)``, below 2**53, so float64 holds every
-partial sum exactly; the taps are summed in int64. The input is
+(``acc`` itself when ``s_o = 0``), with ``lo = 0`` after a ReLU. Inputs of a layer are bounded
+by ``2**A - 1`` with ``A = 61 - 15 - ceil(log2(kh kw C_in))``, so ``|acc| < 2**62``. The products
+are evaluated as float64 matrix products per kernel tap, the activations split into 16-bit halves
+where they are wider than a tap can sum exactly: each partial sum is then an integer below 2**53,
+exact in float64 whatever the order; halves and taps are combined in int64. The input is
 ``q_0 = clamp(round_half_even(z_hat * 2**F_0), -(2**A - 1), 2**A - 1)`` and the output has
 ``OUTPUT_FRACTION_BITS`` fractional bits. Each layer's binary point is chosen once, at
-:meth:`IntegerConvNet.update`, from an interval bound of its outputs over the inputs the
-hyperlatent tables cover, so that no activation saturates there.
+:meth:`IntegerConvNet.update`, from a bound of its outputs over the inputs the hyperlatent tables
+cover, so that no activation saturates there.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from hific_lit.entropy.tables import CodingBuffers
 WEIGHT_BITS = 15
 """|W_int| <= 2**15 - 1."""
 MANTISSA_BITS = 52
+ACCUMULATOR_BITS = 61
+"""Sums of products stay below 2**61 in magnitude; with the bias (< 2**60) and the rounding term, int64 holds them."""
+SPLIT_BITS = 16
+"""Activations wider than a tap's exact float64 sum allows are multiplied as two halves: q = hi * 2**16 + lo."""
 OUTPUT_FRACTION_BITS = 16
 """The outputs (means and scales) are multiples of 2**-16; the scale thresholds are too."""
 MAX_FRACTION_BITS = 40
@@ -60,8 +65,14 @@ class _Layer:
 
     @property
     def activation_bits(self) -> int:
-        """A: inputs of this layer are at most 2**A - 1 in magnitude (see the module docstring)."""
-        return MANTISSA_BITS - WEIGHT_BITS - max(1, math.ceil(math.log2(self.in_channels)))
+        """A: inputs of this layer are at most 2**A - 1 in magnitude, so that |acc| < 2**61."""
+        terms = self.kernel[0] * self.kernel[1] * self.in_channels
+        return ACCUMULATOR_BITS - WEIGHT_BITS - max(1, math.ceil(math.log2(terms)))
+
+    @property
+    def exact_bits(self) -> int:
+        """Inputs below 2**this multiply in one float64 product per tap: C_in * 2**15 * 2**bits < 2**53."""
+        return MANTISSA_BITS + 1 - WEIGHT_BITS - max(1, math.ceil(math.log2(self.in_channels)))
 
 
 def _layers(net: nn.Sequential) -> list[_Layer]:
@@ -95,8 +106,9 @@ def _layers(net: nn.Sequential) -> list[_Layer]:
 def _weight_exponents(weight: torch.Tensor, bias: torch.Tensor, fraction: int) -> torch.Tensor:
     """k_o per output channel: the largest integer with max|W[o]| * 2**k_o <= 2**15 - 1.
 
-    Capped so that the integer bias ``b[o] * 2**(F + k_o)`` stays below 2**60 (and at
-    ``WEIGHT_BITS`` for an all-zero row, whose exponent does not matter).
+    Capped so that the integer bias ``b[o] * 2**(F + k_o)`` stays below 2**60 and the shift
+    ``F + k_o - F'`` at 60 at most (and at ``WEIGHT_BITS`` for an all-zero row, whose exponent does
+    not matter).
     """
     peak = weight.abs().amax(dim=1)
     limit = float((1 << WEIGHT_BITS) - 1)
@@ -104,7 +116,7 @@ def _weight_exponents(weight: torch.Tensor, bias: torch.Tensor, fraction: int) -
     exponents = torch.where(peak > 0, exponents, torch.full_like(exponents, WEIGHT_BITS))
     exponents -= (torch.round(peak * torch.exp2(exponents)) > limit).double()
     bias_room = 60 - fraction - torch.ceil(torch.log2(bias.abs() + 1.0))
-    return torch.minimum(exponents, bias_room).long()
+    return torch.minimum(torch.minimum(exponents, bias_room), torch.full_like(exponents, 60 - fraction)).long()
 
 
 class IntegerConvNet(CodingBuffers):
@@ -149,12 +161,11 @@ class IntegerConvNet(CodingBuffers):
             exponents = _weight_exponents(weight, bias, fraction[i])
             w_int = torch.round(weight * torch.exp2(exponents.double())[:, None])
             b_int = torch.round(bias * torch.exp2((exponents + fraction[i]).double()))
-            magnitude = weight.abs().view(layer.out_channels, layer.in_channels, -1).sum(2)
-            out_bound = magnitude @ bound + bias.abs()
+            out_bound = _output_bound(conv, bound) + bias.abs()
             if i + 1 < len(self.layers):
                 bits = self.layers[i + 1].activation_bits
                 out_fraction = bits - math.ceil(math.log2(float(out_bound.max()) + 1.0))
-                out_fraction = min(MAX_FRACTION_BITS, out_fraction)
+                out_fraction = max(0, min(MAX_FRACTION_BITS, out_fraction))
             else:
                 out_fraction = OUTPUT_FRACTION_BITS
             out_fraction = min(out_fraction, fraction[i] + int(exponents.min()))
@@ -173,7 +184,7 @@ class IntegerConvNet(CodingBuffers):
         device = z_hat.device if z_hat.device.type in ("cpu", "cuda") else torch.device("cpu")
         fraction = self.fraction_bits.tolist()
         limit = float((1 << self.layers[0].activation_bits) - 1)
-        x = torch.round(z_hat.to(device, torch.float64) * 2.0 ** fraction[0]).clamp_(-limit, limit)
+        x = torch.round(z_hat.to(device, torch.float64) * 2.0 ** fraction[0]).clamp_(-limit, limit).long()
         x = x.permute(0, 2, 3, 1)
         for i, layer in enumerate(self.layers):
             weight = getattr(self, f"weight{i}").to(device, torch.float64)
@@ -183,8 +194,23 @@ class IntegerConvNet(CodingBuffers):
                 x = x.clamp_(0 if layer.relu else -_limit(self.layers[i + 1]), _limit(self.layers[i + 1]))
             else:
                 x = x.clamp_(-OUTPUT_LIMIT, OUTPUT_LIMIT)
-            x = x.to(torch.float64)
-        return (x * 2.0 ** -fraction[-1]).permute(0, 3, 1, 2).contiguous()
+        return (x.double() * 2.0 ** -fraction[-1]).permute(0, 3, 1, 2).contiguous()
+
+
+def _output_bound(conv: nn.Conv2d | nn.ConvTranspose2d, bound: torch.Tensor) -> torch.Tensor:
+    """max over positions of sum |W| * bound_in per output channel: the largest |conv(x) - bias| for |x_c| <= bound_c.
+
+    Evaluated by the convolution of |W| itself on a constant map, so that a transposed convolution's
+    outputs count only the taps that reach them (9 of 25 for 5x5 stride 2), and borders fewer.
+    """
+    weight = conv.weight.detach().double().abs().cpu()
+    side = 2 * max(conv.kernel_size) + 1
+    x = bound.view(1, -1, 1, 1).expand(1, -1, side, side)
+    if isinstance(conv, nn.ConvTranspose2d):
+        y = nn.functional.conv_transpose2d(x, weight, None, conv.stride, conv.padding, conv.output_padding)
+    else:
+        y = nn.functional.conv2d(x, weight, None, conv.stride, conv.padding)
+    return y.amax(dim=(0, 2, 3))
 
 
 def _limit(layer: _Layer) -> int:
@@ -199,15 +225,29 @@ def _requantize(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return torch.div(acc + half, divisor, rounding_mode="floor")
 
 
-def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch.Tensor:
-    """Convolve integer-valued float64 ``x`` (B, H, W, C_in) with integer ``weight``: int64 (B, H', W', C_out).
+def _products(x: torch.Tensor, weight: torch.Tensor, split: bool) -> torch.Tensor:
+    """``x @ weight.T`` for int64 ``x`` and integer float64 ``weight``, exactly, as int64.
 
-    One float64 matrix product per kernel tap (exact: see the module docstring), summed in int64.
-    ``weight`` is (C_out, C_in, kh, kw) for both kinds (a transposed convolution's weight is stored
-    with its in/out axes swapped).
+    With ``split`` the activations are multiplied as ``hi * 2**16 + lo`` (two float64 products, each
+    exact); otherwise in one.
+    """
+    if not split:
+        return (x.double() @ weight.T).long()
+    high = ((x >> SPLIT_BITS).double() @ weight.T).long()
+    low = ((x & ((1 << SPLIT_BITS) - 1)).double() @ weight.T).long()
+    return (high << SPLIT_BITS) + low
+
+
+def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch.Tensor:
+    """Convolve int64 ``x`` (B, H, W, C_in) with integer ``weight`` exactly: int64 (B, H', W', C_out).
+
+    One exact product per kernel tap (see :func:`_products`), summed in int64. ``weight`` is
+    (C_out, C_in, kh, kw) for both kinds (a transposed convolution's weight is stored with its in/out
+    axes swapped).
     """
     b, h, w, _ = x.shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
+    split = bool(x.numel()) and int(x.abs().max()) >= 1 << layer.exact_bits
     if not layer.transposed:
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, x.shape[3], dtype=x.dtype, device=x.device)
@@ -216,21 +256,15 @@ def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch
         for i in range(kh):
             for j in range(kw):
                 tap = padded[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
-                acc += (tap @ weight[:, :, i, j].T).to(torch.int64)
+                acc += _products(tap, weight[:, :, i, j], split)
         return acc
     (oh, ow) = layer.output_padding
     out_h, out_w = (h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow
-    canvas = torch.zeros(
-        b,
-        max((h - 1) * sh + kh, ph + out_h),
-        max((w - 1) * sw + kw, pw + out_w),
-        layer.out_channels,
-        dtype=torch.int64,
-        device=x.device,
-    )
+    canvas_h, canvas_w = max((h - 1) * sh + kh, ph + out_h), max((w - 1) * sw + kw, pw + out_w)
+    canvas = torch.zeros(b, canvas_h, canvas_w, layer.out_channels, dtype=torch.int64, device=x.device)
     for i in range(kh):
         for j in range(kw):
-            canvas[:, i : i + sh * (h - 1) + 1 : sh, j : j + sw * (w - 1) + 1 : sw] += (x @ weight[:, :, i, j].T).to(
-                torch.int64
+            canvas[:, i : i + sh * (h - 1) + 1 : sh, j : j + sw * (w - 1) + 1 : sw] += _products(
+                x, weight[:, :, i, j], split
             )
     return canvas[:, ph : ph + out_h, pw : pw + out_w]
