@@ -179,3 +179,16 @@ def test_parse_memory_size(text: str | int, size: int) -> None:
 def test_parse_memory_size_rejects_nonsense(text: str) -> None:
     with pytest.raises(MemoryBudgetError, match="memory size"):
         parse_memory_size(text)
+
+
+def test_port_layers_tile_exactly() -> None:
+    """The JT port's g_a (reflect pads (0, 1, 1, 0) before its stride-2 convs, input mapped to [-1, 1])."""
+    arch = dataclasses.replace(arch_preset("tiny"), encoder_stride_pad="jt", image_range="tanh", padding="reflect")
+    g_a = HiFiC(arch).eval().g_a
+    stage = analysis_stage(g_a)
+    x = pad_to_multiple(torch.rand(1, 3, 197, 175))
+    budget = _budget_for(stage, x.shape, 3)
+    assert plan_tiles(stage, x.shape, x.dtype, budget).count > 1
+    with torch.no_grad():
+        whole = g_a(x)
+    torch.testing.assert_close(tiled_analysis(g_a, x, budget), whole, atol=ATOL, rtol=0)

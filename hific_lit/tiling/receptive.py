@@ -18,8 +18,18 @@ from fractions import Fraction
 from torch import nn
 
 from hific_lit.nn.layers import ChannelNorm2d, ResidualBlock
+from hific_lit.nn.port_layers import AsymmetricPadConv, TanhToUnit, UnitToSymmetric
 
-PER_PIXEL = (ChannelNorm2d, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.ReflectionPad2d, nn.ReplicationPad2d)
+PER_PIXEL = (
+    ChannelNorm2d,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Identity,
+    nn.ReflectionPad2d,
+    nn.ReplicationPad2d,
+    UnitToSymmetric,
+    TanhToUnit,
+)
 """Layers that act on each pixel on their own (padding is accounted for by the conv after it).
 
 ChannelNorm normalises over channels within a pixel (Mentzer et al. 2020, App. A.3), so a tile
@@ -54,8 +64,21 @@ def _square(value: int | tuple[int, ...], name: str, layer: nn.Module) -> int:
     return values[0]
 
 
+def _off_centre_radius(layer: AsymmetricPadConv) -> int:
+    """A centred radius that covers a convolution padded unevenly: the farthest it reaches on any side.
+
+    With ``before`` pixels of padding on a side, output ``i`` reads inputs ``s*i - before`` to
+    ``s*i - before + k - 1``, i.e. up to ``max(before, k - 1 - before)`` away from ``s*i``.
+    """
+    kernel = _square(layer.conv.kernel_size, "kernel_size", layer)
+    return max(max(p, kernel - 1 - p) for p in layer.pad)
+
+
 def _walk(module: nn.Module, fp: Footprint) -> None:
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, AsymmetricPadConv):
+        stride, dilation = (_square(getattr(module.conv, a), a, module) for a in ("stride", "dilation"))
+        fp.conv(2 * _off_centre_radius(module) + 1, stride, dilation)
+    elif isinstance(module, nn.Conv2d):
         fp.conv(*(_square(getattr(module, a), a, module) for a in ("kernel_size", "stride", "dilation")))
     elif isinstance(module, nn.ConvTranspose2d):
         fp.conv_transpose(*(_square(getattr(module, a), a, module) for a in ("kernel_size", "stride", "dilation")))
