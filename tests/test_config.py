@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 import pytest
 import pytorch_lightning as pl
+import torch
 from omegaconf import OmegaConf
 
 from hific_lit.arch import ARCH_PRESETS
@@ -46,6 +47,26 @@ def test_regimes_carry_the_paper_numbers(name: str, target: float, lambda_a: flo
     assert (loss.target_bpp, loss.lambda_a, loss.lambda_b) == (target, lambda_a, 0.1 * 2**-5 / (0.1 * 2**1))
     assert loss.warmup_rate_weight_factor == 1 / 2.0  # configs.py lambda_schedule vals [2., 1.] on the divisor
     assert loss.k_m == pytest.approx(0.075 * 2**-5) and loss.warmup_target_factor == pytest.approx(0.20 / 0.14)
+
+
+def test_the_default_recipe_is_the_authors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # tensorflow/compression models/hific: train.py --batch_size 8 --crop_size 256 --num_steps 1M;
+    # configs.py lr 1e-4, lr_schedule vals [1., 0.1] steps [500000], lambda/target schedules steps [50000],
+    # num_steps_disc 1; model.py compare_gan non_saturating loss.
+    monkeypatch.setenv("HIFIC_SHARDS", str(tmp_path))
+    cfg = compose_config(["stage=gan"], tmp_path)
+    assert (cfg.data.batch_size, cfg.data.crop_size, cfg.max_iterations) == (8, 256, 1_000_000)
+    assert (cfg.stage.lr_schedule.decay_iteration, cfg.stage.lr_schedule.factor) == (500_000, 0.1)
+    assert cfg.loss.warmup_iterations == 50_000 and cfg.loss.gan_loss == "non_saturating"
+    assert (cfg.data.scale_range[0], cfg.data.scale_range[1], cfg.data.interpolation, cfg.data.flip) == (
+        0.75,
+        0.95,
+        "bilinear",
+        False,
+    )
+    assert cfg.perceptual.pretrained_backbone  # LPIPS on a trained AlexNet (lpips_weight__net-lin_alex_v0.1)
+    module = hydra.utils.instantiate(cfg.stage, perceptual=torch.nn.Identity(), arch=ARCH_PRESETS["tiny"])
+    assert module.sub_batches_per_iteration == 1 + 1  # num_steps_disc + 1
 
 
 @pytest.mark.parametrize(("stage", "cls"), [("base", RDStage), ("gan", GANStage)])
