@@ -124,9 +124,13 @@ class FactorizedPrior(nn.Module):
         return rounded.long()
 
     def dequantize(self, symbols: torch.Tensor) -> torch.Tensor:
-        """z_hat = symbols + median, summed in float64 and rounded once to float32 (the same on any device)."""
-        medians = self.medians().to(symbols.device, torch.float64)
-        return (symbols.double() + medians).float()
+        """z_hat = symbols + median, summed in float64 and rounded once to float32 (the same on any device).
+
+        On devices without float64 (e.g. Apple's MPS) the sum is taken on the CPU.
+        """
+        device = symbols.device if symbols.device.type in ("cpu", "cuda") else torch.device("cpu")
+        medians = self.medians().to(device, torch.float64)
+        return (symbols.to(device).double() + medians).float().to(symbols.device)
 
     def _indexes(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
         return torch.arange(self.channels).view(1, -1, 1, 1).expand(*shape)
