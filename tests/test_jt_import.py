@@ -232,6 +232,17 @@ def test_namespace_args_are_allowed(tmp_path: Path) -> None:
     assert (port.model.latent_channels, port.model.residual_blocks) == (4, 1)
 
 
+def test_lpips_and_entropy_model_copies_are_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "extra.pt"
+    state = _tiny_port_state() | {
+        "perceptual_loss.model.net.lin0.model.1.weight": torch.zeros(1, 64, 1, 1),
+        "Hyperprior.prior_entropy_model.CDF": torch.zeros(64, 10, dtype=torch.int32),
+    }
+    torch.save({"model_state_dict": state, "args": {}, "compression_optimizer_state_dict": {"state": {}}}, path)
+    port = read_port_checkpoint(path)
+    assert not any(k.startswith("perceptual_loss.") for k in port.state) and not port.discriminator
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
