@@ -76,14 +76,22 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class LRSchedule:
-    """Piecewise-constant learning rate: ``factor`` times lower from ``decay_iteration`` on (App. A.2)."""
+    """Piecewise-constant learning rate: ``factor`` times lower from ``decay_iteration`` on (authors'
+    ``configs.py`` ``lr_schedule``), after an optional linear warm-up over ``warmup_iterations``
+    (authors: none; short CPU runs such as the demo use one to start at a high rate safely)."""
 
     decay_iteration: int = 500_000
     factor: float = 0.1
+    warmup_iterations: int = 0
+
+    def __post_init__(self) -> None:
+        if self.warmup_iterations < 0 or self.decay_iteration < 0 or self.factor < 0:
+            raise ValueError("decay_iteration, factor and warmup_iterations must be >= 0")
 
     def multiplier(self, iteration: int) -> float:
-        """Factor applied to each optimizer's initial learning rate at ``iteration``."""
-        return self.factor if iteration >= self.decay_iteration else 1.0
+        """Factor applied to each optimizer's initial learning rate at ``iteration`` (0-based)."""
+        warmup = min(1.0, (iteration + 1) / self.warmup_iterations) if self.warmup_iterations else 1.0
+        return warmup * (self.factor if iteration >= self.decay_iteration else 1.0)
 
 
 def mse_255(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from hific_lit.data import ImageFolderDataModule, SampleDataModule
 from hific_lit.data.base import check_global_batch
 from hific_lit.data.folder import hold_out
 from hific_lit.data.image_files import ImageFileDataset, find_images
-from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles
+from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles, rotate_hue
 from hific_lit.errors import DatasetError
 from hific_lit.image_io import pil_to_tensor
 
@@ -88,6 +88,33 @@ def test_no_flip_by_default_and_the_earlier_pipeline_is_an_option() -> None:
     assert earlier(torch.rand(3, 100, 90)).shape == (3, 64, 64)
     with pytest.raises(ValueError, match="interpolation"):
         RandomScaleCrop(64, interpolation="nearest")
+
+
+def test_hue_rotation_keeps_grey_and_luma_and_turns_colours() -> None:
+    grey = torch.full((3, 8, 8), 0.4)
+    assert torch.allclose(rotate_hue(grey, 1.0), grey, atol=1e-5)
+    green = torch.zeros(3, 8, 8)
+    green[1] = 0.5
+    turned = rotate_hue(green, math.pi)  # half a turn: green becomes magenta-ish, luma kept
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    assert (luma @ turned.flatten(1)).mean().item() == pytest.approx(0.587 * 0.5, abs=0.02)
+    assert turned[0].mean() > turned[1].mean() and turned[2].mean() > turned[1].mean()
+    assert torch.allclose(rotate_hue(green, 2 * math.pi), green, atol=1e-5)
+    crops = [RandomScaleCrop(8, (1.0, 1.0), hue_rotation=True)(green) for _ in range(20)]
+    assert any(torch.allclose(c, green) for c in crops) and not all(torch.allclose(c, green) for c in crops)
+
+
+def test_extra_photos_join_training_downscaled_and_a_missing_pattern_says_what_to_install(tmp_path: Path) -> None:
+    write_images(tmp_path / "extra", [(300, 400), (90, 120)])
+    dm = SampleDataModule(batch_size=2, crop_size=32, samples_per_epoch=9, val_tiles=1)
+    dm.extra_photos, dm.max_short_side = [str(tmp_path / "extra" / "*.png")], 100
+    dm.check_source()
+    dm.setup("fit")
+    assert len(dm.train_set.photos) == 7 + 2
+    assert [p.size for p in dm.train_set.photos[-2:]] == [(133, 100), (120, 90)]  # shorter side at most 100
+    dm.extra_photos = [str(tmp_path / "none" / "*.jpg")]
+    with pytest.raises(DatasetError, match=r"lomiri-wallpapers-16\.04"):
+        dm.check_source()
 
 
 def test_random_scale_crop_flips_and_is_reproducible_with_a_generator() -> None:

@@ -122,6 +122,14 @@ def test_gan_stage_trains_d_first_on_its_own_sub_batch_then_the_codec_on_the_oth
     ]
 
 
+def test_without_a_perceptual_module_the_stage_trains_on_rate_and_mse(crops: DataLoader) -> None:
+    with pytest.raises(ValueError, match=r"loss\.k_p=0"):
+        RDStage(arch_preset("tiny"), LossConfig(), None)
+    module = RDStage(arch_preset("tiny"), LossConfig(k_p=0.0, warmup_iterations=1), None)
+    trainer = fit(module, crops, iterations=1)
+    assert "train/lpips" not in trainer.callback_metrics and torch.isfinite(trainer.callback_metrics["train/mse"])
+
+
 class NormRecorder(GANStage):
     """Records each optimizer's gradient norm right before its step (after clipping)."""
 

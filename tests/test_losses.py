@@ -69,6 +69,15 @@ def test_authors_defaults() -> None:
     assert LRSchedule().multiplier(499_999) == 1.0 and LRSchedule().multiplier(500_000) == pytest.approx(0.1)
 
 
+def test_learning_rate_warmup_is_linear_and_off_by_default() -> None:
+    assert LRSchedule().multiplier(0) == 1.0  # the authors' configs.py has no lr warm-up
+    ramp = LRSchedule(decay_iteration=10, factor=0.1, warmup_iterations=4)
+    assert [ramp.multiplier(i) for i in (0, 1, 3, 9)] == pytest.approx([0.25, 0.5, 1.0, 1.0])
+    assert ramp.multiplier(10) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        LRSchedule(warmup_iterations=-1)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -28,7 +28,7 @@ class CropDataModule(pl.LightningDataModule):
     """Batches are plain float tensors ``(rank_batch_size, 3, crop_size, crop_size)`` in [0, 1].
 
     Training crops are :class:`~hific_lit.data.transforms.RandomScaleCrop` (``scale_range``,
-    ``interpolation``, ``flip``; the defaults are the authors' preprocessing).
+    ``interpolation``, ``flip``, ``hue_rotation``; the defaults are the authors' preprocessing).
 
     ``batch_size`` is the **global** batch of one sub-batch: each of the ``world_size`` ranks loads
     ``batch_size / world_size`` crops of it. A training stage that uses several sub-batches per
@@ -50,6 +50,7 @@ class CropDataModule(pl.LightningDataModule):
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
         interpolation: str = "bilinear",
         flip: bool = False,
+        hue_rotation: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or crop_size < 1 or num_workers < 0:
@@ -59,7 +60,7 @@ class CropDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.crop_size = crop_size
         self.num_workers = num_workers
-        self.train_transform = RandomScaleCrop(crop_size, scale_range, interpolation, flip)
+        self.train_transform = RandomScaleCrop(crop_size, scale_range, interpolation, flip, hue_rotation)
         self.sub_batches = 1
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None

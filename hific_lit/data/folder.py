@@ -37,8 +37,9 @@ class ImageFolderDataModule(CropDataModule):
         batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
         crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training items per epoch (default: one pass over the files).
-        scale_range, interpolation, flip: the training crops (:class:`~hific_lit.data.transforms.RandomScaleCrop`);
-            the defaults are the authors' (scale 0.75..0.95, bilinear without antialiasing, no flip).
+        scale_range, interpolation, flip, hue_rotation: the training crops
+            (:class:`~hific_lit.data.transforms.RandomScaleCrop`); the defaults are the authors' (scale
+            0.75..0.95, bilinear without antialiasing, no flip, no colour change).
         val_fraction: share of training files held out when there is no ``val_dir``.
     """
 
@@ -53,9 +54,10 @@ class ImageFolderDataModule(CropDataModule):
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
         interpolation: str = "bilinear",
         flip: bool = False,
+        hue_rotation: bool = False,
         val_fraction: float = 0.05,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip)
+        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
         self.train_dir = train_dir
         self.val_dir = val_dir
         self.samples_per_epoch = samples_per_epoch

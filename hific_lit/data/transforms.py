@@ -89,6 +89,17 @@ def bilinear_rows(in_size: int, out_size: int, start: int, count: int) -> tuple[
 
 INTERPOLATIONS = ("bilinear", "bicubic_antialias")
 
+RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.595716, -0.274453, -0.321263], [0.211456, -0.522591, 0.311135]])
+
+
+def rotate_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
+    """Turn the colours of a (3, H, W) image in [0, 1] by ``angle`` radians around the grey axis (YIQ),
+    keeping luma; results outside [0, 1] are clipped."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    rotation = torch.tensor([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrix = torch.linalg.inv(RGB_TO_YIQ) @ rotation @ RGB_TO_YIQ
+    return torch.einsum("ij,jhw->ihw", matrix, x).clamp_(0.0, 1.0)
+
 
 class RandomScaleCrop:
     """Random scale (the authors' range), random ``crop x crop`` window, optional horizontal flip.
@@ -100,6 +111,8 @@ class RandomScaleCrop:
         interpolation: ``"bilinear"`` (authors: whole-image bilinear resize without antialiasing) or
             ``"bicubic_antialias"`` (this project's earlier crop-then-resize).
         flip: flip horizontally with probability 1/2 (authors: no flip).
+        hue_rotation: with probability 1/2 turn the crop's colours by a uniform random angle
+            (:func:`rotate_hue`), so that a few training photos still cover every hue (authors: no).
     """
 
     def __init__(
@@ -108,6 +121,7 @@ class RandomScaleCrop:
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
         interpolation: str = "bilinear",
         flip: bool = False,
+        hue_rotation: bool = False,
     ) -> None:
         low, high = scale_range
         if not 0 < low <= high:
@@ -120,6 +134,7 @@ class RandomScaleCrop:
         self.scale_range = (float(low), float(high))
         self.interpolation = interpolation
         self.flip = flip
+        self.hue_rotation = hue_rotation
 
     def draw_scale(self, short_side: int, generator: torch.Generator | None = None) -> float:
         """The authors' scale: uniform on ``[max(low, crop/short), max(that, high)]`` (>= 1 upscales)."""
@@ -136,6 +151,8 @@ class RandomScaleCrop:
             out = self._bicubic_crop(image, height, width, scale, generator)
         if self.flip and float(torch.rand((), generator=generator)) < 0.5:
             out = out.flip(-1)
+        if self.hue_rotation and float(torch.rand((), generator=generator)) < 0.5:
+            out = rotate_hue(out, _uniform(-math.pi, math.pi, generator))
         return out.contiguous()
 
     def _bilinear_crop(

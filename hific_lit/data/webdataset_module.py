@@ -29,8 +29,9 @@ class WebDataModule(CropDataModule):
         crop_size, num_workers: loader settings; each rank uses at most as many workers as it has shards.
         batches_per_epoch: batches per epoch on every rank.
         shuffle_buffer: samples in each worker's shuffle buffer (memory: about this many encoded images).
-        scale_range, interpolation, flip: the training crops (:class:`~hific_lit.data.transforms.RandomScaleCrop`);
-            the defaults are the authors' (scale 0.75..0.95, bilinear without antialiasing, no flip).
+        scale_range, interpolation, flip, hue_rotation: the training crops
+            (:class:`~hific_lit.data.transforms.RandomScaleCrop`); the defaults are the authors' (scale
+            0.75..0.95, bilinear without antialiasing, no flip, no colour change).
         rank, world_size: override the rank and world size; by default they come from the Trainer, or
             from ``torch.distributed`` when it is initialised, else 0 and 1.
     """
@@ -47,10 +48,11 @@ class WebDataModule(CropDataModule):
         scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
         interpolation: str = "bilinear",
         flip: bool = False,
+        hue_rotation: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip)
+        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
         self.train_shards = train_shards
         self.val_dir = val_dir
         self.batches_per_epoch = batches_per_epoch

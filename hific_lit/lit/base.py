@@ -44,7 +44,8 @@ class RDStage(pl.LightningModule):
     Args:
         arch: network sizes (``arch=`` preset).
         loss: weights and warm-up of the objective (``regime=`` fills target and λ).
-        perceptual: the LPIPS module, a callable ``(x, x_hat) -> mean distance``.
+        perceptual: the LPIPS module, a callable ``(x, x_hat) -> mean distance``; ``None`` drops the
+            perceptual term (only with ``loss.k_p == 0``: a rate-MSE model, e.g. the CPU demo).
         codec_optimizer, aux_optimizer: optimizer factories for the codec and the quantiles.
         discriminator_optimizer: optimizer factory for D, used by stages with a discriminator
             (paper: Adam, lr 1e-4, one D step per codec step).
@@ -59,7 +60,7 @@ class RDStage(pl.LightningModule):
         self,
         arch: ArchConfig,
         loss: LossConfig,
-        perceptual: nn.Module,
+        perceptual: nn.Module | None,
         codec_optimizer: OptimizerFactory = default_adam,
         aux_optimizer: OptimizerFactory = default_adam,
         discriminator_optimizer: OptimizerFactory = default_adam,
@@ -70,6 +71,8 @@ class RDStage(pl.LightningModule):
         self.automatic_optimization = False
         self.model = HiFiC(arch)
         self.loss_config = loss
+        if perceptual is None and loss.k_p != 0:
+            raise ValueError(f"perceptual=None drops the LPIPS term, but loss.k_p={loss.k_p}: set loss.k_p=0")
         self.perceptual = perceptual
         self.optimizer_factories: dict[str, OptimizerFactory] = {
             "codec": codec_optimizer,
@@ -156,16 +159,19 @@ class RDStage(pl.LightningModule):
         decision_bpp = out.bpp_rounded if iteration is None else self.mean_over_ranks(out.bpp_rounded)
         weight = cfg.rate_weight(decision_bpp.item(), iteration)
         mse = mse_255(x, out.x_hat)
-        lpips = self.perceptual(x, out.x_hat)
-        loss = weight * out.bpp + cfg.k_m * mse + cfg.k_p * lpips
-        return {
+        loss = weight * out.bpp + cfg.k_m * mse
+        terms: dict[str, torch.Tensor] = {}
+        if self.perceptual is not None:
+            lpips = self.perceptual(x, out.x_hat)
+            loss = loss + cfg.k_p * lpips
+            terms["lpips"] = lpips.detach()
+        return terms | {
             "loss": loss,
             "bpp": out.bpp.detach(),
             "bpp_rounded": out.bpp_rounded,
             "decision_bpp": decision_bpp.detach(),
             "rate_weight": torch.tensor(weight),
             "mse": mse.detach(),
-            "lpips": lpips.detach(),
             "psnr": psnr(x, out.x_hat.detach()),
         }
 
