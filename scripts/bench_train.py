@@ -29,6 +29,7 @@ from hific_lit.arch import arch_preset
 from hific_lit.data import SampleDataModule
 from hific_lit.lit import GANStage, RDStage
 from hific_lit.losses import LossConfig
+from hific_lit.nn import Discriminator
 from hific_lit.perceptual import LPIPSLoss
 
 OUTPUT = Path("outputs/bench/train.json")
@@ -62,7 +63,13 @@ def real_crops(count: int, crop: int) -> list[torch.Tensor]:
 
 
 def bench_stage(cls: type[RDStage], args: argparse.Namespace, crops: list[torch.Tensor]) -> dict[str, float]:
-    module = cls(arch_preset(args.arch), LossConfig(), LPIPSLoss(pretrained_backbone=False))
+    arch = arch_preset(args.arch)
+    extra = {}
+    if issubclass(cls, GANStage):
+        extra["discriminator"] = Discriminator(
+            arch.latent_channels, arch.discriminator_widths, arch.discriminator_context
+        )
+    module = cls(arch, LossConfig(), LPIPSLoss(pretrained_backbone=False), **extra)
     timer = IterationTimer()
     trainer = pl.Trainer(
         accelerator=args.accelerator,
@@ -76,7 +83,9 @@ def bench_stage(cls: type[RDStage], args: argparse.Namespace, crops: list[torch.
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer.fit(module, train_dataloaders=DataLoader(crops, batch_size=args.batch, shuffle=True, drop_last=True))
+    # each iteration takes one sub-batch of --batch crops per step (GAN stage: D's, then the codec's)
+    loader_batch = args.batch * module.sub_batches_per_iteration
+    trainer.fit(module, train_dataloaders=DataLoader(crops, batch_size=loader_batch, shuffle=True, drop_last=True))
     timed = timer.seconds[args.warmup :]
     result = {
         "iterations_timed": len(timed),
@@ -103,7 +112,7 @@ def main() -> None:
     if args.iterations <= args.warmup:
         parser.error("--iterations must exceed --warmup")
 
-    crops = real_crops(args.batch * 4, args.crop)
+    crops = real_crops(args.batch * 8, args.crop)
     report = {
         "arch": args.arch,
         "batch": args.batch,
