@@ -86,12 +86,17 @@ VARIANTS: dict[str, dict] = {
         "steps": 1000,
         "full_reconstruction": False,
         "discriminator": True,
+        "odd_size": True,
     },
 }
 
 CROP = (slice(40, 168), slice(180, 308))
 """128 x 128 crop of scikit-image's astronaut (her face). 128 is the smallest size the port codes:
 its h_a reflect-pads by 2, which needs z maps of at least 3 x 3 before the last conv."""
+ODD_CROP = (slice(100, 250), slice(150, 350))
+"""150 x 200: not a multiple of 64, so the port pads the image to 16 and then y to a multiple of 4."""
+ODD_WINDOW = (slice(86, 150), slice(136, 200))
+"""The bottom-right 64 x 64 of the odd-size reconstruction, nearest the padding."""
 RECON_CROP = (slice(32, 96), slice(32, 96))
 """Reconstruction window kept for the smaller variants (the 9-block one keeps all of it)."""
 
@@ -293,7 +298,24 @@ def _run_port(port: types.SimpleNamespace, path: Path, image: np.ndarray, varian
     out["attained_bytes"] = np.array([4 * len(coded.hyperlatents_encoded), 4 * len(coded.latents_encoded)])
     if variant.get("discriminator"):
         out.update(_run_discriminator(port, path, x, y_hat, x_dec))
+    if variant.get("odd_size"):
+        out.update(_run_odd_size(model, args.normalize_input_image))
     return out
+
+
+def _run_odd_size(model: torch.nn.Module, normalize: bool) -> dict[str, np.ndarray]:
+    """The port's coded round trip and bits on a 150 x 200 crop (its own padding: image to 16, y to 4)."""
+    from skimage import data
+
+    x = torch.from_numpy(np.ascontiguousarray(data.astronaut()[ODD_CROP])).permute(2, 0, 1)[None].float() / 255.0
+    with torch.no_grad():
+        coded = model.compress(x * 2.0 - 1.0 if normalize else x, silent=True)
+        x_dec = model.decompress(coded)
+    window = x_dec[0][(slice(None), *ODD_WINDOW)].numpy()
+    return {
+        "odd_reconstruction": np.round(window * 65535.0).astype(np.uint16),
+        "odd_bits": np.array(coded.total_bits, dtype=np.float64),
+    }
 
 
 def _run_discriminator(
@@ -338,6 +360,9 @@ def make_variant(
         "reconstruction_scale": 65535,
         "recipe": recipe,
     }
+    if variant.get("odd_size"):
+        meta["odd_crop"] = [[ODD_CROP[0].start, ODD_CROP[0].stop], [ODD_CROP[1].start, ODD_CROP[1].stop]]
+        meta["odd_window"] = [[ODD_WINDOW[0].start, ODD_WINDOW[0].stop], [ODD_WINDOW[1].start, ODD_WINDOW[1].stop]]
     (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     torch.save(_skeleton(path), out_dir / f"{name}.skeleton.pt")
     np.savez_compressed(out_dir / f"{name}.npz", **outputs)
@@ -359,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
 
     image = np.ascontiguousarray(data.astronaut()[CROP])
     args.out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out / "input.npz", image=image)
+    odd = np.ascontiguousarray(data.astronaut()[ODD_CROP])
+    np.savez_compressed(args.out / "input.npz", image=image, odd_image=odd)
     with tempfile.TemporaryDirectory(prefix="jt-fixtures-") as work:
         for name in args.only or VARIANTS:
             make_variant(port, name, image, args.out, Path(work), args.commit)
