@@ -43,6 +43,8 @@ ACCUMULATOR_BITS = 61
 """Sums of products stay below 2**61 in magnitude; with the bias (< 2**60) and the rounding term, int64 holds them."""
 SPLIT_BITS = 16
 """Activations wider than a tap's exact float64 sum allows are multiplied as two halves: q = hi * 2**16 + lo."""
+BLOCK_BYTES = 16 << 20
+"""Rows are convolved in blocks of about 16 MiB of float64 temporaries."""
 OUTPUT_FRACTION_BITS = 16
 """The outputs (means and scales) are multiples of 2**-16; the scale thresholds are too."""
 MAX_FRACTION_BITS = 40
@@ -188,7 +190,8 @@ class IntegerConvNet(CodingBuffers):
         x = x.permute(0, 2, 3, 1)
         for i, layer in enumerate(self.layers):
             weight = getattr(self, f"weight{i}").to(device, torch.float64)
-            acc = _integer_conv(x, weight, layer) + getattr(self, f"bias{i}").to(device)
+            acc = _integer_conv(x, weight, layer)
+            acc += getattr(self, f"bias{i}").to(device)
             x = _requantize(acc, getattr(self, f"shift{i}").to(device))
             if i + 1 < len(self.layers):
                 x = x.clamp_(0 if layer.relu else -_limit(self.layers[i + 1]), _limit(self.layers[i + 1]))
@@ -219,10 +222,9 @@ def _limit(layer: _Layer) -> int:
 
 
 def _requantize(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """floor((acc + 2**(s - 1)) / 2**s) per channel (last dimension), in int64; ``acc`` itself where s = 0."""
+    """floor((acc + 2**(s - 1)) / 2**s) per channel (last dimension), in int64, in place; ``acc`` itself where s = 0."""
     divisor = torch.ones_like(shift) << shift
-    half = divisor >> 1
-    return torch.div(acc + half, divisor, rounding_mode="floor")
+    return acc.add_(divisor >> 1).div_(divisor, rounding_mode="floor")
 
 
 def _products(x: torch.Tensor, weight: torch.Tensor, split: bool) -> torch.Tensor:
@@ -238,33 +240,42 @@ def _products(x: torch.Tensor, weight: torch.Tensor, split: bool) -> torch.Tenso
     return (high << SPLIT_BITS) + low
 
 
+def _row_blocks(rows: int, row_elements: int) -> list[tuple[int, int]]:
+    """Blocks of rows whose float64 temporaries stay within ``BLOCK_BYTES`` (results do not depend on them)."""
+    step = max(1, BLOCK_BYTES // max(1, 8 * row_elements))
+    return [(start, min(rows, start + step)) for start in range(0, rows, step)]
+
+
 def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch.Tensor:
     """Convolve int64 ``x`` (B, H, W, C_in) with integer ``weight`` exactly: int64 (B, H', W', C_out).
 
-    One exact product per kernel tap (see :func:`_products`), summed in int64. ``weight`` is
-    (C_out, C_in, kh, kw) for both kinds (a transposed convolution's weight is stored with its in/out
-    axes swapped).
+    One exact product per kernel tap (see :func:`_products`), summed in int64, over blocks of rows
+    so that the temporaries stay small at any image size. ``weight`` is (C_out, C_in, kh, kw) for
+    both kinds (a transposed convolution's weight is stored with its in/out axes swapped).
     """
-    b, h, w, _ = x.shape
+    b, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
     split = bool(x.numel()) and int(x.abs().max()) >= 1 << layer.exact_bits
     if not layer.transposed:
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, x.shape[3], dtype=x.dtype, device=x.device)
+        padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, c, dtype=x.dtype, device=x.device)
         padded[:, ph : ph + h, pw : pw + w] = x
         acc = torch.zeros(b, out_h, out_w, layer.out_channels, dtype=torch.int64, device=x.device)
-        for i in range(kh):
-            for j in range(kw):
-                tap = padded[:, i : i + sh * (out_h - 1) + 1 : sh, j : j + sw * (out_w - 1) + 1 : sw]
-                acc += _products(tap, weight[:, :, i, j], split)
+        for r0, r1 in _row_blocks(out_h, b * out_w * max(c, layer.out_channels)):
+            for i in range(kh):
+                rows = padded[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh]
+                for j in range(kw):
+                    tap = rows[:, :, j : j + sw * (out_w - 1) + 1 : sw]
+                    acc[:, r0:r1] += _products(tap, weight[:, :, i, j], split)
         return acc
     (oh, ow) = layer.output_padding
     out_h, out_w = (h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow
     canvas_h, canvas_w = max((h - 1) * sh + kh, ph + out_h), max((w - 1) * sw + kw, pw + out_w)
     canvas = torch.zeros(b, canvas_h, canvas_w, layer.out_channels, dtype=torch.int64, device=x.device)
-    for i in range(kh):
-        for j in range(kw):
-            canvas[:, i : i + sh * (h - 1) + 1 : sh, j : j + sw * (w - 1) + 1 : sw] += _products(
-                x, weight[:, :, i, j], split
-            )
+    for r0, r1 in _row_blocks(h, b * w * max(c, layer.out_channels)):
+        block = x[:, r0:r1]
+        for i in range(kh):
+            for j in range(kw):
+                target = canvas[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh, j : j + sw * (w - 1) + 1 : sw]
+                target += _products(block, weight[:, :, i, j], split)
     return canvas[:, ph : ph + out_h, pw : pw + out_w]
