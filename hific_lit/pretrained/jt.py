@@ -2,7 +2,7 @@
 
 The port (github.com/Justin-Tan/high-fidelity-generative-compression) differs from this package's
 defaults in ways that change what the networks compute; :func:`port_arch` switches on the
-``ArchConfig`` options that reproduce each of them (docs/pretrained.md lists them all):
+``ArchConfig`` options that reproduce each of them (docs/pretrained-jt.md lists them all):
 
 - reflection padding in g_a and g_s, and g_a's stride-2 convolutions padded
   (left 0, right 1, top 1, bottom 0) rather than 1 on every side;
@@ -17,6 +17,7 @@ The discriminator, when the checkpoint has one, is kept beside the codec for fin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hific_lit.arch import ArchConfig
+from hific_lit.arch import ArchConfig, arch_preset
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.codec import HiFiC
 from hific_lit.entropy import FactorizedPrior
@@ -45,18 +46,15 @@ SOURCE = "jt-port"
 
 
 def port_arch(port: PortModel) -> ArchConfig:
-    """The architecture that computes what the port's model computes."""
-    return ArchConfig(
+    """The architecture that computes what the port's model computes: the ``jt`` preset (``arch=jt``, the
+    port's padding, density and D) with the model's own sizes, norm, image range and likelihood."""
+    return dataclasses.replace(
+        arch_preset("jt"),
         latent_channels=port.latent_channels,
         residual_blocks=port.residual_blocks,
         norm="channel" if port.channel_norm else "instance",
-        padding="reflect",
-        encoder_stride_pad="jt",
-        hyper_analysis_padding="reflect",
         image_range="tanh" if port.normalize_input else "unit",
         latent_likelihood=port.likelihood,
-        hyper_density_final_gate=True,
-        discriminator_style="jt",
     )
 
 
