@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
-from hific_lit.bitstream import HEADER_SIZE, SUFFIX, header_fields, read_hfc, unpack, write_hfc
+from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.codec import HiFiC
 from hific_lit.errors import HificError
@@ -200,7 +200,7 @@ def file_info(path: Path) -> dict[str, object]:
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
-    info.update(header_bytes=HEADER_SIZE, total_bytes=len(data))
+    info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
     info["bpp"] = round(8 * len(data) / (header.height * header.width), 6)
     return info
 

@@ -89,6 +89,11 @@ def test_compress_decompress_info_round_trip(
     info = json.loads(capsys.readouterr().out)
     assert info["total_bytes"] == files[0].stat().st_size and info["header_bytes"] == 60
     assert info["version"] == 2 and info["likelihood"] == "gaussian"
+    golden_v1 = Path(__file__).parent / "expected" / "golden_tiny.hfc"
+    assert main(["info", str(golden_v1), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["version"], info["header_bytes"], info["total_bytes"]) == (1, 62, golden_v1.stat().st_size)
+    assert "likelihood" not in info and len(info["symbols_crc"]) == 8
     assert info["bpp"] == pytest.approx(8 * info["total_bytes"] / (info["height"] * info["width"]), rel=1e-5)
 
 
