@@ -72,8 +72,14 @@ def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
     return paths
 
 
-FAILURES = (HificError, OSError, ValueError)
-"""What a single file can fail with (reported on one line; the other files go on)."""
+FAILURES = (HificError, OSError, ValueError, MemoryError, RuntimeError)
+"""What a single file can fail with (reported on one line; the other files go on). A RuntimeError
+counts only when it is torch running out of memory; any other is a bug and keeps its traceback."""
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 class FileStages(NamedTuple):
@@ -87,7 +93,11 @@ class FileStages(NamedTuple):
 
 
 def _reason(exc: BaseException, src: Path, dst: Path) -> str:
+    if isinstance(exc, RuntimeError | MemoryError) and not _out_of_memory(exc):
+        raise exc
     reason = str(exc)
+    if _out_of_memory(exc):
+        reason = "out of memory; a smaller --max-memory (tiles) or --device cpu may help"
     if isinstance(exc, OSError) and exc.strerror:
         reason = f"{exc.filename or dst}: {exc.strerror}"
     return reason if reason.startswith(str(src)) else f"{src}: {reason}"

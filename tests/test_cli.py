@@ -222,3 +222,22 @@ def test_a_file_written_in_one_precision_decodes_in_any_other(
             decoded[written, reading] = np.asarray(Image.open(out)).astype(np.int16)
     for (written, reading), pixels in decoded.items():  # the symbols decode exactly; only g_s's rounding differs
         assert np.abs(pixels - decoded[written, "fp32"]).mean() < 2.0, (written, reading)
+
+
+def test_running_out_of_memory_is_one_line_and_other_errors_are_not_hidden(
+    ckpt: Path, images: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def out_of_memory(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(HiFiC, "compress", out_of_memory)
+    assert main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of memory" in err[0] and "--max-memory" in err[0]
+
+    def bug(*args: object, **kwargs: object) -> bytes:
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(HiFiC, "compress", bug)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path), "-q"])
