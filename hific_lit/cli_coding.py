@@ -168,7 +168,7 @@ def run_compress(args: argparse.Namespace) -> int:
 
     def read(src: Path) -> tuple[torch.Tensor, list[str]]:
         notes: list[str] = []
-        return load_image(src, notes, args.max_pixels), notes
+        return load_image(src, notes, args.max_pixels, uint8=True), notes
 
     def compute(loaded: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, list[str], bytes]:
         x, notes = loaded
@@ -198,7 +198,7 @@ def run_decompress(args: argparse.Namespace) -> int:
         save_image(x_hat, dst)
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}"
 
-    stages = FileStages(read_hfc, lambda data: model.decompress(data, **_tiling(args)), write)
+    stages = FileStages(read_hfc, lambda data: model.decompress(data, **_tiling(args), uint8=True), write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
 
 

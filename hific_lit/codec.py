@@ -36,7 +36,7 @@ from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
-from hific_lit.padding import crop, pad_to_multiple, padded_size
+from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
 
 _MAX_SYMBOLS_PER_BYTE = 1 << 18
@@ -82,15 +82,17 @@ class Compressed(bytes):
 
 
 def as_image_batch(x: torch.Tensor) -> torch.Tensor:
-    """Check that ``x`` is one or more RGB float images (3, H, W) / (B, 3, H, W); return it 4-D."""
+    """Check that ``x`` is one or more RGB images (3, H, W) / (B, 3, H, W), float in [0, 1] or uint8; return it 4-D."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected an image tensor, got {type(x).__name__}")
     if x.dim() == 3:
         x = x[None]
     if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
         raise ValueError(f"expected an RGB image of shape (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x
     if not x.is_floating_point():
-        raise ValueError(f"expected a float image in [0, 1], got dtype {x.dtype}")
+        raise ValueError(f"expected a float image in [0, 1] or a uint8 image, got dtype {x.dtype}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("the image contains NaN or infinite values")
     return x
@@ -131,7 +133,12 @@ class HiFiC(nn.Module):
             image_range=arch.image_range,
         )
         self.g_s = Generator(
-            c, arch.generator_widths, arch.residual_blocks, arch.norm, padding=arch.padding, image_range=arch.image_range
+            c,
+            arch.generator_widths,
+            arch.residual_blocks,
+            arch.norm,
+            padding=arch.padding,
+            image_range=arch.image_range,
         )
         self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
         self.h_s_mu = HyperSynthesis(c, n)
@@ -166,24 +173,31 @@ class HiFiC(nn.Module):
         return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
 
     def analysis(
-        self, x_padded: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
     ) -> torch.Tensor:
-        """g_a on an image already padded to a multiple of 64, in [0, 1]; y in float32, contiguous.
+        """g_a on images (B, 3, H, W) of any size (float in [0, 1], or uint8), reflect-padded to a
+        multiple of 64; y (B, C, H'/16, W'/16) in float32.
 
         Runs on tiles within ``max_memory`` bytes of working memory (``None``: whole image; see
         :mod:`hific_lit.tiling`); ``progress`` shows a bar over tiles (``None``: on a terminal, when
-        there is more than one).
+        there is more than one). The image stays where it is: each tile is padded, moved to g_a's
+        device and given its precision as it is cut, so a large uint8 image is never copied whole.
         """
-        weight = next(self.g_a.parameters())
-        y = tiled_analysis(self.g_a, x_padded.to(weight.device, weight.dtype), max_memory, progress)
-        return y.float().contiguous()
+        y = tiled_analysis(self.g_a, x, max_memory, progress, PAD_MULTIPLE)
+        return y.to(next(self.h_a.parameters()).device, torch.float32).contiguous()
 
     def synthesis(
-        self, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self,
+        y_hat: torch.Tensor,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False,
+        uint8: bool = False,
     ) -> torch.Tensor:
-        """g_s: the padded reconstruction in [0, 1] (not yet clamped), in float32; tiled like :meth:`analysis`."""
+        """g_s: the padded reconstruction, float32 in [0, 1] (not yet clamped) or, with ``uint8``, rounded
+        to 8 bits tile by tile; tiled like :meth:`analysis`."""
         weight = next(self.g_s.parameters())
-        return tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress).float()
+        x_hat = tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress, uint8)
+        return x_hat if uint8 else x_hat.float()
 
     @torch.no_grad()
     def update(self, force: bool = False) -> None:
@@ -227,7 +241,8 @@ class HiFiC(nn.Module):
     def compress(
         self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
     ) -> Compressed:
-        """One image (3, H, W) or (1, 3, H, W) in [0, 1] -> the bytes of a .hfc file, with the rate estimate.
+        """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
+        rate estimate. A uint8 image is converted to float tile by tile (large images in little memory).
 
         ``max_memory`` and ``progress`` go to g_a's tiling (see :meth:`analysis`); the file does not
         depend on them.
@@ -236,7 +251,7 @@ class HiFiC(nn.Module):
         if x.shape[0] != 1:
             raise ValueError(f"compress codes one image; got a batch of {x.shape[0]} (use compress_batch)")
         self.require_coding()
-        return self.compress_latent(self.analysis(pad_to_multiple(x), max_memory, progress), *x.shape[-2:])
+        return self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
 
     @torch.no_grad()
     def compress_latent(self, y: torch.Tensor, height: int, width: int) -> Compressed:
@@ -256,12 +271,17 @@ class HiFiC(nn.Module):
 
     @torch.no_grad()
     def decompress(
-        self, data: bytes, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self,
+        data: bytes,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False,
+        uint8: bool = False,
     ) -> torch.Tensor:
-        """.hfc bytes (format 2, or 1) -> the image (1, 3, H, W) in [0, 1]; malformed input raises BitstreamError."""
+        """.hfc bytes (format 2, or 1) -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit
+        (rounded tile by tile: large images in little memory); malformed input raises BitstreamError."""
         header, y_hat = self.decompress_latent(data)
-        x_hat = self.synthesis(y_hat, max_memory, progress)
-        return crop(x_hat, header.height, header.width).clamp_(0.0, 1.0)
+        x_hat = crop(self.synthesis(y_hat, max_memory, progress, uint8), header.height, header.width)
+        return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     @torch.no_grad()
     def decompress_latent(self, data: bytes) -> tuple[Header, torch.Tensor]:
@@ -283,7 +303,7 @@ class HiFiC(nn.Module):
         x = as_image_batch(x)
         self.require_coding()
         with torch.no_grad():
-            y = self.analysis(pad_to_multiple(x), max_memory, progress)
+            y = self.analysis(x, max_memory, progress)
         return [self.compress_latent(y[i : i + 1], *x.shape[-2:]) for i in range(x.shape[0])]
 
     def decompress_batch(

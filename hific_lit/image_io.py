@@ -76,8 +76,12 @@ def open_image(
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 
-def pil_to_tensor(img: Image.Image, notes: list[str] | None = None) -> torch.Tensor:
-    """Convert a PIL image to a (3, H, W) float32 tensor in [0, 1]; append conversions made to ``notes``."""
+def pil_to_tensor(img: Image.Image, notes: list[str] | None = None, uint8: bool = False) -> torch.Tensor:
+    """Convert a PIL image to a (3, H, W) float32 tensor in [0, 1]; append conversions made to ``notes``.
+
+    ``uint8``: 8-bit images come back as (3, H, W) uint8 (a quarter of the memory; the codec converts
+    them tile by tile); 16-bit and float images still come back as float32, keeping their precision.
+    """
     notes = notes if notes is not None else []
     if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
         img = ImageOps.exif_transpose(img)
@@ -95,8 +99,9 @@ def pil_to_tensor(img: Image.Image, notes: list[str] | None = None) -> torch.Ten
         notes.append("converted grayscale to RGB")
     elif mode != "RGB":
         notes.append(f"converted {mode} to RGB")
-    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    rgb = img if mode == "RGB" else img.convert("RGB")
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)  # one copy; (3, H, W) view of HWC
+    return pixels if uint8 else pixels.float().div_(255.0)
 
 
 def load_image(
@@ -104,8 +109,10 @@ def load_image(
     notes: list[str] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     option: str = "--max-pixels N",
+    uint8: bool = False,
 ) -> torch.Tensor:
-    """Read an image file (PNG, JPEG, WebP, TIFF, ...) as a (3, H, W) float tensor in [0, 1].
+    """Read an image file (PNG, JPEG, WebP, TIFF, ...) as a (3, H, W) float tensor in [0, 1]
+    (``uint8``: 8-bit files as a uint8 tensor, see :func:`pil_to_tensor`).
 
     Raises :class:`ImageReadError` naming the file when it is missing or not a readable image, and
     :class:`ImageTooLargeError` above ``max_pixels`` (see :func:`open_image`).
@@ -119,13 +126,15 @@ def load_image(
                 img.load()
         except (OSError, SyntaxError, ValueError) as exc:
             raise ImageReadError(f"{path}: not a readable image ({exc})") from None
-        return pil_to_tensor(img, notes)
+        return pil_to_tensor(img, notes, uint8)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(3, H, W) or (1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding to nearest."""
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] (or already uint8) -> (H, W, 3) uint8, rounding to nearest."""
     if x.dim() == 4:
         x = x[0]
+    if x.dtype == torch.uint8:
+        return x.permute(1, 2, 0).cpu().numpy()
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
@@ -157,7 +166,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
-    """Save a (3, H, W) or (1, 3, H, W) float image in [0, 1] atomically; the format follows the suffix."""
+    """Save a (3, H, W) or (1, 3, H, W) image (float in [0, 1], or uint8) atomically; the format follows the suffix."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.padding import crop, pad_to_multiple, padded_size
+from hific_lit.padding import crop, pad_to_multiple, padded_indices, padded_size
 
 
 @pytest.fixture
@@ -92,3 +92,15 @@ def test_padding_reflects() -> None:
     x = torch.arange(5.0).view(1, 1, 1, 5).expand(1, 1, 2, 5)
     padded = pad_to_multiple(x)
     assert padded[0, 0, 0, :9].tolist() == [0, 1, 2, 3, 4, 3, 2, 1, 0]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 17, 63, 64, 65, 130, 1000])
+def test_padded_indices_are_repeated_reflection(size: int) -> None:
+    x = torch.arange(float(size)).view(1, 1, size)
+    need = padded_size(size) - size
+    while need > 0:  # torch's reflect pads by less than the current length: reflect the padded axis again
+        length = x.shape[-1]
+        step = need if length == 1 else min(need, length - 1)
+        x = torch.nn.functional.pad(x, (0, step), mode="replicate" if length == 1 else "reflect")
+        need -= step
+    assert torch.equal(padded_indices(size), x.flatten().long())

@@ -93,3 +93,15 @@ def test_cli_rejects_a_malformed_budget(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit):
         main(["compress", "x.png", "--ckpt", "m.ckpt", "--max-memory", "lots"])
     assert "cannot read memory size 'lots'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("budget", [None, "small"])
+def test_8_bit_images_code_as_their_float_version_converted_tile_by_tile(model: HiFiC, budget: str | None) -> None:
+    pixels = torch.randint(0, 256, (3, 197, 175), dtype=torch.uint8)
+    max_memory = _small_budget(model) if budget else None
+    data = model.compress(pixels, max_memory=max_memory)
+    assert data == model.compress(pixels.float() / 255.0, max_memory=max_memory)
+    decoded = model.decompress(data, max_memory=max_memory, uint8=True)
+    assert decoded.dtype == torch.uint8 and decoded.shape == (1, 3, 197, 175)
+    expected = model.decompress(data, max_memory=max_memory).mul(255.0).round().to(torch.uint8)
+    assert torch.equal(decoded, expected)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from hific_lit.nn import Encoder, Generator
+from hific_lit.padding import pad_to_multiple
 from hific_lit.tiling.memory import DEFAULT_MAX_MEMORY
 from hific_lit.tiling.receptive import NotTileableError
 from hific_lit.tiling.stage import Stage
@@ -41,15 +42,41 @@ class GeneratorTrunk(nn.Module):
         return h + self.blocks(h)
 
 
+class ImageInput(nn.Module):
+    """g_a fed with tiles of the image as stored: an 8-bit tile becomes floats in [0, 1], in g_a's
+    precision, only as it is cut, so that a large image never exists whole in float."""
+
+    def __init__(self, g_a: Encoder) -> None:
+        super().__init__()
+        self.g_a = g_a
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = next(self.g_a.parameters()).dtype
+        return self.g_a(x.to(dtype).div_(255.0) if x.dtype == torch.uint8 else x.to(dtype))
+
+
+class Uint8Output(nn.Module):
+    """g_s's upsampling with its output rounded to 8 bits per tile (clamped to [0, 1], times 255)."""
+
+    def __init__(self, up: nn.Module) -> None:
+        super().__init__()
+        self.up = up
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.up(h).float().clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+
+
 def analysis_stage(g_a: Encoder) -> Stage:
-    """g_a as one tiled stage: image (padded to a multiple of 16) -> latent at /16."""
-    return Stage.of("g_a", g_a, g_a.net)
+    """g_a as one tiled stage: image (padded to a multiple of 16, float or 8-bit) -> latent at /16."""
+    return Stage.of("g_a", ImageInput(g_a), g_a.net)
 
 
-def synthesis_stages(g_s: Generator) -> tuple[Stage, Stage]:
-    """g_s as two tiled stages: the trunk at latent resolution, then the upsampling to the image."""
+def synthesis_stages(g_s: Generator, uint8: bool = False) -> tuple[Stage, Stage]:
+    """g_s as two tiled stages: the trunk at latent resolution, then the upsampling to the image
+    (``uint8``: rounded to 8 bits per tile)."""
     trunk = GeneratorTrunk(g_s)
-    return Stage.of("g_s trunk", trunk, g_s.head, g_s.blocks), Stage.of("g_s upsampling", g_s.up, g_s.up)
+    up = Uint8Output(g_s.up) if uint8 else g_s.up
+    return Stage.of("g_s trunk", trunk, g_s.head, g_s.blocks), Stage.of("g_s upsampling", up, g_s.up)
 
 
 def _untiled(network: nn.Module, x: torch.Tensor, max_memory: int | None, reason: Exception) -> torch.Tensor:
@@ -64,26 +91,38 @@ def tiled_analysis(
     x: torch.Tensor,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     progress: bool | None = False,
+    pad_multiple: int | None = None,
 ) -> torch.Tensor:
     """``g_a(x)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole image).
 
-    ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64); the result is on
-    ``x``'s device.
+    ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64), float in [0, 1] or
+    uint8 (converted tile by tile); the result is on ``x``'s device, in g_a's precision. With
+    ``pad_multiple``, ``x`` may have any size and is padded to that multiple tile by tile
+    (:func:`hific_lit.padding.pad_to_multiple`, never whole).
     A network that cannot be tiled exactly (e.g. instance norm) runs whole, with a warning.
     """
     try:
         stage = analysis_stage(g_a)
     except NotTileableError as exc:
-        return _untiled(g_a, x, max_memory, exc)
-    return run_tiled(stage, x, max_memory, progress)
+        return _untiled(
+            ImageInput(g_a), x if pad_multiple is None else pad_to_multiple(x, pad_multiple), max_memory, exc
+        )
+    return run_tiled(stage, x, max_memory, progress, pad_multiple)
 
 
 def tiled_synthesis(
-    g_s: Generator, y_hat: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+    g_s: Generator,
+    y_hat: torch.Tensor,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
+    progress: bool | None = False,
+    uint8: bool = False,
 ) -> torch.Tensor:
-    """``g_s(y_hat)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole latent)."""
+    """``g_s(y_hat)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole latent).
+
+    ``uint8``: the image comes back rounded to 8 bits (converted tile by tile), a quarter of float32's memory.
+    """
     try:
-        trunk, up = synthesis_stages(g_s)
+        trunk, up = synthesis_stages(g_s, uint8)
     except NotTileableError as exc:
-        return _untiled(g_s, y_hat, max_memory, exc)
+        return _untiled(Uint8Output(g_s) if uint8 else g_s, y_hat, max_memory, exc)
     return run_tiled(up, run_tiled(trunk, y_hat, max_memory, progress), max_memory, progress)
