@@ -24,7 +24,7 @@ from hific_lit import __version__
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
-from hific_lit.precision import resolve_precision
+from hific_lit.precision import resolve_precision, set_transform_precision
 
 FORMAT = "hific-lit-inference"
 FORMAT_VERSION = 2
@@ -181,6 +181,7 @@ def load_inference_checkpoint(
     that do not fit the stored architecture, or missing coding tables.
     """
     device = torch.device(map_location)
+    dtype = resolve_precision(precision, device)
     payload = read_inference_checkpoint(path, "cpu", mmap=True)
     try:
         arch = ArchConfig(**payload["arch"])
@@ -189,7 +190,7 @@ def load_inference_checkpoint(
     with torch.device("meta"):
         model = HiFiC(arch)
     try:
-        state = _materialize(payload.pop("state_dict"), device, resolve_precision(precision, device))
+        state = _materialize(payload.pop("state_dict"), device, dtype)
         model.load_state_dict(state, assign=True)
         unloaded = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if unloaded:
@@ -203,4 +204,5 @@ def load_inference_checkpoint(
         raise CheckpointError(
             f"{path}: the checkpoint has no coding tables; re-export it with save_inference_checkpoint"
         )
+    set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype; channels_last on CUDA
     return model.eval()

@@ -8,10 +8,12 @@ Writes ``outputs/bench/inference.json`` and prints a table. In one run it measur
    ``--sizes`` in ``fp32`` and ``auto`` precision: best of ``--repeats`` after a warm-up, each in a
    fresh process that also reports its peak resident memory (VmHWM, read by the process itself);
 3. the generator alone, as a multiple of its FLOP count over the measured throughput of its precision
-   (1.0 would be every FLOP at the 960-channel layer's speed).
+   (1.0 would be every FLOP at the 960-channel layer's speed);
+4. ``hific compress`` of a ``--large`` square PNG (default 12000, 144 MP) with the ``small`` model in a
+   fresh process: peak resident memory next to the size of the image as 8-bit RGB, and the time.
 
-Usage: ``python scripts/bench_inference.py [--sizes 768x512 1024x1024] [--repeats 3] [--threads N]``
-(2 CPU cores: ~10 minutes).
+Usage: ``python scripts/bench_inference.py [--sizes 768x512 1024x1024] [--repeats 3] [--threads N] [--large 12000]``
+(2 CPU cores: ~20 minutes; ``--large 0`` skips part 4).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from measure import best_seconds, peak_rss_of_cli
 from torch import nn
 
 from hific_lit import HiFiC
@@ -33,17 +34,6 @@ from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.precision import cpu_has_native_bf16, resolve_precision
 
 OUTPUT = Path("outputs/bench/inference.json")
-
-
-def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def conv_flops(net: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> int:
@@ -78,18 +68,17 @@ _CHILD = """
 import json, sys, time, torch
 from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.image_io import load_image
-from hific_lit.precision import resolve_precision, set_transform_precision
+
 
 ckpt, op, path, out, precision, repeats, threads = sys.argv[1:]
 torch.set_num_threads(int(threads))
-model = load_inference_checkpoint(ckpt)
-set_transform_precision(model.g_a, model.g_s, resolve_precision(precision))
+model = load_inference_checkpoint(ckpt, precision=precision)
 if op == "compress":
-    x = load_image(path)
+    x = load_image(path, uint8=True)
     run = lambda: model.compress(x)
 else:
     data = open(path, "rb").read()
-    run = lambda: model.decompress(data)
+    run = lambda: model.decompress(data, uint8=True)
 result = run()
 best = float("inf")
 for _ in range(int(repeats)):
@@ -143,6 +132,20 @@ def bench_codec(ckpt: Path, size: tuple[int, int], repeats: int, threads: int, t
     return rows
 
 
+def bench_large(side: int, tmp: Path) -> dict:
+    """Peak RSS and time of ``hific compress`` on a ``side``-square photo with the small model."""
+    image, hfc, ckpt = tmp / "large.png", tmp / "large.hfc", tmp / "small.ckpt"
+    test_image(side, side, image)
+    torch.manual_seed(0)
+    save_inference_checkpoint(HiFiC.from_preset("small"), ckpt)
+    args = ["compress", str(image), "--ckpt", str(ckpt), "-o", str(hfc), "-q", "--max-pixels", str(side * side)]
+    peak, seconds = peak_rss_of_cli(args)
+    image_bytes = 3 * side * side
+    row = {"side": side, "peak_rss_bytes": peak, "image_uint8_bytes": image_bytes, "seconds": round(seconds, 1)}
+    print(f"  {side}x{side}, small model: peak RSS {peak / 2**30:.2f} GiB, 8-bit image {image_bytes / 2**30:.2f} GiB")
+    return row
+
+
 def bench_generator(model: HiFiC, size: tuple[int, int], throughput: dict[str, float], repeats: int) -> dict:
     """g_s alone at ``size`` per precision: seconds, GFLOP, and seconds over the throughput bound."""
     shape = (1, model.arch.latent_channels, size[0] // 16, size[1] // 16)
@@ -165,6 +168,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["768x512", "1024x1024"], help="HEIGHTxWIDTH of test images")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--large", type=int, default=12000, help="side of the square image of part 4 (0: skip)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -192,6 +196,9 @@ def main() -> None:
         del model
         print("codec in fresh processes")
         report["codec"] = {f"{h}x{w}": bench_codec(ckpt, (h, w), args.repeats, args.threads, tmp) for h, w in sizes}
+        if args.large:
+            print("a large image")
+            report["large"] = bench_large(args.large, tmp)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")

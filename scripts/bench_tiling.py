@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from measure import peak_rss_of_cli
 from PIL import Image
 
 from hific_lit import HiFiC
@@ -122,33 +123,6 @@ def compare(model: HiFiC, x: torch.Tensor, budget: int, repeats: int) -> dict[st
     }
 
 
-_MEASURED_CLI = """
-import atexit, runpy, sys
-
-def report_peak():
-    with open("/proc/self/status") as f:
-        sys.stderr.write(next(line for line in f if line.startswith("VmHWM")))
-
-atexit.register(report_peak)
-sys.argv = ["hific", *sys.argv[1:]]
-runpy.run_module("hific_lit.cli", run_name="__main__")
-"""
-
-
-def _peak_rss_of(cli_args: list[str]) -> tuple[int, float]:
-    """Run ``hific CLI_ARGS`` in a fresh interpreter; (its peak resident bytes, wall seconds).
-
-    The child reads its own VmHWM at exit: ``wait4``'s ``ru_maxrss`` would also count the pages the
-    child shared with this (large) process between fork and exec.
-    """
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURED_CLI, *cli_args], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"hific {' '.join(cli_args)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak_kb = next(int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("VmHWM"))
-    return peak_kb * 1024, time.perf_counter() - start
-
-
 def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict[str, object]:
     """Peak RSS of ``hific compress`` / ``decompress`` on a ``side``-square photo, in subprocesses."""
     full = arch_preset(arch_name)
@@ -169,7 +143,7 @@ def peak_rss(arch_name: str, side: int, blocks: int | None, budget: str) -> dict
             ("compress", ["compress", str(image), "-o", str(hfc), *common]),
             ("decompress", ["decompress", str(hfc), "-o", str(out), *common]),
         ):
-            peak, seconds = _peak_rss_of(args)
+            peak, seconds = peak_rss_of_cli(args)
             result[name] = {
                 "peak_rss_bytes": peak,
                 "extrapolated_peak_rss_bytes": peak + missing_weights,
