@@ -206,3 +206,22 @@ def test_checkpoint_names_are_unique_and_readable() -> None:
     assert list(checkpoint_paths(["a/x/m.ckpt", "b/x/m.ckpt"])) == ["x_m_0", "x_m_1"]
     with pytest.raises(CheckpointError, match="no checkpoint given"):
         checkpoint_paths([])
+
+
+def test_precision_loads_the_transforms_in_it(checkpoints: list[Path], photos: Path, tmp_path, monkeypatch) -> None:
+    import hific_lit.eval.pipeline as pipeline
+
+    seen = []
+
+    def recording(model, *args, **kwargs):
+        seen.append(next(model.g_s.parameters()).dtype)
+        return original(model, *args, **kwargs)
+
+    original = pipeline.evaluate_checkpoint
+    monkeypatch.setattr(pipeline, "evaluate_checkpoint", recording)
+    scorers = Scorers(LpipsScorer(MeanAbsoluteDifference()), PatchEmbedder(TinyFeatures()))
+    cfg = _config(checkpoints[:1], photos, "precision=bf16", "baselines=[]", "viewer_images=0")
+    summary = evaluate(cfg, tmp_path, scorers)
+    assert seen == [torch.bfloat16] and summary["config"]["precision"] == "bf16"
+    rows = json.loads((tmp_path / "per_image.json").read_text())
+    assert all(r["bytes"] == Path(r["file"]).stat().st_size for r in rows)

@@ -99,7 +99,11 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
     out_dir = Path(out_dir)
     checkpoints = checkpoint_paths(cfg.ckpt)
     device = resolve_device(cfg.device)
-    models = {name: load_inference_checkpoint(path, map_location=device) for name, path in checkpoints.items()}
+    precision = cfg.get("precision", "fp32")
+    models = {
+        name: load_inference_checkpoint(path, map_location=device, precision=precision)
+        for name, path in checkpoints.items()
+    }
     images = dataset_images(cfg.data)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
