@@ -24,7 +24,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options() -> None:
-    assert set(options("arch")) == {"hific", "small", "tiny"}
+    assert set(options("arch")) == {"hific", "jt", "small", "tiny"}
     assert set(options("regime")) == {"low", "med", "high"}
     assert set(options("stage")) == {"base", "gan"}
     assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
