@@ -27,8 +27,9 @@ from hific_lit.errors import CheckpointError
 from hific_lit.precision import resolve_precision, set_transform_precision
 
 FORMAT = "hific-lit-inference"
-FORMAT_VERSION = 2
-"""2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1])."""
+FORMAT_VERSION = 3
+"""2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1]);
+3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``)."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
 TRANSFORMS = ("g_a.", "g_s.")
 """State-dict prefixes of the networks whose precision may be reduced (nothing that decides symbols)."""
@@ -132,11 +133,17 @@ def read_inference_checkpoint(
             f"{path}: checkpoint format version {version} is newer than this hific-lit reads"
             f" ({FORMAT_VERSION}); upgrade hific-lit"
         )
-    if version < FORMAT_VERSION:
+    if version < 2:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} predates the authors' input range (images in [0, 1]"
             " into g_a and out of g_s); its weights would decode wrongly: retrain, or export again from a run"
             " of this version"
+        )
+    if version < FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version} has no integer h_s (needed for .hfc format 2): export it"
+            " again (python -m hific_lit.lit.export RUN/checkpoints/last.ckpt model.ckpt), or load the weights,"
+            " call model.update(force=True) and save_inference_checkpoint"
         )
     return payload
 

@@ -96,3 +96,16 @@ def test_weights_of_another_architecture_and_missing_tables(tmp_path: Path, save
     torch.save(payload, tmp_path / "no_tables.ckpt")
     with pytest.raises(CheckpointError, match="no coding tables"):
         load_inference_checkpoint(tmp_path / "no_tables.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("version", "message"), [(1, "predates the authors' input range"), (2, "has no integer h_s"), (99, "newer")]
+)
+def test_other_checkpoint_versions_are_refused_saying_why(
+    saved: tuple[HiFiC, Path], tmp_path: Path, version: int, message: str
+) -> None:
+    payload = read_inference_checkpoint(saved[1])
+    payload["format_version"] = version
+    torch.save(payload, tmp_path / "old.ckpt")
+    with pytest.raises(CheckpointError, match=message):
+        load_inference_checkpoint(tmp_path / "old.ckpt")
