@@ -10,7 +10,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-full lint format browser eval
+.PHONY: help setup test test-unit test-full lint format browser eval
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  make %-10s %s\n",$$1,$$2}'
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 
 test: setup browser ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
 	$(BIN)/python -m pytest -m "not slow" -q
+
+test-unit: setup ## unit tests only (networks, entropy models, bitstream, losses, metrics): seconds
+	$(BIN)/python -m pytest -m "unit and not slow" -q
 
 test-full: setup browser ## every test, including those marked slow
 	$(BIN)/python -m pytest -q

@@ -31,3 +31,29 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+TIERS = {
+    "config": {"test_config"},
+    "smoke": {
+        "test_train",
+        "test_lit",
+        "test_cli",
+        "test_notebook",
+        "test_viewer",
+        "test_eval_pipeline",
+        "test_tiling_memory",
+        "test_shards",
+        "test_portable",
+        "test_jt_import",
+    },
+}
+"""Test modules by tier; every other module is ``unit`` (seconds in all: ``make test-unit``)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``unit``, ``config`` or ``smoke`` by its module (see :data:`TIERS`)."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        tier = next((name for name, modules in TIERS.items() if module in modules), "unit")
+        item.add_marker(getattr(pytest.mark, tier))
