@@ -13,7 +13,6 @@ import ctypes
 import ctypes.util
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from hific_lit import __version__
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
+from hific_lit.files import atomic_write
 from hific_lit.precision import resolve_precision, set_transform_precision
 
 FORMAT = "hific-lit-inference"
@@ -79,21 +79,7 @@ def save_inference_checkpoint(
     }
     if discriminator is not None:
         payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_inference_checkpoint(

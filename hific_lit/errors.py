@@ -1,7 +1,12 @@
-"""The exceptions hific-lit raises for bad input; each message says what is wrong and what to do.
+"""The exceptions hific-lit raises for bad input, and the exit status of every command.
 
-Catch :class:`HificError` to handle all of them; the ``hific`` command prints its message on one
-line and exits non-zero, without a traceback.
+Catch :class:`HificError` to handle all of them; each message says what is wrong and what to do.
+Every entry point (``hific ...``, ``scripts/*.py``, ``make``) prints it on one line, without a
+traceback, and exits with one rule (:func:`exit_status`):
+
+- 0 (:data:`OK`): everything ran;
+- 1 (:data:`SOME_FAILED`): some inputs failed (files, data sets, sweep jobs), each reported on one line;
+- 2 (:data:`NOTHING_RAN`): nothing could run (a bad checkpoint, setting or data set), or a bad command line.
 """
 
 import sys
@@ -28,16 +33,33 @@ class DatasetError(HificError):
     """A data set is missing, incomplete, or fails its checksum."""
 
 
+class SettingError(HificError, ValueError):
+    """A setting (command-line option or config value) is malformed: a size, a device, a choice."""
+
+
 class WeightsUnavailableError(HificError):
     """Pretrained weights (LPIPS backbone, Inception) are not cached and cannot be downloaded."""
 
 
-def exit_status(action: Callable[[], object], prog: str) -> int:
-    """Run a command-line action: 0 when it succeeds; a :class:`HificError` is printed on one line
-    (``PROG: error: ...``) to stderr, without a traceback, and gives 1."""
+OK, SOME_FAILED, NOTHING_RAN = 0, 1, 2
+"""The exit statuses of every entry point (module docstring)."""
+INTERRUPTED = 130
+"""Ctrl-C, as a shell reports a command killed by SIGINT."""
+
+
+def exit_status(action: Callable[[], int | None], prog: str) -> int:
+    """Run a command-line action and return its exit status by the rule of this module.
+
+    ``action`` returns :data:`OK` (or ``None``) or :data:`SOME_FAILED`, having reported each failed
+    input itself. A :class:`HificError` it raises is printed on one line (``PROG: error: ...``) to
+    stderr, without a traceback, and gives :data:`NOTHING_RAN`; other exceptions are bugs and propagate.
+    """
     try:
-        action()
+        status = action()
     except HificError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return NOTHING_RAN
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    return OK if status is None else int(status)

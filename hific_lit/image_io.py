@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hific_lit.errors import ImageReadError
+from hific_lit.files import atomic_write_bytes
 
 EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 1 << 28
@@ -50,14 +50,19 @@ def open_image(
     label: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     option: str = "--max-pixels N",
+    decode: bool = True,
 ) -> Image.Image:
-    """Open an image file or encoded bytes lazily (pixels not yet decoded), refusing more than ``max_pixels``.
+    """Open an image file or encoded bytes, refusing more than ``max_pixels`` before decoding the pixels.
 
+    The one image opener of the package (command line, training data, shards, evaluation).
+    ``decode=False`` returns the image lazily (size and format known, pixels not yet read).
     Raises :class:`ImageTooLargeError` naming the size, the limit and ``option`` (how the user raises
-    it), or :class:`ImageReadError` when ``source`` is not a readable image; ``label`` names the
-    source in messages (default: the path). ``max_pixels=None`` accepts any size.
+    it), or :class:`ImageReadError` when ``source`` is missing or not a readable image; ``label``
+    names the source in messages (default: the path). ``max_pixels=None`` accepts any size.
     """
     label = label or str(source)
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise ImageReadError(f"{label}: no such image file")
     try:
         with _pillow_size_check_off():
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
@@ -70,6 +75,13 @@ def open_image(
             f"{label}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} pixels "
             f"(a guard against decompression bombs); raise it with {option} if the image is genuine"
         )
+    if decode:
+        try:
+            with _pillow_size_check_off():
+                img.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            img.close()
+            raise ImageReadError(f"{label}: not a readable image ({exc})") from None
     return img
 
 
@@ -117,15 +129,7 @@ def load_image(
     Raises :class:`ImageReadError` naming the file when it is missing or not a readable image, and
     :class:`ImageTooLargeError` above ``max_pixels`` (see :func:`open_image`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such image file")
     with open_image(path, str(path), max_pixels, option) as img:
-        try:
-            with _pillow_size_check_off():
-                img.load()
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(f"{path}: not a readable image ({exc})") from None
         return pil_to_tensor(img, notes, uint8)
 
 
@@ -136,33 +140,6 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     if x.dtype == torch.uint8:
         return x.permute(1, 2, 0).cpu().numpy()
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A crash or error midway never leaves a half-written file nor destroys an existing one. The file
-    gets the permissions of an ordinary new file (0666 less the umask), not mkstemp's 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:

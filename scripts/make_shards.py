@@ -13,12 +13,14 @@ import argparse
 import os
 import sys
 
-from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
-from hific_lit.errors import HificError
+from hific_lit.data.shard_writer import ShardSettings, write_shards
+from hific_lit.errors import exit_status
+from hific_lit.files import parse_size
 from hific_lit.image_io import DEFAULT_MAX_PIXELS
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 when the shards are written (unreadable images skipped, listed), 2 when nothing could run."""
     parser = argparse.ArgumentParser(
         prog="make_shards.py",
         description="Write WebDataset tar shards and a JSON manifest from a directory tree of images. "
@@ -49,20 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    try:
+
+    def make() -> None:
         settings = ShardSettings(
             args.max_count, parse_size(args.max_size), args.max_short_side, args.prefix, args.max_pixels
         )
         manifest = write_shards(args.src_dir, args.out_dir, settings, workers=args.workers, progress=not args.quiet)
-    except (HificError, ValueError) as exc:
-        print(f"make_shards.py: error: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"{manifest['samples']} images in {len(manifest['shards'])} shards ({manifest['bytes'] / 1e6:.1f} MB) "
-        f"-> {args.out_dir}/{manifest['pattern']}; {manifest['downscaled']} downscaled, "
-        f"{len(manifest['skipped'])} skipped"
-    )
-    return 0
+        print(
+            f"{manifest['samples']} images in {len(manifest['shards'])} shards ({manifest['bytes'] / 1e6:.1f} MB) "
+            f"-> {args.out_dir}/{manifest['pattern']}; {manifest['downscaled']} downscaled, "
+            f"{len(manifest['skipped'])} skipped"
+        )
+
+    return exit_status(make, parser.prog)
 
 
 if __name__ == "__main__":

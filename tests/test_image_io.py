@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from hific_lit.errors import ImageReadError
-from hific_lit.image_io import ImageTooLargeError, atomic_write_bytes, load_image, save_image, to_uint8
+from hific_lit.image_io import ImageTooLargeError, load_image, open_image, save_image, to_uint8
 
 
 def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
@@ -84,27 +84,6 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
         load_image(tmp_path / "cut.png")
 
 
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "out.bin"
-    atomic_write_bytes(target, b"old")
-
-    with pytest.raises(TypeError):
-        atomic_write_bytes(target, 42)  # type: ignore[arg-type]
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
-
-
-def test_atomic_write_gives_ordinary_permissions(tmp_path: Path) -> None:
-    import os
-
-    mask = os.umask(0o022)
-    try:
-        atomic_write_bytes(tmp_path / "f.bin", b"x")
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644
-
-
 def test_decompression_bombs_are_refused_before_decoding_naming_limit_and_option(tmp_path: Path) -> None:
     bomb = bomb_png(tmp_path / "bomb.png")
     with pytest.raises(ImageTooLargeError) as error:
@@ -126,7 +105,6 @@ def test_decompression_bombs_are_refused_before_decoding_naming_limit_and_option
 
 
 def test_training_data_shards_and_eval_refuse_bombs_in_one_line(tmp_path: Path) -> None:
-    from hific_lit.data.image_files import open_image
     from hific_lit.data.shard_writer import ShardSettings, prepare_sample, write_shards
     from hific_lit.eval.runner import Scorers, evaluate_checkpoint
 

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from hific_lit.data import WebDataModule
-from hific_lit.data.shard_writer import ShardSettings, parse_size, write_shards
+from hific_lit.data.shard_writer import ShardSettings, write_shards
 from hific_lit.data.shards import ShardStream, batches_for_worker, decode_image, resolve_shards, shards_for_rank
 from hific_lit.data.transforms import RandomScaleCrop
 from hific_lit.errors import DatasetError
@@ -195,12 +195,6 @@ def test_shard_spec_errors_are_clear(shard_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="every rank needs at least one"):
         shards_for_rank(["a.tar"], 1, 2)
     assert sum(batches_for_worker(10, w, 3) for w in range(3)) == 10
-
-
-def test_parse_size() -> None:
-    assert parse_size("1G") == 1 << 30 and parse_size("500M") == 500 << 20 and parse_size("123") == 123
-    with pytest.raises(ValueError, match="not a size"):
-        parse_size("big")
 
 
 def test_hydra_override_with_a_quoted_brace_pattern(shard_dir: Path) -> None:

@@ -87,12 +87,7 @@ def fetch(url: str, path: Path, progress: bool = True, timeout: float = 30.0) ->
         total = start + int(length) if length is not None else None
         written = start
         try:
-            with (
-                open(part, "ab" if start else "wb") as out,
-                tqdm(
-                    total=total, initial=start, unit="B", unit_scale=True, desc=path.name, disable=not progress
-                ) as bar,
-            ):
+            with open(part, "ab" if start else "wb") as out, _bar(total, start, path.name, progress) as bar:
                 while block := response.read(CHUNK):
                     out.write(block)
                     written += len(block)

@@ -23,8 +23,9 @@ from importlib import resources
 from pathlib import Path
 
 from hific_lit.data.download import fetch, file_digests, verify_digests
+from hific_lit.data.image_files import list_images
 from hific_lit.errors import DatasetError, exit_status
-from hific_lit.image_io import IMAGE_SUFFIXES
+from hific_lit.files import atomic_write_bytes
 
 LOCK_NAME = "SHA256SUMS"
 
@@ -77,9 +78,7 @@ def _read_lock(folder: Path) -> dict[str, str]:
 
 def _write_lock(folder: Path, pins: dict[str, str]) -> None:
     text = "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items()))
-    tmp = folder / f".{LOCK_NAME}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, folder / LOCK_NAME)
+    atomic_write_bytes(folder / LOCK_NAME, text.encode())
 
 
 def _extract(archive: Path, folder: Path) -> None:
@@ -124,16 +123,6 @@ def download_eval_set(name: str, root: str | os.PathLike, progress: bool = True)
     return folder
 
 
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(folder).parts)
-    )
-
-
 def eval_set_images(name: str, root: str | os.PathLike) -> list[Path]:
     """The image files of set ``name`` under ``root/name`` (or directly under ``root``), sorted.
 
@@ -144,7 +133,7 @@ def eval_set_images(name: str, root: str | os.PathLike) -> list[Path]:
     spec = _lookup(name)
     root = Path(root).expanduser()
     folder = root / name if (root / name).is_dir() else root
-    images = _images_under(folder) if folder.is_dir() else []
+    images = list_images(folder) if folder.is_dir() else []
     if not images:
         urls = " ".join(f.url for f in spec.files[:2]) + (" ..." if len(spec.files) > 2 else "")
         raise DatasetError(

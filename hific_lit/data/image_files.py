@@ -1,4 +1,7 @@
-"""Finding image files in a directory tree, decoding them, and reading them as crops (a map-style dataset)."""
+"""Finding image files in a directory tree and reading them as crops (a map-style dataset).
+
+Images are opened with :func:`hific_lit.image_io.open_image`, the one opener of the package.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +14,10 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from hific_lit import image_io
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from hific_lit.image_io import IMAGE_SUFFIXES, open_image
 
 Transform = Callable[[Image.Image], torch.Tensor]
-
-
-def open_image(
-    source: Path | bytes, label: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> Image.Image:
-    """Decode an image file or encoded bytes into a loaded PIL image (conversion to float comes later).
-
-    Raises :class:`ImageReadError` naming ``label`` (default: the path) when it is not a readable image,
-    or has more than ``max_pixels`` pixels (a decompression bomb; :func:`hific_lit.image_io.open_image`).
-    """
-    label = label or str(source)
-    img = image_io.open_image(source, label, max_pixels, "open_image(..., max_pixels=N)")
-    try:
-        img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"{label}: not a readable image ({exc})") from None
-    return img
 
 
 class SkipCounter:
@@ -57,22 +42,32 @@ class SkipCounter:
         return int(self._count.value)
 
 
-def find_images(root: str | Path) -> list[Path]:
-    """Every image file (by suffix, case-insensitive) under ``root``, recursively, in sorted order.
+def list_images(root: str | Path) -> list[Path]:
+    """Every image file (by suffix, case-insensitive) under ``root``, recursively, in sorted order;
+    hidden files and folders and macOS' ``__MACOSX`` metadata are left out."""
+    root = Path(root).expanduser()
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith((".", "__MACOSX")) for part in p.relative_to(root).parts)
+    )
 
-    Raises :class:`DatasetError` when ``root`` is not a directory or holds no image.
-    """
+
+def find_images(root: str | Path) -> list[Path]:
+    """:func:`list_images`, raising :class:`DatasetError` when ``root`` is not a directory or holds no image."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory of images")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = list_images(root)
     if not paths:
         raise DatasetError(f"{root}: no image files found (looked for {', '.join(IMAGE_SUFFIXES)})")
     return paths
 
 
 class ImageFileDataset(Dataset):
-    """Image files decoded with :func:`open_image` and passed through ``transform``.
+    """Image files decoded with :func:`~hific_lit.image_io.open_image` and passed through ``transform``.
 
     Args:
         paths: the image files.

@@ -25,14 +25,8 @@ from tqdm import tqdm
 
 from hific_lit.data.image_files import find_images
 from hific_lit.errors import ImageReadError
-from hific_lit.image_io import (
-    DEFAULT_MAX_PIXELS,
-    ImageTooLargeError,
-    atomic_write_bytes,
-    open_image,
-    pil_to_tensor,
-    to_uint8,
-)
+from hific_lit.files import atomic_write_bytes
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, open_image, pil_to_tensor, to_uint8
 
 FORMAT_SUFFIX = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "PPM": "ppm"}
 
@@ -61,21 +55,6 @@ class PreparedSample:
     downscaled: bool = False
 
 
-def parse_size(text: str) -> int:
-    """'500M', '1G', '64k' or a plain byte count -> bytes."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    text = text.strip().lower().removesuffix("b")
-    scale = units.get(text[-1:], 1)
-    number = text[:-1] if text[-1:] in units else text
-    try:
-        value = int(float(number) * scale)
-    except ValueError:
-        raise ValueError(f"not a size: {text!r} (use e.g. 500M or 1G)") from None
-    if value < 1:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return value
-
-
 def prepare_sample(
     path: Path, root: Path, max_short_side: int | None, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> PreparedSample:
@@ -87,7 +66,6 @@ def prepare_sample(
     try:
         data = path.read_bytes()
         with open_image(data, source, max_pixels, "make_shards.py --max-pixels N") as img:
-            img.load()
             fmt, size = img.format, img.size
             downscale = max_short_side is not None and min(size) > max_short_side
             if downscale:
@@ -101,7 +79,7 @@ def prepare_sample(
         return PreparedSample(source, error=f"{type(exc).__name__}: {exc}")
     if fmt not in FORMAT_SUFFIX:
         return PreparedSample(source, error=f"unsupported image format {fmt}")
-    with open_image(data, source, max_pixels=None) as check:
+    with open_image(data, source, max_pixels=None, decode=False) as check:
         stored_size = check.size
     meta = {"source": source, "size": list(size), "stored_size": list(stored_size)}
     return PreparedSample(source, data, FORMAT_SUFFIX[fmt], json.dumps(meta, sort_keys=True).encode(), "", downscale)

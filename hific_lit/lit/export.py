@@ -1,12 +1,12 @@
 """Inference checkpoints from training: the codec with freshly built coding tables, no optimizer state, no D.
 
-``python -m hific_lit.lit.export RUN/checkpoints/best.ckpt model.ckpt`` exports any training
-checkpoint; the :class:`~hific_lit.lit.callbacks.InferenceExport` callback does the same at fit end.
+``hific export RUN/checkpoints/best.ckpt model.ckpt`` exports any training checkpoint (``python -m
+hific_lit.lit.export`` is an alias); the :class:`~hific_lit.lit.callbacks.InferenceExport` callback
+does the same at fit end.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -16,9 +16,9 @@ import torch
 from hific_lit.arch import ArchConfig
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.codec import HiFiC
-from hific_lit.errors import CheckpointError, exit_status
+from hific_lit.errors import CheckpointError
 from hific_lit.lit.base import ARCH_KEY
-from hific_lit.lit.warmstart import load_codec_weights, read_lightning_checkpoint
+from hific_lit.lit.warmstart import lightning_weights, load_codec_weights, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,15 @@ def export_training_checkpoint(source: str | Path, path: str | Path) -> Path:
     if ARCH_KEY not in checkpoint:
         raise CheckpointError(f"{source} does not record its architecture ({ARCH_KEY!r}); was it written by hific-lit?")
     model = HiFiC(ArchConfig(**checkpoint[ARCH_KEY]))
-    load_codec_weights(model, source)
+    load_codec_weights(model, source, lightning_weights(checkpoint))
     return export_model(model, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hific_lit.lit.export SOURCE.ckpt OUTPUT``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m hific_lit.lit.export",
-        description="Export a training checkpoint (last.ckpt, best.ckpt) as the inference checkpoint `hific` loads.",
-    )
-    parser.add_argument("source", type=Path, help="Lightning checkpoint of a hific-lit training run")
-    parser.add_argument("output", type=Path, help="inference checkpoint to write (atomically)")
-    args = parser.parse_args(argv)
-    return exit_status(lambda: print(export_training_checkpoint(args.source, args.output)), parser.prog)
+    """``python -m hific_lit.lit.export SOURCE.ckpt OUTPUT``: an alias of ``hific export``."""
+    from hific_lit.cli import main as hific
+
+    return hific(["export", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

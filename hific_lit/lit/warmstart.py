@@ -15,6 +15,7 @@ import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -31,35 +32,68 @@ MODEL_PREFIX = "model."
 DISCRIMINATOR_PREFIX = "discriminator."
 
 
-def read_lightning_checkpoint(path: str | Path) -> dict:
-    """A Lightning training checkpoint (weights only), with a clear error when the file is not one."""
-    path = Path(path)
+class CheckpointWeights(NamedTuple):
+    """What a warm start takes from a checkpoint of either kind."""
+
+    codec: dict
+    discriminator: dict | None
+    arch: dict | None
+
+
+def _torch_load(path: Path) -> object:
+    """The file's contents, memory-mapped (tensors are read when used), loaded weights-only."""
     if not path.is_file():
-        raise CheckpointError(f"training checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"training checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from None
-    if isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT:
-        return checkpoint
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from None
+
+
+def _is_inference(loaded: object) -> bool:
+    return isinstance(loaded, dict) and loaded.get("format") == FORMAT
+
+
+def _require_lightning(loaded: object, path: Path) -> dict:
+    if _is_inference(loaded):
+        raise CheckpointError(
+            f"{path} is a hific-lit inference checkpoint, not a Lightning training checkpoint "
+            "(it is already what `hific compress` loads)"
+        )
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
         raise CheckpointError(
             f"{path} is neither a Lightning training checkpoint (no 'state_dict') nor a hific-lit inference "
             "checkpoint; pass last.ckpt or best.ckpt of a run, or an exported / imported model"
         )
-    return checkpoint
+    return loaded
 
 
-def _split_source(path: str | Path) -> tuple[dict, dict | None, dict | None]:
-    """(codec state, discriminator state or None, stored architecture or None) of either checkpoint kind."""
-    checkpoint = read_lightning_checkpoint(path)
-    if checkpoint.get("format") == FORMAT:
-        checkpoint = read_inference_checkpoint(path)  # checks its version
-        return checkpoint["state_dict"], checkpoint.get(DISCRIMINATOR_KEY), checkpoint.get("arch")
+def read_lightning_checkpoint(path: str | Path) -> dict:
+    """A Lightning training checkpoint of a hific-lit run (weights only, memory-mapped), nothing else.
+
+    The reader of inference checkpoints is :func:`hific_lit.checkpoint.read_inference_checkpoint`;
+    handed one, this raises :class:`CheckpointError` saying so.
+    """
+    path = Path(path)
+    return _require_lightning(_torch_load(path), path)
+
+
+def lightning_weights(checkpoint: dict) -> CheckpointWeights:
+    """The codec's and the discriminator's tensors of a Lightning checkpoint (their module prefixes removed)."""
     state = checkpoint["state_dict"]
     codec = {k[len(MODEL_PREFIX) :]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)}
     disc = {k[len(DISCRIMINATOR_PREFIX) :]: v for k, v in state.items() if k.startswith(DISCRIMINATOR_PREFIX)}
-    return codec, disc or None, checkpoint.get(ARCH_KEY)
+    return CheckpointWeights(codec, disc or None, checkpoint.get(ARCH_KEY))
+
+
+def read_checkpoint_weights(path: str | Path) -> CheckpointWeights:
+    """The weights of either checkpoint kind, each read by its own reader (the inference one checks its version)."""
+    path = Path(path)
+    loaded = _torch_load(path)
+    if _is_inference(loaded):
+        payload = read_inference_checkpoint(path, mmap=True)
+        return CheckpointWeights(payload["state_dict"], payload.get(DISCRIMINATOR_KEY), payload.get("arch"))
+    return lightning_weights(_require_lightning(loaded, path))
 
 
 def _require_same_arch(model: HiFiC, stored: dict | None, path: str | Path) -> None:
@@ -87,28 +121,29 @@ def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: s
     module.load_state_dict({k: source[k] for k in own}, strict=False)
 
 
-def load_codec_weights(model: HiFiC, path: str | Path) -> None:
+def load_codec_weights(model: HiFiC, path: str | Path, weights: CheckpointWeights | None = None) -> None:
     """Copy g_a, g_s, h_a, h_s and the entropy models from a checkpoint (either kind) into ``model``.
 
-    The coding tables are left as they are (rebuilt from the trained densities at export). Every
-    other tensor must be present with the same shape; otherwise :class:`CheckpointError` says which.
+    ``weights``: the checkpoint's, when already read. The coding tables are left as they are (rebuilt
+    from the trained densities at export). Every other tensor must be present with the same shape;
+    otherwise :class:`CheckpointError` says which.
     """
-    codec, _, stored_arch = _split_source(path)
-    _require_same_arch(model, stored_arch, path)
+    weights = weights or read_checkpoint_weights(path)
+    _require_same_arch(model, weights.arch, path)
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
-    _load_matching(model, codec, path, "codec", tables)
+    _load_matching(model, weights.codec, path, "codec", tables)
     log.info("warm start: codec weights loaded from %s", path)
 
 
 def warm_start(module: nn.Module, path: str | Path) -> None:
     """Initialise a training stage (``module.model`` and, if it has one, ``module.discriminator``) from ``path``."""
-    load_codec_weights(module.model, path)
+    weights = read_checkpoint_weights(path)
+    load_codec_weights(module.model, path, weights)
     discriminator = getattr(module, "discriminator", None)
     if discriminator is None:
         return
-    _, disc, _ = _split_source(path)
-    if disc is None:
+    if weights.discriminator is None:
         log.info("warm start: %s holds no discriminator; D starts fresh", path)
         return
-    _load_matching(discriminator, disc, path, "discriminator")
+    _load_matching(discriminator, weights.discriminator, path, "discriminator")
     log.info("warm start: discriminator loaded from %s", path)
