@@ -27,6 +27,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.loggers import WandbLogger
 
+from hific_lit import config_store  # noqa: F401  (registers the arch group with Hydra)
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError
 from hific_lit.image_io import atomic_write_bytes

@@ -8,6 +8,7 @@ import hydra
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hific_lit.arch import ARCH_PRESETS
@@ -20,7 +21,11 @@ FAST = ["perceptual.pretrained_backbone=false"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+    """A group's options: its YAML files, and the nodes registered in Hydra's ConfigStore (the arch presets)."""
+    stored = ConfigStore.instance().repo.get(group, {})
+    return sorted(
+        {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")} | {name.removesuffix(".yaml") for name in stored}
+    )
 
 
 def test_every_group_has_its_options() -> None:
