@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -17,6 +20,8 @@ from hific_lit import HiFiC
 from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main
 from hific_lit.image_io import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +125,8 @@ def test_bad_inputs_give_one_line_errors(
         (["compress", str(images["png"]), "--ckpt", str(html)], 2, "HTML"),
         (["compress", str(images["png"]), "--ckpt", str(tmp_path / "none.ckpt")], 2, "no such checkpoint"),
         (["decompress", str(truncated), "--ckpt", str(ckpt)], 1, "truncated"),
-        (["info", str(truncated)], 2, "truncated"),
-        (["info", str(images["png"])], 2, "not a .hfc file"),
+        (["info", str(truncated)], 1, "truncated"),
+        (["info", str(images["png"])], 1, "not a .hfc file"),
         (["compress", str(images["png"]), str(images["gray"]), "--ckpt", str(ckpt), "-o", "x.hfc"], 2, "folder"),
     ]
     for argv, code, message in cases:
@@ -188,6 +193,87 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     top = capsys.readouterr().out
     assert all(command in top for command in expected)
+
+
+COMMANDS = ("compress", "decompress", "info", "import-jt", "train", "eval", "export", "download")
+
+
+def test_hific_help_lists_every_command_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    listed, examples = text.split("examples:")
+    for command in COMMANDS:
+        assert re.search(rf"^    {command}\b", listed, re.MULTILINE), command
+    for command in set(COMMANDS) - {"import-jt"}:
+        assert re.search(rf"^  hific {command} \S", examples, re.MULTILINE), command
+    assert "0 on success, 1 if some inputs failed, 2 if nothing could run" in examples
+
+
+def test_exit_statuses_follow_one_rule(ckpt: Path, images: dict[str, Path], tmp_path: Path) -> None:
+    """0 everything ran, 1 some inputs failed (the others are done), 2 nothing could run."""
+    good = tmp_path / "good.hfc"
+    assert main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(good), "-q"]) == 0
+    assert main(["info", str(good)]) == 0
+    assert main(["info", str(good), str(images["png"])]) == 1
+    assert main(["decompress", str(good), str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path), "-q"]) == 1
+    assert main(["compress", str(images["png"]), "--ckpt", str(images["png"])]) == 2
+    assert main(["compress", str(images["png"]), "--ckpt", str(ckpt), "--device", "toaster"]) == 2
+    assert main(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "out.ckpt")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compress", str(images["png"]), "--ckpt", str(ckpt), "--max-memory", "lots"])
+    assert exit_info.value.code == 2  # a bad command line: nothing ran
+
+
+def test_download_offline_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from hific_lit.data import eval_sets
+
+    url = "http://127.0.0.1:9/kodim01.png"  # discard port: nothing listens
+    monkeypatch.setitem(
+        eval_sets.REGISTRY, "kodak", eval_sets.EvalSet("Kodak", 24, (eval_sets.RemoteFile("k.png", url),))
+    )
+    assert main(["download", "kodak", "--root", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith("hific download: error: cannot download " + url) and str(tmp_path / "kodak") in err[0]
+
+
+def _hific(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = os.environ | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "hific_lit.cli", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``hific train`` on the tiny model for two iterations (the debug preset), as a user types it."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    overrides = ["debug=fdr", "arch=tiny", "data.samples_per_epoch=8", "data.val_tiles=1", f"hydra.run.dir={run_dir}"]
+    result = _hific("train", *overrides, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_hific_train_runs_with_the_scripts_overrides(trained: Path) -> None:
+    assert json.loads((trained / "metrics.json").read_text())["status"] == "ok"
+    assert (trained / "checkpoints" / "last.ckpt").is_file() and (trained / "inference.ckpt").is_file()
+    hydra = (trained / ".hydra" / "hydra.yaml").read_text()
+    assert "    arch: tiny\n" in hydra and "    debug: fdr\n" in hydra  # the config groups chosen
+
+
+def test_hific_export_round_trip(trained: Path, tmp_path: Path) -> None:
+    """Lightning checkpoint -> inference checkpoint: no discriminator stored, the same codec, real .hfc files."""
+    exported = tmp_path / "exported.ckpt"
+    assert main(["export", str(trained / "checkpoints" / "last.ckpt"), str(exported)]) == 0
+    raw = torch.load(exported, map_location="cpu", weights_only=True)
+    assert "discriminator_state_dict" not in raw and not any("discriminator" in k for k in raw["state_dict"])
+    ours, theirs = load_inference_checkpoint(exported), load_inference_checkpoint(trained / "inference.ckpt")
+    for name, tensor in theirs.state_dict().items():
+        torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    x = torch.rand(3, 40, 56)
+    assert ours.decompress(ours.compress(x)).shape == (1, 3, 40, 56)
+    assert main(["export", str(exported), str(tmp_path / "again.ckpt")]) == 2  # already an inference checkpoint
 
 
 def test_many_files_report_throughput_and_a_bad_one_does_not_stop_the_rest(

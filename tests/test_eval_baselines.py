@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from hific_lit.eval.baselines import available_baselines, bits_per_pixel, decode, encode, match_bpp
+from hific_lit.eval.baselines import available_baselines, decode, encode, match_bpp
+from hific_lit.files import bits_per_pixel
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from skimage import data
 
 from hific_lit import HiFiC
 from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.config import compose_config
 from hific_lit.errors import CheckpointError, DatasetError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.metrics import LpipsScorer
@@ -26,7 +26,6 @@ from hific_lit.eval.runner import Scorers
 from hific_lit.image_io import to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf" / "eval"
 
 
 class TinyFeatures(torch.nn.Module):
@@ -73,10 +72,9 @@ def checkpoints(tmp_path_factory) -> list[Path]:
 
 
 def _config(checkpoints: list[Path], photos: Path | None, *extra: str):
-    data = ["data=folder", f"data.path={photos}"] if photos else []
+    data = ["eval_set=folder", f"eval_set.path={photos}"] if photos else []
     overrides = [f"ckpt=[{','.join(map(str, checkpoints))}]", *data, "device=cpu", *extra]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("eval", overrides=overrides)
+    return compose_config("eval", overrides)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +133,7 @@ def test_summary_has_every_metric_fid_kid_and_provenance(run: tuple[dict, Path])
             assert None not in (values["psnr"], values["lpips"], values["fid"], values["kid_mean"])
     assert "ms_ssim" in summary["missing"]  # the 150-px crop is too small for 5-scale MS-SSIM
     assert summary["versions"]["torch"] and summary["versions"]["libjpg"] and summary["command"]
-    assert summary["config"]["data"]["path"]
+    assert summary["config"]["eval_set"]["path"]
 
 
 def test_plots_and_viewers_are_written(run: tuple[dict, Path]) -> None:
@@ -163,7 +161,9 @@ def test_missing_checkpoint_and_data_set_are_clear_errors(checkpoints: list[Path
     with pytest.raises(DatasetError, match="no image files"):
         evaluate(_config(checkpoints[:1], tmp_path), tmp_path / "out")
     with pytest.raises(DatasetError, match="kodak"):
-        evaluate(_config(checkpoints[:1], None, "data=kodak", f"data.root={tmp_path / 'data'}"), tmp_path / "out")
+        evaluate(
+            _config(checkpoints[:1], None, "eval_set=kodak", f"eval_set.root={tmp_path / 'data'}"), tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -171,11 +171,11 @@ def test_script_reports_a_bad_checkpoint_without_a_traceback(tmp_path) -> None:
     bad = tmp_path / "page.pt"
     bad.write_text("<!doctype html><html>login</html>")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt={bad}", "data=folder", f"data.path={tmp_path}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
+        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt={bad}", "eval_set=folder",
+         f"eval_set.path={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # nothing could run
     assert "HTML" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
 
 
@@ -183,16 +183,16 @@ def test_script_reports_a_bad_checkpoint_without_a_traceback(tmp_path) -> None:
 def test_script_writes_the_whole_run_folder(checkpoints: list[Path], photos: Path, tmp_path) -> None:
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt=[{checkpoints[0]},{checkpoints[1]}]", "data=folder",
-         f"data.path={photos}", "metrics.lpips=false", "metrics.fid=false", "baselines=[jpeg,webp]",
-         f"hydra.run.dir={run_dir}"],
+        [sys.executable, str(ROOT / "scripts" / "eval.py"), f"ckpt=[{checkpoints[0]},{checkpoints[1]}]",
+         "eval_set=folder", f"eval_set.path={photos}", "metrics.lpips=false", "metrics.fid=false",
+         "baselines=[jpeg,webp]", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary["checkpoints"]) == {"low", "high"}
     assert summary["missing"]["lpips"].startswith("turned off") and "metrics.fid=false" in summary["missing"]["fid"]
-    assert "scripts/eval.py" in summary["command"] and "data=folder" in summary["command"]
+    assert "scripts/eval.py" in summary["command"] and "eval_set=folder" in summary["command"]
     for name in ("low", "high"):
         assert len(list((run_dir / name / "bitstreams").glob("*.hfc"))) == 3
         assert (run_dir / name / "viewer.html").is_file()

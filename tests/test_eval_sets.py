@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hific_lit.cli import main as hific
 from hific_lit.data import eval_sets
 from hific_lit.data.eval_sets import EvalSet, RemoteFile, download_eval_set, eval_set_images, load_registry
 from hific_lit.errors import DatasetError
@@ -186,9 +187,13 @@ def test_registry_lists_official_urls_and_well_formed_digests() -> None:
 
 
 def test_command_line_downloads_and_reports(server: FileServer, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``hific download``: 0 when every set is there, 1 when some failed (the others are done), 2 when none could."""
     register(monkeypatch, "toy", 1, [RemoteFile("img0.png", f"{server.url}/img0.png")])
-    assert eval_sets.main(["toy", "--root", str(tmp_path), "--quiet"]) == 0
+    assert hific(["download", "toy", "--root", str(tmp_path), "--quiet"]) == 0
     assert "toy: 1 images verified" in capsys.readouterr().out
-    register(monkeypatch, "toy", 1, [RemoteFile("gone.png", f"{server.url}/gone.png")])
-    assert eval_sets.main(["toy", "--root", str(tmp_path), "--quiet"]) == 1
+    register(monkeypatch, "gone", 1, [RemoteFile("gone.png", f"{server.url}/gone.png")])
+    assert hific(["download", "gone", "--root", str(tmp_path), "--quiet"]) == 2
     assert "HTTP 404" in capsys.readouterr().err
+    assert hific(["download", "toy", "gone", "--root", str(tmp_path), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "toy: 1 images verified" in captured.out and captured.err.count("error:") == 1

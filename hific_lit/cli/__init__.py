@@ -1,47 +1,70 @@
-"""The ``hific`` command line."""
+"""The ``hific`` command: the one front door to compressing, training, evaluating and the tools around them.
+
+=============  ===================================================  ==========================
+command        what                                                 code
+=============  ===================================================  ==========================
+compress       images -> .hfc files                                 :mod:`hific_lit.cli.coding`
+decompress     .hfc files -> images                                 :mod:`hific_lit.cli.coding`
+info           header, sizes and bpp of .hfc files                  :mod:`hific_lit.cli.coding`
+import-jt      a model of the JT port -> inference checkpoint       :mod:`hific_lit.pretrained.cli`
+train          one training stage (Hydra, ``conf/train.yaml``)      :mod:`hific_lit.cli.hydra_apps`
+eval           checkpoints on Kodak / CLIC / a folder (Hydra,       :mod:`hific_lit.cli.hydra_apps`
+               ``conf/eval.yaml``)
+export         Lightning checkpoint -> inference checkpoint         :mod:`hific_lit.cli.tools`
+download       Kodak, CLIC 2020                                     :mod:`hific_lit.cli.tools`
+=============  ===================================================  ==========================
+
+Every command exits by the rule of :mod:`hific_lit.errors`: 0 ok, 1 some inputs failed, 2 nothing could run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hific_lit import __version__, cli_coding
-from hific_lit.errors import HificError
+from hific_lit import __version__
+from hific_lit.cli import coding, hydra_apps, tools
+from hific_lit.cli.common import EXIT_STATUS, add_command
+from hific_lit.errors import exit_status
 from hific_lit.pretrained import cli as pretrained_cli
+
+HYDRA_EXAMPLES = {
+    "train": "hific train experiment=demo_base  (or: regime=med trainer.devices=4; hific train --help)",
+    "eval": "hific eval ckpt=model.ckpt eval_set=kodak  (hific eval --help)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; each subcommand registers its own sub-parser."""
+    """The top-level parser; ``hific --help`` lists every command with one example each."""
     parser = argparse.ArgumentParser(
         prog="hific",
-        description=(
-            "HiFiC image compression (Mentzer et al. 2020): compress, decompress and inspect .hfc files; "
-            "import pretrained models."
-        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="HiFiC image compression (Mentzer et al. 2020): compress, decompress and inspect .hfc files; "
+        "train, evaluate, export and import models; download the evaluation sets.",
     )
     parser.add_argument("--version", action="version", version=f"hific-lit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    cli_coding.register(subparsers)
+    coding.register(subparsers)
     pretrained_cli.register(subparsers)
+    for name, (_, task) in hydra_apps.APPS.items():
+        add_command(subparsers, name, task, HYDRA_EXAMPLES[name], hydra=True)
+    tools.register(subparsers)
+    examples = [(name, sub.epilog or "") for name, sub in subparsers.choices.items()]
+    parser.epilog = "examples:\n" + "\n".join(
+        f"  {example.removeprefix('example: ')}" for _, example in examples if example
+    )
+    parser.epilog += f"\n\n{EXIT_STATUS}\n`hific COMMAND --help` for each command's options."
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hific`` console script."""
+    """Entry point of the ``hific`` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in hydra_apps.APPS:
+        return hydra_apps.main(argv[0], argv[1:], f"hific {argv[0]}")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    try:
-        return args.func(args)
-    except HificError as exc:
-        print(f"hific {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hific {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return exit_status(lambda: args.func(args), f"hific {args.command}")

@@ -16,8 +16,11 @@ from tqdm import tqdm
 
 from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.cli.common import add_command, option_type
 from hific_lit.codec import HiFiC
-from hific_lit.errors import HificError
+from hific_lit.device import resolve_device
+from hific_lit.errors import SOME_FAILED, HificError
+from hific_lit.files import bits_per_pixel
 from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
@@ -25,32 +28,13 @@ from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise HificError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HificError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
-
-
 def _load_model(args: argparse.Namespace) -> HiFiC:
-    return load_inference_checkpoint(args.ckpt, map_location=_device(args.device), precision=args.precision)
+    return load_inference_checkpoint(args.ckpt, map_location=resolve_device(args.device), precision=args.precision)
 
 
 def _tiling(args: argparse.Namespace) -> dict[str, object]:
     """The tiling arguments of compress / decompress: the memory budget and the progress bar over tiles."""
     return {"max_memory": args.max_memory, "progress": False if args.quiet else None}
-
-
-def _memory_budget(text: str) -> int | None:
-    try:
-        return parse_memory_budget(text)
-    except HificError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
@@ -157,11 +141,16 @@ def _run_over_files(inputs: list[Path], outputs: list[Path], stages: FileStages,
             f"hific {desc}: {len(inputs) - failures} of {len(inputs)} files in {seconds:.1f} s "
             f"({len(inputs) / seconds:.2f} files/s)"
         )
-    return 1 if failures else 0
+    return SOME_FAILED if failures else 0
 
 
 def run_compress(args: argparse.Namespace) -> int:
-    """Compress each image into a .hfc file; print its size, actual bpp and the model's estimate."""
+    """Compress images into .hfc files.
+
+    Images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated inputs are converted to
+    RGB, with a note) become .hfc files. Prints each file's size, its bpp from the bytes on disk and
+    the model's estimate.
+    """
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
@@ -177,19 +166,23 @@ def run_compress(args: argparse.Namespace) -> int:
     def write(src: Path, dst: Path, result: tuple[torch.Tensor, list[str], bytes]) -> str:
         x, notes, encoded = result
         write_hfc(dst, encoded)
-        pixels = x.shape[-1] * x.shape[-2]
+        height, width = x.shape[-2:]
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
         return (
-            f"{src} -> {dst}: {x.shape[-1]}x{x.shape[-2]}, {size} bytes, {8 * size / pixels:.4f} bpp"
-            f" (model estimate {encoded.estimated_bits / pixels:.4f} bpp){note}"
+            f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
+            f" (model estimate {encoded.estimated_bits / (height * width):.4f} bpp){note}"
         )
 
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
 
 
 def run_decompress(args: argparse.Namespace) -> int:
-    """Decode each .hfc file into an image."""
+    """Decode .hfc files into images.
+
+    Decodes with the checkpoint that made the files. A file from another model, truncated or
+    corrupt fails with a one-line error.
+    """
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
     model = _load_model(args)
@@ -211,21 +204,27 @@ def file_info(path: Path) -> dict[str, object]:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
     info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
-    info["bpp"] = round(8 * len(data) / (header.height * header.width), 6)
+    info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
     return info
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print each file's header fields, sizes and bpp."""
+    """Show the header, sizes and bpp of .hfc files.
+
+    Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes and
+    bits per pixel. No checkpoint needed. A bad file is one line on stderr; the others go on.
+    """
     infos = []
     for path in args.files:
-        infos.append(file_info(Path(path)))
-    if args.json:
-        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
-        return 0
-    for info in infos:
-        print("\n".join(f"{key:>12}: {value}" for key, value in info.items()))
-    return 0
+        try:
+            infos.append(file_info(Path(path)))
+        except (HificError, OSError) as exc:
+            print(f"hific info: error: {exc}", file=sys.stderr)
+    if args.json and infos:
+        print(json.dumps(infos if len(args.files) > 1 else infos[0], indent=2))
+    elif infos:
+        print("\n".join("\n".join(f"{key:>12}: {value}" for key, value in info.items()) for info in infos))
+    return SOME_FAILED if len(infos) < len(args.files) else 0
 
 
 def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
@@ -239,7 +238,7 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
     )
     parser.add_argument(
         "--max-memory",
-        type=_memory_budget,
+        type=option_type(parse_memory_budget),
         default=DEFAULT_MAX_MEMORY,
         metavar="SIZE",
         help="working memory of the encoder and generator: they run on overlapping tiles that fit it; the .hfc "
@@ -256,19 +255,9 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only, no progress bar")
 
 
-_EXIT = "Exit status: 0 on success, 1 if some files failed, 2 if nothing could run (e.g. a bad checkpoint)."
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and info subcommands."""
-    compress = subparsers.add_parser(
-        "compress",
-        help="compress images into .hfc files",
-        description="Compress images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated "
-        "inputs are converted to RGB, with a note) into .hfc files. Prints each file's size, its bpp "
-        f"from the bytes on disk and the model's estimate. {_EXIT}",
-        epilog="example: hific compress photo.png --ckpt model.ckpt -o out/",
-    )
+    compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png --ckpt model.ckpt -o out/")
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
     _add_common_options(compress, "file")
     compress.add_argument(
@@ -279,31 +268,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
     )
-    compress.set_defaults(func=run_compress)
-
-    decompress = subparsers.add_parser(
-        "decompress",
-        help="decode .hfc files into images",
-        description="Decode .hfc files with the checkpoint that made them. A file from another model, "
-        f"truncated or corrupt fails with a one-line error. {_EXIT}",
-        epilog="example: hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)",
-    )
+    example = "hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)"
+    decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
     _add_common_options(decompress, "image")
     decompress.add_argument(
-        "--format",
-        default="png",
-        choices=OUTPUT_FORMATS,
-        help="image format of outputs named automatically",
+        "--format", default="png", choices=OUTPUT_FORMATS, help="image format of outputs named automatically"
     )
-    decompress.set_defaults(func=run_decompress)
-
-    info = subparsers.add_parser(
-        "info",
-        help="show the header, sizes and bpp of .hfc files",
-        description="Check .hfc files (magic, version, CRCs, lengths) and print their header fields, "
-        "section sizes and bits per pixel. No checkpoint needed.",
-    )
+    info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json")
     info.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.set_defaults(func=run_info)

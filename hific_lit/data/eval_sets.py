@@ -1,6 +1,6 @@
 """The evaluation sets: Kodak (24 images) and CLIC 2020 (test: 428 images; professional validation: 41).
 
-``python -m hific_lit.data.eval_sets kodak clic2020 --root data`` downloads them from the official
+``hific download kodak clic2020 --root data`` downloads them from the official
 URLs in ``eval_sets.json`` (resumable, verified) into ``data/kodak`` and ``data/clic2020``. Offline,
 it fails with a message naming each URL and the folder to put the files in by hand.
 
@@ -11,11 +11,9 @@ into ``SHA256SUMS`` in the set's folder, and later runs verify against it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from pathlib import Path
 
 from hific_lit.data.download import fetch, file_digests, verify_digests
 from hific_lit.data.image_files import list_images
-from hific_lit.errors import DatasetError, exit_status
+from hific_lit.errors import DatasetError
 from hific_lit.files import atomic_write_bytes
 
 LOCK_NAME = "SHA256SUMS"
@@ -137,13 +135,13 @@ def eval_set_images(name: str, root: str | os.PathLike) -> list[Path]:
     if not images:
         urls = " ".join(f.url for f in spec.files[:2]) + (" ..." if len(spec.files) > 2 else "")
         raise DatasetError(
-            f"{name} not found under {root}: run `python -m hific_lit.data.eval_sets {name} --root {root}` "
+            f"{name} not found under {root}: run `hific download {name} --root {root}` "
             f"(downloads {urls}), or put the files into {root / name} by hand"
         )
     if len(images) < spec.images:
         raise DatasetError(
             f"{name} under {folder} is incomplete: {len(images)} of {spec.images} images; "
-            f"run `python -m hific_lit.data.eval_sets {name} --root {root}` to complete and verify it"
+            f"run `hific download {name} --root {root}` to complete and verify it"
         )
     if len(images) > spec.images:
         warnings.warn(f"{name} under {folder}: {len(images)} images, expected {spec.images}", stacklevel=2)
@@ -161,27 +159,3 @@ def _verify_single_files(spec: EvalSet, folder: Path) -> None:
         actual = file_digests(path, tuple(expected))
         if actual != {k: v.lower() for k, v in expected.items()}:
             raise DatasetError(f"{path}: checksum does not match the published or pinned value; download it again")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hific_lit.data.eval_sets NAME... --root DIR``: download and verify evaluation sets."""
-    parser = argparse.ArgumentParser(
-        prog="python -m hific_lit.data.eval_sets",
-        description="Download (resumable) and verify evaluation sets into ROOT/NAME. "
-        + "; ".join(f"{n}: {s.description}" for n, s in REGISTRY.items()),
-    )
-    parser.add_argument("names", nargs="+", choices=sorted(REGISTRY), metavar="NAME", help=", ".join(REGISTRY))
-    parser.add_argument("--root", default=os.environ.get("HIFIC_DATA", "data"), help="default: $HIFIC_DATA or data")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-
-    def download_all() -> None:
-        for name in args.names:
-            folder = download_eval_set(name, args.root, progress=not args.quiet)
-            print(f"{name}: {len(eval_set_images(name, args.root))} images verified in {folder}")
-
-    return exit_status(download_all, parser.prog)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

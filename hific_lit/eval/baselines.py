@@ -13,6 +13,9 @@ import numpy as np
 import PIL
 from PIL import Image, features
 
+from hific_lit.files import bits_per_pixel
+from hific_lit.image_io import open_image
+
 # name -> (Pillow format, file suffix, MIME type, lowest quality, highest quality)
 _CODECS = {
     "jpeg": ("JPEG", ".jpg", "image/jpeg", 1, 100),
@@ -56,13 +59,8 @@ def encode(image: np.ndarray, codec: str, quality: int) -> bytes:
 
 def decode(data: bytes) -> np.ndarray:
     """Decode a baseline file's bytes to (H, W, 3) uint8."""
-    with Image.open(io.BytesIO(data)) as img:
+    with open_image(data, "baseline file", max_pixels=None) as img:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
-
-
-def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
-    """File size in bits over the number of pixels."""
-    return 8.0 * num_bytes / (height * width)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """``evaluate(cfg)``: checkpoints × images × (ours + baselines) → CSV/JSON, summary, RD plots, viewers.
 
-The config is ``conf/eval/eval.yaml`` (see ``scripts/eval.py``). Metrics whose pretrained weights
-are unavailable offline (LPIPS' AlexNet, FID's Inception) are skipped with a warning, and the
-summary lists them under ``missing`` with the reason.
+The config is ``conf/eval.yaml`` (``hific eval``; :func:`hific_lit.config.compose_config` outside it).
+Metrics whose pretrained weights are unavailable offline (LPIPS' AlexNet, FID's Inception) are
+skipped with a warning, and the summary lists them under ``missing`` with the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hific_lit.device import resolve_device
 from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableError
 from hific_lit.eval import baselines
 from hific_lit.eval.fid import PatchEmbedder, load_inception
@@ -34,22 +35,17 @@ def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Pat
     return dict(zip(unique_names(paths), paths, strict=True))
 
 
-def dataset_images(data: DictConfig) -> list[Path]:
-    """The image files of ``data``: an eval set (kodak, clic2020) under ``data.root``, or a folder."""
-    if data.name == "folder":
+def dataset_images(eval_set: DictConfig) -> list[Path]:
+    """The image files of ``eval_set``: a known set (kodak, clic2020) under ``eval_set.root``, or a folder."""
+    if eval_set.name == "folder":
         from hific_lit.data.image_files import find_images
 
-        if not data.get("path"):
-            raise DatasetError("data=folder needs data.path=/a/folder/of/images")
-        return find_images(Path(data.path).expanduser())
+        if not eval_set.get("path"):
+            raise DatasetError("eval_set=folder needs eval_set.path=/a/folder/of/images")
+        return find_images(Path(eval_set.path).expanduser())
     from hific_lit.data.eval_sets import eval_set_images
 
-    return eval_set_images(data.name, data.root)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else torch.device(name)
+    return eval_set_images(eval_set.name, eval_set.root)
 
 
 def _skip(missing: dict[str, str], keys: tuple[str, ...], reason: str) -> None:
@@ -89,14 +85,15 @@ def available_codecs(requested: list[str], missing: dict[str, str]) -> list[str]
     return [c for c in requested if c in known]
 
 
-def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = None) -> dict:
-    """Run the evaluation described by ``cfg`` and write everything under ``out_dir``; return the summary.
+def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorers | None = None) -> dict:
+    """Run the evaluation described by ``cfg`` and write everything under ``out_dir`` (default
+    ``cfg.paths.output_dir``, the run folder); return the summary.
 
     ``scorers`` replaces the configured LPIPS/FID metrics (tests pass small feature extractors).
     """
     from hific_lit.checkpoint import load_inference_checkpoint
 
-    out_dir = Path(out_dir)
+    out_dir = Path(cfg.paths.output_dir if out_dir is None else out_dir)
     checkpoints = checkpoint_paths(cfg.ckpt)
     device = resolve_device(cfg.device)
     precision = cfg.get("precision", "fp32")
@@ -104,7 +101,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
         name: load_inference_checkpoint(path, map_location=device, precision=precision)
         for name, path in checkpoints.items()
     }
-    images = dataset_images(cfg.data)
+    images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
     if scorers.lpips is None:
@@ -127,13 +124,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path, scorers: Scorers | None = Non
     if any(r.ms_ssim is None for r in rows):
         missing["ms_ssim"] = f"some images have a side below {MS_SSIM_MIN_SIDE} px, too small for 5-scale MS-SSIM"
     plots = plot_rd(
-        points + published_points(cfg.data.name), out_dir / "plots", title=f"{cfg.data.name}: rate-distortion"
+        points + published_points(cfg.eval_set.name), out_dir / "plots", title=f"{cfg.eval_set.name}: rate-distortion"
     )
     summary = {
-        "dataset": {"name": cfg.data.name, "images": len(images)},
+        "dataset": {"name": cfg.eval_set.name, "images": len(images)},
         "checkpoints": results,
         "missing": missing,
-        "published": PUBLISHED.get(cfg.data.name),
+        "published": PUBLISHED.get(cfg.eval_set.name),
         "outputs": {"per_image_csv": str(csv_path), "per_image_json": str(json_path), "plots": [str(p) for p in plots],
                     "viewers": viewers},
         "command": command_line(),

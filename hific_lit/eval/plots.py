@@ -8,7 +8,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from hific_lit.image_io import atomic_write_bytes
+from hific_lit.files import atomic_write_bytes
 
 # metric key -> axis label
 RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID/256 ↓"}

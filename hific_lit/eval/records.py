@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import features
 
 from hific_lit import __version__
-from hific_lit.image_io import atomic_write_bytes
+from hific_lit.files import atomic_write_bytes
 
 QUALITY_METRICS = ("psnr", "ms_ssim", "lpips")
 

@@ -26,7 +26,8 @@ from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, atomic_write_bytes, load_image, to_uint8
+from hific_lit.files import atomic_write_bytes, bits_per_pixel
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, to_uint8
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _result(
     height, width = original.shape[:2]
     size = file.stat().st_size
     return ImageResult(
-        checkpoint, image, method, width, height, size, baselines.bits_per_pixel(size, height, width),
+        checkpoint, image, method, width, height, size, bits_per_pixel(size, height, width),
         **measure(original, decoded, scorers), file=str(file), **extra,
     )  # fmt: skip
 

@@ -1,0 +1,51 @@
+"""What every ``hific`` command shares: how it is registered (with its example) and its option types."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable
+
+from hific_lit.errors import SettingError
+
+EXIT_STATUS = "Exit status: 0 on success, 1 if some inputs failed, 2 if nothing could run (e.g. a bad checkpoint)."
+"""The rule of :mod:`hific_lit.errors`, as every command's help states it."""
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    run: Callable[..., int | None],
+    example: str,
+    hydra: bool = False,
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, with ``example`` in ``hific --help`` and in its own help.
+
+    ``run`` documents the command: the first line of its docstring is the summary ``hific --help``
+    shows, the rest the command's description. ``run(args)`` returns the exit status (0, or 1 when
+    some inputs failed). ``hydra``: ``hific`` hands the command line to Hydra before parsing
+    (``train``, ``eval``), and ``run`` is the Hydra task.
+    """
+    summary, _, details = inspect.getdoc(run).partition("\n\n")
+    parser = subparsers.add_parser(
+        name,
+        help=summary[:1].lower() + summary[1:].rstrip("."),
+        description=f"{summary} {' '.join(details.split())} {EXIT_STATUS}",
+        epilog=f"example: {example}",
+        add_help=not hydra,
+    )
+    parser.set_defaults(func=None if hydra else run)
+    return parser
+
+
+def option_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse ``type=`` that reports a :class:`SettingError` with its own message."""
+
+    def parse_option(text: str) -> object:
+        try:
+            return parse(text)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse_option.__name__ = parse.__name__
+    return parse_option

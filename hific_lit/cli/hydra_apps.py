@@ -1,0 +1,93 @@
+"""``hific train`` and ``hific eval``: the Hydra apps of ``conf/train.yaml`` and ``conf/eval.yaml``.
+
+Everything after the command is Hydra's: overrides (``regime=med``, ``eval_set=clic2020``),
+``-m`` sweeps, ``--cfg job``, ``--help``. ``scripts/train.py`` and ``scripts/eval.py`` are
+aliases that call :func:`main` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from hific_lit.errors import OK, SOME_FAILED, exit_status
+
+log = logging.getLogger(__name__)
+
+
+def train_task(cfg: DictConfig) -> int:
+    """Train one HiFiC stage; Hydra overrides as in conf/train.yaml.
+
+    Trains with PyTorch Lightning (:func:`hific_lit.train.run`); everything after `train` is Hydra's
+    (overrides, -m sweeps, --cfg job, --help). In a sweep a failed job is recorded and gives 1.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from hific_lit.train import run
+
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    run(cfg, in_sweep=in_sweep)
+    metrics = Path(cfg.paths.output_dir) / "metrics.json"
+    failed = in_sweep and metrics.is_file() and json.loads(metrics.read_text()).get("status") == "failed"
+    return SOME_FAILED if failed else OK
+
+
+def eval_task(cfg: DictConfig) -> int:
+    """Evaluate checkpoints from real bitstreams; Hydra overrides as in conf/eval.yaml.
+
+    Runs :func:`hific_lit.eval.pipeline.evaluate` into the run folder against JPEG/WebP/AVIF at the
+    same bpp, then logs its numbers; everything after `eval` is Hydra's.
+    """
+    from hific_lit.eval.pipeline import evaluate
+
+    summary = evaluate(cfg)
+    for name, entry in summary["checkpoints"].items():
+        for method, values in entry["methods"].items():
+            keys = ("bpp", "psnr", "ms_ssim", "lpips", "fid")
+            shown = ", ".join(f"{key} {values[key]:.4g}" for key in keys if values.get(key) is not None)
+            log.info("%-12s %-6s %s", name, method, shown)
+    for metric, reason in summary["missing"].items():
+        log.warning("missing %s: %s", metric, reason)
+    log.info("results in %s (summary.json, per_image.csv, plots/, <checkpoint>/viewer.html)", cfg.paths.output_dir)
+    return OK
+
+
+APPS: dict[str, tuple[str, Callable[[DictConfig], int]]] = {"train": ("train", train_task), "eval": ("eval", eval_task)}
+"""Command -> (config name in ``conf/``, task)."""
+
+
+def main(command: str, overrides: Sequence[str], prog: str) -> int:
+    """Run the Hydra app of ``command`` with ``overrides`` (Hydra's command line) and return the exit status.
+
+    Each job's :class:`~hific_lit.errors.HificError` is one line and status 2 (nothing could run);
+    a sweep's status is its worst job's. ``--help``, ``--cfg job`` and the like give 0.
+    """
+    from hydra import version
+    from hydra._internal.utils import _run_hydra, get_args_parser
+
+    from hific_lit.config import CONFIG_DIR  # also registers the arch group
+
+    config_name, task = APPS[command]
+    statuses: list[int] = []
+
+    def job(cfg: DictConfig) -> None:
+        statuses.append(exit_status(lambda: task(cfg), prog))
+
+    version.setbase("1.3")
+    parser = get_args_parser()
+    parser.prog = prog
+    # What @hydra.main does, with the command line handed in instead of read from sys.argv
+    # (sys.argv stays as it was, so that runs record the command that started them).
+    _run_hydra(
+        args=parser.parse_args(list(overrides)),
+        args_parser=parser,
+        task_function=job,
+        config_path=str(CONFIG_DIR),
+        config_name=config_name,
+    )
+    return max(statuses, default=OK)

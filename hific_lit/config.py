@@ -1,0 +1,31 @@
+"""The Hydra configs (``conf/``): where they are, and composing one outside a Hydra app.
+
+``conf/train.yaml`` and ``conf/eval.yaml`` sit side by side and share the groups they both need
+(``paths/``); the ``arch`` group comes from Python (:mod:`hific_lit.config_store`, registered on
+import of this module). ``hific train`` and ``hific eval`` (and ``scripts/train.py``,
+``scripts/eval.py``) run them as Hydra apps; tests and notebooks compose them with :func:`compose_config`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from hific_lit import config_store  # noqa: F401  (registers the arch group with Hydra)
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+"""The Hydra configs of a source checkout."""
+
+
+def compose_config(name: str, overrides: Sequence[str] = (), output_dir: str | Path = "outputs/python") -> DictConfig:
+    """``conf/<name>.yaml`` with ``overrides``, run paths filled in (``paths.root_dir``, ``paths.output_dir``)
+    as a Hydra app would fill them."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.root_dir = str(CONFIG_DIR.parent)
+        cfg.paths.output_dir = str(Path(output_dir).resolve())
+    return cfg
