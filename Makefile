@@ -48,14 +48,14 @@ browser: setup ## install Debian's chromium (headless, for the viewer test); doe
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
 
 DATA ?= kodak
-eval: setup ## evaluate CKPT=model.pt (or CKPT='[lo.pt,mid.pt,hi.pt]') on DATA=kodak|clic2020; ARGS='...' for more overrides
-	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=model.pt [DATA=kodak|clic2020] [ARGS='data=folder data.path=DIR']"; exit 2; }
-	$(BIN)/python scripts/eval.py 'ckpt=$(CKPT)' data=$(DATA) $(ARGS)
+eval: setup ## evaluate CKPT=model.ckpt (or CKPT='[lo.ckpt,mid.ckpt,hi.ckpt]') on DATA=kodak|clic2020 (hific eval eval_set=DATA); ARGS='...' for more overrides
+	@test -n "$(CKPT)" || { echo "usage: make eval CKPT=model.ckpt [DATA=kodak|clic2020] [ARGS='eval_set=folder eval_set.path=DIR']"; exit 2; }
+	$(BIN)/hific eval 'ckpt=$(CKPT)' eval_set=$(DATA) $(ARGS)
 
 .PHONY: eval-data shards
 EVAL_SETS ?= kodak clic2020
-eval-data: setup ## download + verify EVAL_SETS (default: kodak clic2020) into HIFIC_DATA or data/ (resumable)
-	$(BIN)/python -m hific_lit.data.eval_sets $(EVAL_SETS) --root "$${HIFIC_DATA:-data}"
+eval-data: setup ## download + verify EVAL_SETS (default: kodak clic2020) into HIFIC_DATA or data/ (hific download; resumable)
+	$(BIN)/hific download $(EVAL_SETS) --root "$${HIFIC_DATA:-data}"
 
 shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-count 5000 --max-short-side 1024']
 	@test -n "$(SRC)" && test -n "$(OUT)" || { echo "usage: make shards SRC=DIR OUT=DIR [ARGS='--max-size 1G']"; exit 2; }
