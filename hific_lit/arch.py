@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
 from hific_lit.nn.layers import PADDINGS
-from hific_lit.nn.port_layers import IMAGE_RANGES, STRIDE_PADS
+from hific_lit.nn.port_layers import IMAGE_RANGES, PAD_SCHEMES, STRIDE_PADS
 
 LATENT_LIKELIHOODS = ("gaussian", "logistic")
 """The conditional entropy models of :mod:`hific_lit.entropy.conditional` (their ``kind``)."""
@@ -45,6 +45,9 @@ class ArchConfig:
     image is ``(tanh(g_s) + 1) / 2`` (the JT port's ``--normalize_input_image``)."""
     hyper_density_final_gate: bool = False
     """The factorized density of z gates its last layer too (``x + tanh(a) tanh(x)``), as the JT port's does."""
+    pad_scheme: str = "image"
+    """``image``: the image is reflect-padded to a multiple of 64 before g_a; ``jt``: to 16, and then y to a multiple
+    of 4 (the JT port's; images under 64 px a side, which the port cannot code, to 64). Same latent shapes."""
     discriminator_style: str = "hific"
     """``hific`` (the authors' compare_gan PatchGAN) or ``jt`` (the JT port's D, for fine-tuning imported models)."""
 
@@ -64,6 +67,7 @@ class ArchConfig:
             ("encoder_stride_pad", STRIDE_PADS),
             ("hyper_analysis_padding", PADDINGS),
             ("image_range", IMAGE_RANGES),
+            ("pad_scheme", PAD_SCHEMES),
             ("discriminator_style", DISCRIMINATOR_STYLES),
         ):
             if getattr(self, name) not in allowed:
@@ -84,6 +88,7 @@ ARCH_PRESETS: dict[str, ArchConfig] = {
         encoder_stride_pad="jt",
         hyper_analysis_padding="reflect",
         hyper_density_final_gate=True,
+        pad_scheme="jt",
         discriminator_style="jt",
     ),
     "small": ArchConfig(

@@ -36,6 +36,7 @@ from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
+from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
 from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
 
@@ -160,7 +161,8 @@ class HiFiC(nn.Module):
     def forward(self, x: torch.Tensor) -> HiFiCOutput:
         """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x``."""
         height, width = x.shape[-2:]
-        y = self.g_a(pad_to_multiple(x))
+        image_multiple, latent_multiple = self.pad_multiples(x)
+        y = pad_to_multiple(self.g_a(pad_to_multiple(x, image_multiple)), latent_multiple)
         z = self.h_a(y)
         z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
         mu, sigma = self.hyper_decode(z_hat)
@@ -172,18 +174,26 @@ class HiFiC(nn.Module):
             bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
         return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
 
+    def pad_multiples(self, x: torch.Tensor) -> tuple[int, int]:
+        """(image, y) padding multiples: (64, 1), or with ``arch.pad_scheme="jt"`` the JT port's (16, 4) (same
+        y shape) for images of at least 64 px a side (smaller ones, which the port cannot code, get (64, 1))."""
+        if self.arch.pad_scheme == "jt" and min(x.shape[-2:]) >= PAD_MULTIPLE:
+            return JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
+        return PAD_MULTIPLE, 1
+
     def analysis(
         self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
     ) -> torch.Tensor:
         """g_a on images (B, 3, H, W) of any size (float in [0, 1], or uint8), reflect-padded to a
-        multiple of 64; y (B, C, H'/16, W'/16) in float32.
+        multiple of 64 (``arch.pad_scheme="jt"``: to 16, then y to 4); y (B, C, H'/16, W'/16) in float32.
 
         Runs on tiles within ``max_memory`` bytes of working memory (``None``: whole image; see
         :mod:`hific_lit.tiling`); ``progress`` shows a bar over tiles (``None``: on a terminal, when
         there is more than one). The image stays where it is: each tile is padded, moved to g_a's
         device and given its precision as it is cut, so a large uint8 image is never copied whole.
         """
-        y = tiled_analysis(self.g_a, x, max_memory, progress, PAD_MULTIPLE)
+        image_multiple, latent_multiple = self.pad_multiples(x)
+        y = pad_to_multiple(tiled_analysis(self.g_a, x, max_memory, progress, image_multiple), latent_multiple)
         return y.to(next(self.h_a.parameters()).device, torch.float32).contiguous()
 
     def synthesis(

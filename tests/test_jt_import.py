@@ -361,3 +361,24 @@ def test_tanh_output_tiles_exactly() -> None:
         assert plan_tiles(up, (1, arch.generator_widths[0], 12, 20), torch.float32, budget).count > 1
         torch.testing.assert_close(tiled_synthesis(g_s, y_hat, budget), whole, atol=1e-5, rtol=0)
     assert float(whole.min()) >= 0.0 and float(whole.max()) <= 1.0
+
+
+def test_sizes_that_are_not_multiples_of_64_match_the_port(imported: dict[str, Path]) -> None:
+    """``pad_scheme="jt"``: the image padded to 16 and y to 4, as the port does, through a .hfc file."""
+    name = "with_discriminator"
+    meta = json.loads((FIXTURES / f"{name}.json").read_text())
+    ref = port_outputs(name)
+    model = load_inference_checkpoint(imported[name])
+    assert model.arch.pad_scheme == "jt"
+    with np.load(FIXTURES / "input.npz") as f:
+        x = torch.from_numpy(f["odd_image"]).permute(2, 0, 1)[None].float() / 255.0
+    assert x.shape[-2:] == (150, 200)
+    data = model.compress(x)
+    assert data.estimated_bits == pytest.approx(float(ref["odd_bits"]), rel=1e-3)
+    rows, cols = (slice(*w) for w in meta["odd_window"])
+    decoded = model.decompress(data)[0, :, rows, cols]
+    theirs = torch.from_numpy(ref["odd_reconstruction"].astype(np.float32)) / meta["reconstruction_scale"]
+    assert float((decoded - theirs).abs().max()) < 1e-4
+    with torch.no_grad():
+        x_hat = model(x).x_hat.clamp(0.0, 1.0)
+    assert float((x_hat[0, :, rows, cols] - theirs).abs().max()) < 1e-4

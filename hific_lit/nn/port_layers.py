@@ -2,8 +2,8 @@
 
 github.com/Justin-Tan/high-fidelity-generative-compression ("the port") differs from the authors'
 networks in a few border and range conventions; these layers are what the ``ArchConfig`` options
-``encoder_stride_pad="jt"``, ``hyper_analysis_padding="reflect"`` and ``image_range="tanh"``
-switch on (see docs/pretrained-jt.md). Defaults never use them.
+``encoder_stride_pad="jt"``, ``hyper_analysis_padding="reflect"``, ``image_range="tanh"`` and
+``pad_scheme="jt"`` switch on (see docs/pretrained-jt.md). Defaults never use them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from torch import nn
 
 STRIDE_PADS = ("same", "jt")
 IMAGE_RANGES = ("unit", "tanh")
+PAD_SCHEMES = ("image", "jt")
+JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE = 16, 4
+"""The port pads the image to a multiple of 16 (g_a's stride), then y to a multiple of 4 (h_a's), both by
+reflection at the bottom and right (``src/model.py`` ``compress``, ``src/helpers/utils.py`` ``pad_factor``)."""
 JT_STRIDE_PAD = (0, 1, 1, 0)
 """The port's ``nn.ReflectionPad2d((0, 1, 1, 0))`` before g_a's stride-2 convs: left 0, right 1, top 1, bottom 0."""
 
