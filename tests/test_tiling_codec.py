@@ -90,9 +90,10 @@ def test_cli_max_memory_tiles_without_changing_the_file(model: HiFiC, tmp_path: 
 
 
 def test_cli_rejects_a_malformed_budget(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["compress", "x.png", "--ckpt", "m.ckpt", "--max-memory", "lots"])
-    assert "cannot read memory size 'lots'" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--max-memory: memory budget: cannot read the size 'lots'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("budget", [None, "small"])
