@@ -109,3 +109,29 @@ def test_other_checkpoint_versions_are_refused_saying_why(
     torch.save(payload, tmp_path / "old.ckpt")
     with pytest.raises(CheckpointError, match=message):
         load_inference_checkpoint(tmp_path / "old.ckpt")
+
+
+def test_one_reader_per_checkpoint_kind(saved: tuple[HiFiC, Path], tmp_path: Path) -> None:
+    """The Lightning reader refuses an inference checkpoint (and the other way round); a warm start reads
+    either through its own reader, so an old inference checkpoint is refused there too."""
+    from hific_lit.lit.warmstart import read_checkpoint_weights, read_lightning_checkpoint
+
+    model, path = saved
+    with pytest.raises(CheckpointError, match="is a hific-lit inference checkpoint, not a Lightning"):
+        read_lightning_checkpoint(path)
+    lightning = tmp_path / "last.ckpt"
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save(
+        {"pytorch-lightning_version": "2.4.0", "state_dict": state, "hific_arch": model.arch.to_dict()}, lightning
+    )
+    with pytest.raises(CheckpointError, match="Lightning training checkpoint — export"):
+        read_inference_checkpoint(lightning)
+    for source in (path, lightning):
+        weights = read_checkpoint_weights(source)
+        assert weights.discriminator is None and set(weights.codec) == set(model.state_dict())
+        assert all(torch.equal(weights.codec[k], v) for k, v in model.state_dict().items())
+    payload = read_inference_checkpoint(path)
+    payload["format_version"] = 2
+    torch.save(payload, tmp_path / "v2.ckpt")
+    with pytest.raises(CheckpointError, match="has no integer h_s"):
+        read_checkpoint_weights(tmp_path / "v2.ckpt")
