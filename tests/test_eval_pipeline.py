@@ -24,6 +24,7 @@ from hific_lit.eval.metrics import LpipsScorer
 from hific_lit.eval.pipeline import checkpoint_paths, evaluate, load_scorers
 from hific_lit.eval.runner import Scorers
 from hific_lit.image_io import to_uint8
+from hific_lit.perceptual import LPIPSLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,11 +40,11 @@ class TinyFeatures(torch.nn.Module):
         return self.conv(x.float() / 255.0).mean(dim=(2, 3))
 
 
-class MeanAbsoluteDifference(torch.nn.Module):
-    """A cheap stand-in for the LPIPS network (the real one is tested in test_eval_metrics.py)."""
-
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-        return (x - x_hat).abs().mean()
+def random_trunk_lpips() -> LpipsScorer:
+    """The real LPIPS network with a random AlexNet trunk (offline; the pretrained one is tested in
+    test_eval_metrics.py): the same code path as an evaluation, other numbers."""
+    torch.manual_seed(0)
+    return LpipsScorer(LPIPSLoss(pretrained_backbone=False))
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def _config(checkpoints: list[Path], photos: Path | None, *extra: str):
 def run(checkpoints: list[Path], photos: Path, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("eval")
     torch.manual_seed(0)
-    scorers = Scorers(LpipsScorer(MeanAbsoluteDifference()), PatchEmbedder(TinyFeatures()))
+    scorers = Scorers(random_trunk_lpips(), PatchEmbedder(TinyFeatures()))
     summary = evaluate(_config(checkpoints, photos, "baselines=[jpeg]", "viewer_images=2"), out, scorers)
     return summary, out
 
@@ -219,7 +220,7 @@ def test_precision_loads_the_transforms_in_it(checkpoints: list[Path], photos: P
 
     original = pipeline.evaluate_checkpoint
     monkeypatch.setattr(pipeline, "evaluate_checkpoint", recording)
-    scorers = Scorers(LpipsScorer(MeanAbsoluteDifference()), PatchEmbedder(TinyFeatures()))
+    scorers = Scorers(random_trunk_lpips(), PatchEmbedder(TinyFeatures()))
     cfg = _config(checkpoints[:1], photos, "precision=bf16", "baselines=[]", "viewer_images=0")
     summary = evaluate(cfg, tmp_path, scorers)
     assert seen == [torch.bfloat16] and summary["config"]["precision"] == "bf16"
