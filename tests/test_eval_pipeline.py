@@ -226,3 +226,14 @@ def test_precision_loads_the_transforms_in_it(checkpoints: list[Path], photos: P
     assert seen == [torch.bfloat16] and summary["config"]["precision"] == "bf16"
     rows = json.loads((tmp_path / "per_image.json").read_text())
     assert all(r["bytes"] == Path(r["file"]).stat().st_size for r in rows)
+
+
+@pytest.mark.parametrize("eval_set", ["kodak", "clic2020", "folder"])
+def test_eval_config_sits_beside_train_and_shares_its_paths(eval_set: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HIFIC_DATA", str(tmp_path / "sets"))
+    cfg = compose_config("eval", ["ckpt=m.ckpt", f"eval_set={eval_set}"], tmp_path)
+    train = compose_config("train", ["arch=tiny"], tmp_path)
+    assert cfg.paths == train.paths and cfg.paths.data_dir == str(tmp_path / "sets")
+    assert cfg.eval_set.name == eval_set and "eval_set" not in train and "data" not in cfg
+    if eval_set != "folder":
+        assert cfg.eval_set.root == str(tmp_path / "sets")
