@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from hific_lit.errors import OK, SOME_FAILED, exit_status
+from hific_lit.errors import NOTHING_RAN, OK, SOME_FAILED, exit_status
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,8 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     """Run the Hydra app of ``command`` with ``overrides`` (Hydra's command line) and return the exit status.
 
     Each job's :class:`~hific_lit.errors.HificError` is one line and status 2 (nothing could run);
-    a sweep's status is its worst job's. ``--help``, ``--cfg job`` and the like give 0.
+    a sweep's status is its worst job's. ``--help``, ``--cfg job`` and the like give 0; an override
+    Hydra cannot apply gives 2, as does any other failure before a job has finished.
     """
     from hydra import version
     from hydra._internal.utils import _run_hydra, get_args_parser
@@ -83,11 +84,16 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     parser.prog = prog
     # What @hydra.main does, with the command line handed in instead of read from sys.argv
     # (sys.argv stays as it was, so that runs record the command that started them).
-    _run_hydra(
-        args=parser.parse_args(list(overrides)),
-        args_parser=parser,
-        task_function=job,
-        config_path=str(CONFIG_DIR),
-        config_name=config_name,
-    )
+    try:
+        _run_hydra(
+            args=parser.parse_args(list(overrides)),
+            args_parser=parser,
+            task_function=job,
+            config_path=str(CONFIG_DIR),
+            config_name=config_name,
+        )
+    except SystemExit as exc:  # Hydra reported a bad override or a crash on one line (HYDRA_FULL_ERROR=1: all)
+        if exc.code in (0, None):
+            return OK
+        return SOME_FAILED if statuses else NOTHING_RAN
     return max(statuses, default=OK)

@@ -94,7 +94,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
     from hific_lit.checkpoint import load_inference_checkpoint
 
     out_dir = Path(cfg.paths.output_dir if out_dir is None else out_dir)
-    checkpoints = checkpoint_paths(cfg.ckpt)
+    checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt)
     device = resolve_device(cfg.device)
     precision = cfg.get("precision", "fp32")
     models = {
