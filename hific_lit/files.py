@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,10 +21,12 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
-    """Write ``path`` by calling ``write(f)`` on a temporary file in the same folder, then renaming it.
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file open for writing that becomes ``path`` only when the ``with`` block ends without error.
 
-    A crash or error midway never leaves a half-written file nor destroys an existing one. The file
+    It is a temporary file in the same folder, synced and renamed over ``path`` at the end, so a
+    crash or error midway never leaves a half-written file nor destroys an existing one. The file
     gets the permissions of an ordinary new file (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
@@ -31,7 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_current_umask())
@@ -39,7 +42,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` by calling ``write(f)`` on an :func:`atomic_file`; the one atomic writer of the package
+    (images, .hfc files, checkpoints, shards, JSON and CSV records)."""
+    with atomic_file(path) as f:
+        write(f)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -198,12 +198,11 @@ def test_shard_spec_errors_are_clear(shard_dir: Path, tmp_path: Path) -> None:
 
 
 def test_hydra_override_with_a_quoted_brace_pattern(shard_dir: Path) -> None:
-    from hydra import compose, initialize_config_dir
+    from hific_lit.config import compose_config
 
     pattern = str(shard_dir / "train-{000000..000004}.tar")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        overrides = ["data=openimages_wds", f"data.train_shards='{pattern}'", "data.num_workers=0"]
-        cfg = compose("train", overrides=overrides)
+    overrides = ["data=openimages_wds", f"data.train_shards='{pattern}'", "data.num_workers=0"]
+    cfg = compose_config("train", overrides, shard_dir)
     dm = hydra.utils.instantiate(cfg.data)
     dm.setup("fit")
     assert len(dm.train_set.shards) == 5
@@ -269,3 +268,24 @@ def test_two_process_ddp_ranks_read_disjoint_shards_in_step(shard_dir: Path, tmp
     assert [r["batches"] for r in records] == [6, 6]
     assert set(records[0]["shards"]).isdisjoint(records[1]["shards"])
     assert len(records[0]["shards"]) + len(records[1]["shards"]) == 5
+
+
+def test_an_interrupted_run_leaves_no_partial_shard(image_tree: Path, tmp_path: Path, monkeypatch) -> None:
+    """Shards go through the package's one atomic writer: a failure midway leaves the finished shards only."""
+    from hific_lit.data import shard_writer
+
+    real = shard_writer.prepare_sample
+    calls = []
+
+    def failing_at_the_eighth(*args: object) -> shard_writer.PreparedSample:
+        calls.append(args)
+        if len(calls) == 8:  # after 6 readable images and the corrupt one: shard 0 done, shard 1 begun
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(shard_writer, "prepare_sample", failing_at_the_eighth)
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(image_tree, tmp_path, ShardSettings(max_count=5), workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train-000000.tar"]
+    with tarfile.open(tmp_path / "train-000000.tar") as tar:
+        assert len(tar.getnames()) == 2 * 5

@@ -5,16 +5,17 @@ numbered in sorted path order. Images are checked by decoding them in parallel w
 unreadable ones are skipped, counted and listed in the manifest. Images whose shorter side exceeds
 ``max_short_side`` are downscaled (Lanczos) and stored as PNG; the others are stored byte for byte.
 Tar headers carry no time stamps or owners, so the same inputs and settings give byte-identical
-shards. Shards and manifest are written to temporary names and renamed when complete.
+shards. Shards and manifest are written to temporary names and renamed when complete
+(:func:`hific_lit.files.atomic_file`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import multiprocessing
-import os
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from hific_lit.data.image_files import find_images
 from hific_lit.errors import ImageReadError
-from hific_lit.files import atomic_write_bytes
+from hific_lit.files import atomic_file, atomic_write_bytes
 from hific_lit.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, open_image, pil_to_tensor, to_uint8
 
 FORMAT_SUFFIX = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "PPM": "ppm"}
@@ -116,7 +117,7 @@ class _ShardSink:
         self.settings = settings
         self.shards: list[dict] = []
         self._tar: tarfile.TarFile | None = None
-        self._tmp: Path | None = None
+        self._file = contextlib.ExitStack()
         self._count = 0
         self._bytes = 0
 
@@ -133,8 +134,8 @@ class _ShardSink:
             self.close()
         if self._tar is None:
             name = f"{self.settings.prefix}-{len(self.shards):06d}.tar"
-            self._tmp = self.out_dir / f".{name}.tmp"
-            self._tar = tarfile.open(self._tmp, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 (closed in close())
+            target = self._file.enter_context(atomic_file(self.out_dir / name))
+            self._tar = tarfile.open(fileobj=target, mode="w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115 (close())
             self.shards.append({"name": name, "samples": 0, "bytes": 0, "sha256": ""})
         self._member(f"{key}.{sample.suffix}", sample.data)
         self._member(f"{key}.json", sample.meta)
@@ -142,20 +143,21 @@ class _ShardSink:
         self._bytes += size
 
     def close(self) -> None:
+        """Finish the current shard: its end blocks, then the rename to its name."""
         if self._tar is None:
             return
         self._tar.close()
+        self._file.close()
         entry = self.shards[-1]
-        data = self._tmp.read_bytes()
+        data = (self.out_dir / entry["name"]).read_bytes()
         entry.update(samples=self._count, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-        os.replace(self._tmp, self.out_dir / entry["name"])
-        self._tar, self._tmp, self._count, self._bytes = None, None, 0, 0
+        self._tar, self._count, self._bytes = None, 0, 0
 
     def abort(self) -> None:
+        """Drop the current shard's temporary file (called while an exception is being handled)."""
         if self._tar is not None:
-            self._tar.close()
-            self._tmp.unlink(missing_ok=True)
             self._tar = None
+            self._file.__exit__(*sys.exc_info())
 
 
 def write_shards(
