@@ -1,10 +1,10 @@
 """Images of any size in bounded memory: g_a and g_s on overlapping tiles, stitched exactly.
 
 Only the transforms are tiled; the latent is whole, so the bitstream is one stream for the whole
-image and does not depend on the tiling. See :mod:`hific_lit.tiling.receptive` for the receptive
-fields and :mod:`hific_lit.tiling.tiles` for how the working memory is measured and tiles are chosen.
-
-g_a and g_s of HiFiC on tiles, with the tile size chosen from a memory budget.
+image and does not depend on the tiling. Three files: this one runs g_a and g_s of HiFiC on tiles
+(:func:`tiled_analysis`, :func:`tiled_synthesis`); :mod:`hific_lit.tiling.receptive` reads a
+network's receptive field off its layers; :mod:`hific_lit.tiling.tiles` measures the working memory,
+chooses the tiles for a budget and runs a network on them.
 
 Receptive fields (paper sizes, Mentzer et al. 2020, App. A.1; any preset has the same layout):
 
