@@ -10,7 +10,8 @@ defaults in ways that change what the networks compute; :func:`port_arch` switch
 - ``--normalize_input_image``: g_a sees ``2x - 1`` and the image is ``(tanh(g_s) + 1) / 2``;
 - ``--likelihood_type logistic``: a logistic rather than a Gaussian conditional for y;
 - its factorized density gates the last layer too (``x + tanh(a) tanh(x)``);
-- z is rounded to integers with no offset: the median slot of the quantiles is set to 0.
+- z is rounded to integers with no offset: the median slot of the quantiles is set to 0;
+- the image is padded to a multiple of 16 and then y to a multiple of 4, not the image to 64.
 
 The discriminator, when the checkpoint has one, is kept beside the codec for fine-tuning.
 """
