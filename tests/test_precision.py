@@ -57,3 +57,17 @@ def test_loading_builds_on_the_meta_device_and_fills_every_tensor(tmp_path: Path
     assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_auto_precision_and_decoding_on_the_cpu(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_inference_checkpoint(HiFiC.from_preset("tiny").eval(), tmp_path / "tiny.ckpt")
+    gpu = load_inference_checkpoint(tmp_path / "tiny.ckpt", map_location="cuda", precision="auto")
+    assert next(gpu.g_s.parameters()).dtype in (torch.bfloat16, torch.float16)
+    assert next(gpu.g_s.parameters()).is_cuda
+    cpu = load_inference_checkpoint(tmp_path / "tiny.ckpt")
+    x = torch.randint(0, 256, (3, 80, 112), dtype=torch.uint8)
+    data = gpu.compress(x)
+    assert torch.allclose(cpu.decompress(data), gpu.decompress(data).cpu(), atol=0.05)
+    assert cpu.decompress(cpu.compress(x)).shape == (1, 3, 80, 112)
