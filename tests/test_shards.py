@@ -247,8 +247,11 @@ class CountingModule(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(shards: Path, out_dir: Path, **trainer_kwargs: object) -> list[dict]:
-    dm = WebDataModule(str(shards), batch_size=2, crop_size=16, num_workers=1, batches_per_epoch=3, shuffle_buffer=4)
+def fit(shards: Path, out_dir: Path, batch_size: int = 2, **trainer_kwargs: object) -> list[dict]:
+    """``batch_size`` is the global batch: each of the ranks loads its share (2 per rank here)."""
+    dm = WebDataModule(
+        str(shards), batch_size=batch_size, crop_size=16, num_workers=1, batches_per_epoch=3, shuffle_buffer=4
+    )
     trainer = pl.Trainer(
         max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, **trainer_kwargs,
@@ -264,7 +267,7 @@ def test_trainer_runs_the_explicit_epoch_length(shard_dir: Path, tmp_path: Path)
 
 @pytest.mark.slow
 def test_two_process_ddp_ranks_read_disjoint_shards_in_step(shard_dir: Path, tmp_path: Path) -> None:
-    records = fit(shard_dir, tmp_path, strategy="ddp_spawn", devices=2)
+    records = fit(shard_dir, tmp_path, batch_size=4, strategy="ddp_spawn", devices=2)
     assert [r["batches"] for r in records] == [6, 6]
     assert set(records[0]["shards"]).isdisjoint(records[1]["shards"])
     assert len(records[0]["shards"]) + len(records[1]["shards"]) == 5
