@@ -258,6 +258,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hific_train_runs_with_the_scripts_overrides(trained: Path) -> None:
     assert json.loads((trained / "metrics.json").read_text())["status"] == "ok"
     assert (trained / "checkpoints" / "last.ckpt").is_file() and (trained / "inference.ckpt").is_file()
+    assert (trained / "train.log").is_file(), sorted(p.name for p in trained.iterdir())  # the job is named train
     hydra = (trained / ".hydra" / "hydra.yaml").read_text()
     assert "    arch: tiny\n" in hydra and "    debug: fdr\n" in hydra  # the config groups chosen
 

@@ -86,7 +86,7 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     # (sys.argv stays as it was, so that runs record the command that started them).
     try:
         _run_hydra(
-            args=parser.parse_args(list(overrides)),
+            args=parser.parse_args([f"hydra.job.name={command}", *overrides]),  # train.log, eval.log
             args_parser=parser,
             task_function=job,
             config_path=str(CONFIG_DIR),
