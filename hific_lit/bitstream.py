@@ -7,7 +7,7 @@ Byte layout of format version 2 (all integers little-endian; docs/hfc-format.md 
          4    2  format version (uint16) = 2
          6    8  model fingerprint (see HiFiC.fingerprint)
         14    1  latent likelihood (0 Gaussian, 1 logistic)
-        15    1  reserved, 0
+        15    1  model kind (0 HiFiC, 1 GC2018; was reserved, 0, so every earlier file is HiFiC)
         16    4  image height (uint32)
         20    4  image width (uint32)
         24    2  latent channels (uint16)      26  4  latent height      30  4  latent width
@@ -47,6 +47,9 @@ _FIELDS = {
 HEADER_SIZES = {version: fields.size + 8 for version, fields in _FIELDS.items()}
 """Header bytes, both CRCs included: 62 in version 1, 60 in version 2."""
 HEADER_SIZE = HEADER_SIZES[FORMAT_VERSION]
+MODEL_KINDS = {0: "hific", 1: "gc2018"}
+"""Byte 15 of a version-2 header: the model that wrote the file. A GC2018 file (:mod:`hific_lit.gc2018`) has
+no hyperlatent: its z shape is (0, 0, 0) and its hyperlatent stream is empty."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ class Header:
     """The header fields of a .hfc file (magic and the CRCs of header and payload aside).
 
     ``likelihood`` is the latent likelihood's code (version 2; version 1 files are Gaussian);
-    ``symbols_crc`` is the CRC32 of all symbols (version 1 only; version 2 streams check themselves).
+    ``symbols_crc`` is the CRC32 of all symbols (version 1 only; version 2 streams check themselves);
+    ``kind`` the model kind (:data:`MODEL_KINDS`, version 2; version 1 files are HiFiC).
     """
 
     fingerprint: bytes
@@ -67,6 +71,7 @@ class Header:
     version: int = FORMAT_VERSION
     likelihood: int = 0
     symbols_crc: int | None = None
+    kind: int = 0
 
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
@@ -83,7 +88,7 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
             raise ValueError("format version 1 needs the symbols' CRC32 in the header")
         fields = _FIELDS[1].pack(MAGIC, 1, header.fingerprint, *sizes, header.symbols_crc)
     elif header.version == 2:
-        fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, 0, *sizes)
+        fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, header.kind, *sizes)
     else:
         raise ValueError(f"cannot write .hfc format version {header.version}")
     payload = z_stream + y_stream
@@ -121,16 +126,19 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
     (payload_crc,) = struct.unpack_from("<I", data, size - 8)
     if version == 1:
         _, _, fingerprint, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length, symbols_crc = fields
-        likelihood = 0
+        likelihood = kind = 0
     else:
-        _, _, fingerprint, likelihood, reserved, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields
+        _, _, fingerprint, likelihood, kind, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields
         symbols_crc = None
-        if reserved != 0:
-            raise BitstreamError(f"the .hfc header's reserved byte is {reserved}, not 0 (corrupt or a newer writer)")
-    header = Header(
-        fingerprint, height, width, (yc, yh, yw), (zc, zh, zw), z_length, y_length, version, likelihood, symbols_crc
-    )
-    if min(height, width, yc, yh, yw, zc, zh, zw) == 0:
+        if kind not in MODEL_KINDS:
+            raise BitstreamError(
+                f"the .hfc header's model kind (byte 15, reserved before GC2018) is {kind}, an unknown kind"
+                " (corrupt or a newer writer)"
+            )
+    shapes = ((yc, yh, yw), (zc, zh, zw))
+    header = Header(fingerprint, height, width, *shapes, z_length, y_length, version, likelihood, symbols_crc, kind)
+    z_sizes = (zc, zh, zw) if MODEL_KINDS[kind] == "hific" else (1,)
+    if min(height, width, yc, yh, yw, *z_sizes) == 0:
         raise BitstreamError("the .hfc header has a zero image or latent size")
     payload = data[size:]
     if len(payload) != z_length + y_length:
@@ -151,6 +159,7 @@ def header_fields(header: Header) -> dict[str, object]:
     """The header as a plain dict (for ``hific info``)."""
     fields: dict[str, object] = {"version": header.version, "fingerprint": header.fingerprint.hex()}
     if header.version >= 2:
+        fields["model"] = MODEL_KINDS[header.kind]
         fields["likelihood"] = LIKELIHOOD_NAMES.get(header.likelihood, f"unknown ({header.likelihood})")
     fields.update(height=header.height, width=header.width, y_shape=header.y_shape, z_shape=header.z_shape)
     fields.update(z_length=header.z_length, y_length=header.y_length)

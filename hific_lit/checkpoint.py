@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -25,6 +25,9 @@ from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
 from hific_lit.files import atomic_write
 from hific_lit.precision import resolve_precision, set_transform_precision
+
+if TYPE_CHECKING:
+    from hific_lit.gc2018 import GC2018
 
 FORMAT = "hific-lit-inference"
 FORMAT_VERSION = 3
@@ -73,6 +76,7 @@ def save_inference_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "hific_lit_version": __version__,
+        "model": getattr(model, "kind", "hific"),
         "arch": model.arch.to_dict(),
         "config": _plain_config(config),
         "state_dict": state,
@@ -160,10 +164,22 @@ def _materialize(state: dict[str, torch.Tensor], device: torch.device, transform
     return out
 
 
+def _model_classes(path: str | os.PathLike, kind: str) -> tuple[type, type]:
+    """(model class, architecture class) of a checkpoint's model kind: ``hific`` (older files) or ``gc2018``."""
+    if kind == "hific":
+        return HiFiC, ArchConfig
+    if kind == "gc2018":
+        from hific_lit.gc2018 import GC2018, GC2018Config
+
+        return GC2018, GC2018Config
+    raise CheckpointError(f"{path}: unknown model kind {kind!r} (written by a newer hific-lit?)")
+
+
 def load_inference_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", precision: str = "fp32"
-) -> HiFiC:
-    """Load a checkpoint written by :func:`save_inference_checkpoint` as a :class:`HiFiC` in eval mode.
+) -> HiFiC | GC2018:
+    """Load a checkpoint written by :func:`save_inference_checkpoint` as a :class:`HiFiC` in eval mode (or a
+    :class:`~hific_lit.gc2018.GC2018`, by the checkpoint's ``model`` kind).
 
     ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``, see :mod:`hific_lit.precision`) is the
     float type of g_a and g_s; their weights are converted once, here, tensor by tensor from the
@@ -176,12 +192,13 @@ def load_inference_checkpoint(
     device = torch.device(map_location)
     dtype = resolve_precision(precision, device)
     payload = read_inference_checkpoint(path, "cpu", mmap=True)
+    model_class, arch_class = _model_classes(path, payload.get("model", "hific"))
     try:
-        arch = ArchConfig(**payload["arch"])
+        arch = arch_class(**payload["arch"])
     except (TypeError, ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: the stored architecture is invalid ({exc})") from None
     with torch.device("meta"):
-        model = HiFiC(arch)
+        model = model_class(arch)
     try:
         state = _materialize(payload.pop("state_dict"), device, dtype)
         model.load_state_dict(state, assign=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from hydra.core.config_store import ConfigStore
 
 from hific_lit.arch import ARCH_PRESETS
+from hific_lit.gc2018.arch import GC2018_PRESETS
 
 
 def register_arch_presets() -> None:
@@ -18,6 +19,9 @@ def register_arch_presets() -> None:
     store = ConfigStore.instance()
     for name, arch in ARCH_PRESETS.items():
         store.store(group="arch", name=name, node={"_target_": "hific_lit.arch.ArchConfig", **arch.to_dict()})
+    for name, gc_arch in GC2018_PRESETS.items():
+        node = {"_target_": "hific_lit.gc2018.arch.GC2018Config", **gc_arch.to_dict()}
+        store.store(group="arch", name=name, node=node)
 
 
 register_arch_presets()
