@@ -12,6 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hific_lit.arch import ARCH_PRESETS
+from hific_lit.gc2018 import GC2018_PRESETS
 from hific_lit.lit import GANStage, RDStage
 from hific_lit.losses import LossConfig
 from hific_lit.nn import Discriminator
@@ -29,9 +30,9 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options() -> None:
-    assert set(options("arch")) == {"hific", "jt", "small", "tiny"}
+    assert set(options("arch")) == {"hific", "jt", "small", "tiny", "gc2018", "gc2018_small", "gc2018_tiny"}
     assert set(options("regime")) == {"low", "med", "high"}
-    assert set(options("stage")) == {"base", "gan"}
+    assert set(options("stage")) == {"base", "gan", "gc2018", "gc2018_mse"}
     assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
     assert set(options("logger")) == {"wandb", "csv", "none"}
     assert {"sample", "folder"} <= set(options("data"))
@@ -42,7 +43,7 @@ def test_every_group_has_its_options() -> None:
 @pytest.mark.parametrize("name", options("arch"))
 def test_arch_configs_match_the_presets(name: str, tmp_path: Path) -> None:
     cfg = compose_config([f"arch={name}"], tmp_path)
-    assert hydra.utils.instantiate(cfg.arch) == ARCH_PRESETS[name]
+    assert hydra.utils.instantiate(cfg.arch) == {**ARCH_PRESETS, **GC2018_PRESETS}[name]
 
 
 @pytest.mark.parametrize(("name", "target", "lambda_a"), [("low", 0.14, 2.0), ("med", 0.30, 1.0), ("high", 0.45, 0.5)])

@@ -1,0 +1,234 @@
+"""Lightning stages of GC2018 (Agustsson et al. 2018, Sec. 3 and 5) with manual optimization.
+
+- :class:`GC2018Stage` trains E and G on the distortion alone, ``lambda * MSE (+ k_P * perceptual)``
+  (a non-adversarial warm-up, e.g. for a short CPU run, or an MSE baseline at the same rate);
+- :class:`GC2018GANStage` extends it with the multi-scale discriminator: per iteration one D step
+  (LSGAN, on the detached reconstruction) and one E/G step on
+  ``LSGAN_G + lambda_FM * FM + lambda * MSE (+ k_P * perceptual)`` (paper eq. 6, beta = 0).
+
+Both also fit the categorical prior (its own optimizer, on detached symbols): the rate is fixed by
+C and L, and the prior only decides how far below the bound ``C log2(L)`` per 16 x 16 pixels the
+files get. One *iteration* is one training batch; :attr:`iteration` is our own counter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hific_lit.gc2018.arch import GC2018Config
+from hific_lit.gc2018.codec import GC2018, GC2018Output
+from hific_lit.gc2018.discriminator import (
+    MultiscaleDiscriminator,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from hific_lit.lit.callbacks import InferenceExport
+from hific_lit.losses import psnr
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+ITERATION_KEY = "gc2018_iteration"
+ARCH_KEY = "gc2018_arch"
+
+
+def paper_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """Adam, lr 2e-4, beta1 0.5 (pix2pixHD's, which the paper follows; the TF1 port's G/D rate)."""
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+@dataclass(frozen=True)
+class GC2018Loss:
+    """Weights of GC2018's objective (paper Sec. 3.3 and 5; the TF1 port's config.py).
+
+    ``distortion_weight`` lambda multiplies the MSE of images in [-1, 1] (the generator's tanh range):
+    10 (paper; ``lambda_X`` in the port). ``feature_matching_weight`` 10 (pix2pixHD's lambda,
+    ``feature_matching_weight`` in the port). ``perceptual_weight`` is optional (pix2pixHD's VGG term
+    has weight 10; 0 leaves it out). ``gan_weight`` 1 scales the LSGAN term of G.
+    """
+
+    distortion_weight: float = 10.0
+    feature_matching_weight: float = 10.0
+    perceptual_weight: float = 0.0
+    gan_weight: float = 1.0
+
+
+def mse_symmetric(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """MSE of images in [0, 1] measured in [-1, 1], i.e. 4 x their MSE: the scale the paper's lambda assumes."""
+    return 4.0 * F.mse_loss(x_hat, x)
+
+
+class GC2018Stage(pl.LightningModule):
+    """E and G on the distortion (no discriminator); the categorical prior on the symbols' cross-entropy.
+
+    Args:
+        arch: network sizes (``arch=gc2018*`` preset).
+        loss: the objective's weights.
+        perceptual: an optional ``(x, x_hat) -> distance`` module (e.g. LPIPS); needs ``perceptual_weight > 0``.
+        codec_optimizer, prior_optimizer, discriminator_optimizer: optimizer factories.
+        gradient_clip: max gradient norm per optimizer name, ``None``/missing = none.
+    """
+
+    optimizer_names: tuple[str, ...] = ("codec", "prior")
+
+    def __init__(
+        self,
+        arch: GC2018Config,
+        loss: GC2018Loss | None = None,
+        perceptual: nn.Module | None = None,
+        codec_optimizer: OptimizerFactory = paper_adam,
+        prior_optimizer: OptimizerFactory = paper_adam,
+        discriminator_optimizer: OptimizerFactory = paper_adam,
+        gradient_clip: dict[str, float | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = GC2018(arch)
+        self.loss_config = loss or GC2018Loss()
+        if (perceptual is None) != (self.loss_config.perceptual_weight == 0):
+            raise ValueError("a perceptual module needs loss.perceptual_weight > 0, and a weight needs the module")
+        self.perceptual = perceptual
+        self.factories = {"codec": codec_optimizer, "prior": prior_optimizer, "discriminator": discriminator_optimizer}
+        self.gradient_clip = dict(gradient_clip or {})
+        self.iteration = 0
+
+    @property
+    def optimizers_per_iteration(self) -> int:
+        """Optimizer steps per iteration (how much Lightning's ``global_step`` grows per batch)."""
+        return len(self.optimizer_names)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by optimizer name."""
+        return self.model.parameter_groups()._asdict()
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        groups = self.parameter_groups()
+        return [self.factories[name](groups[name]) for name in self.optimizer_names]
+
+    def step_on(self, name: str, loss: torch.Tensor) -> None:
+        """toggle -> zero_grad -> backward -> clip -> step for the optimizer ``name``."""
+        opts = self.optimizers()
+        opt = dict(zip(self.optimizer_names, opts if isinstance(opts, list) else [opts], strict=True))[name]
+        with self.toggled_optimizer(opt):
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            clip = self.gradient_clip.get(name)
+            if clip is not None:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+
+    def distortion_terms(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
+        """``lambda * MSE (+ k_P * perceptual)`` as ``loss``, and the terms to log."""
+        cfg = self.loss_config
+        mse = mse_symmetric(x, out.x_hat)
+        loss = cfg.distortion_weight * mse
+        terms = {"mse": mse.detach(), "psnr": psnr(x, out.x_hat.detach())}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(x, out.x_hat)
+            loss = loss + cfg.perceptual_weight * perceptual
+            terms["perceptual"] = perceptual.detach()
+        terms |= {"bpp": out.bpp.detach(), "bpp_bound": out.bpp_bound}
+        return {"loss": loss, **terms}
+
+    def codec_objective(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
+        """What the E/G step minimises (``loss``); the GAN stage adds its terms."""
+        return self.distortion_terms(x, out)
+
+    def steps_after_codec(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
+        """Steps after the E/G step on the same batch; none here (the GAN stage's D step)."""
+        return {}
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        out = self.model(batch)
+        terms = self.codec_objective(batch, out)
+        self.step_on("codec", terms["loss"])
+        terms |= self.steps_after_codec(batch, out)
+        self.step_on("prior", out.bpp)
+        self.iteration += 1
+        metrics = {f"train/{k}": v.detach().float() for k, v in terms.items()}
+        self.log_dict(metrics, on_step=True, prog_bar=False, batch_size=batch.shape[0])
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self.model(batch)
+        terms = self.distortion_terms(batch, out)
+        terms["rd_loss"] = terms.pop("loss").detach()  # the distortion objective: the rate is fixed by C and L
+        self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=batch.shape[0])
+        return {"x_hat": out.x_hat.detach()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[ITERATION_KEY] = self.iteration
+        checkpoint[ARCH_KEY] = self.model.arch.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
+
+
+class GC2018GANStage(GC2018Stage):
+    """The distortion stage plus the multi-scale discriminator, LSGAN and feature matching (paper eq. 6).
+
+    Args:
+        discriminator: e.g. :class:`~hific_lit.gc2018.MultiscaleDiscriminator` (3 scales); this stage's,
+            never in inference checkpoints.
+        *args, **kwargs: as :class:`GC2018Stage`.
+    """
+
+    optimizer_names = ("codec", "prior", "discriminator")
+
+    def __init__(self, *args: Any, discriminator: MultiscaleDiscriminator, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.discriminator = discriminator
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The codec's groups plus ``discriminator``; asserts D shares no parameter with the codec."""
+        groups = super().parameter_groups()
+        groups["discriminator"] = list(self.discriminator.parameters())
+        taken = {id(p) for name in ("codec", "prior") for p in groups[name]}
+        assert not taken & {id(p) for p in groups["discriminator"]}, "D shares parameters with the codec"
+        return groups
+
+    def codec_objective(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
+        """The distortion terms plus ``gan_weight * LSGAN_G + lambda_FM * FM`` with D judging x_hat."""
+        terms = super().codec_objective(x, out)
+        with torch.no_grad():
+            real = self.discriminator(x)
+        fake = self.discriminator(out.x_hat)
+        g_loss, fm = generator_loss(fake), feature_matching_loss(real, fake)
+        cfg = self.loss_config
+        terms["loss"] = terms["loss"] + cfg.gan_weight * g_loss + cfg.feature_matching_weight * fm
+        return terms | {"g_loss": g_loss.detach(), "feature_matching": fm.detach()}
+
+    def steps_after_codec(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
+        """One D step on real x and the detached reconstruction (pix2pixHD's order: G, then D)."""
+        d_loss = discriminator_loss(self.discriminator(x), self.discriminator(out.x_hat.detach()))
+        self.step_on("discriminator", d_loss)
+        return {"d_loss": d_loss.detach()}
+
+
+class GC2018Export(InferenceExport):
+    """At fit end, build the prior's coding table and write an inference checkpoint ``hific compress`` loads.
+
+    (HiFiC's :class:`~hific_lit.lit.InferenceExport` for GC2018 stages; the run config is filled in the same way.)
+    """
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and isinstance(pl_module, GC2018Stage):
+            export_gc2018(pl_module.model, self.path, self.config)
+
+
+def export_gc2018(model: GC2018, path: str | Path, config: dict | None = None) -> Path:
+    """Build ``model``'s coding table from its trained prior and save it as an inference checkpoint."""
+    from hific_lit.checkpoint import save_inference_checkpoint
+
+    was_training = model.training
+    model.eval()
+    model.update(force=True)
+    save_inference_checkpoint(model, path, config=config)
+    model.train(was_training)
+    return Path(path)

@@ -1,0 +1,193 @@
+"""GC2018 (Agustsson et al. 2018) as a selectable model: networks, bottleneck, coding, CLI, both training stages."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hific_lit.bitstream import HEADER_SIZES, unpack
+from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.cli import main as hific
+from hific_lit.codec import HiFiC
+from hific_lit.data.sample import SAMPLE_TRAIN_PHOTOS, load_sample_photo, sample_photo_path
+from hific_lit.errors import BitstreamError
+from hific_lit.gc2018 import (
+    GC2018,
+    GC2018_PRESETS,
+    GC2018Config,
+    MultiscaleDiscriminator,
+    SoftToHardQuantizer,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from hific_lit.train import compose_config, train
+
+TINY = GC2018_PRESETS["gc2018_tiny"]
+
+
+def bound_bits(arch: GC2018Config, height: int, width: int) -> float:
+    """The paper's rate bound in bits: (H/16)(W/16) C log2(L)."""
+    return math.ceil(height / 16) * math.ceil(width / 16) * arch.latent_channels * math.log2(arch.levels)
+
+
+def test_the_bound_at_c8_is_the_ports_0_072_bpp_on_cityscapes() -> None:
+    # The TF1 port (Justin-Tan/generative-compression README): C = 8 on 512x1024 Cityscapes is "0.072 bpp".
+    assert GC2018Config(latent_channels=8).rate_bound(512, 1024) == pytest.approx(0.0726, abs=5e-5)
+    assert GC2018Config().levels == 5 and GC2018Config().latent_channels == 8
+
+
+def test_quantizer_uses_the_papers_five_centers_straight_through() -> None:
+    q = SoftToHardQuantizer(5, sigma=1.0).train()
+    assert q.centers.tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    w = torch.tensor([-3.1, -1.4, -0.2, 0.6, 1.51, 7.0], requires_grad=True)
+    w_hat, symbols = q(w)
+    assert w_hat.tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0, 2.0] and symbols.tolist() == [0, 1, 2, 3, 4, 4]
+    w_hat.sum().backward()
+    # the gradient is the soft assignment's: d/dw sum_j softmax(-|w - c|)_j c_j
+    w2 = w.detach().clone().requires_grad_(True)
+    (torch.softmax(-(w2[:, None] - q.centers).abs(), -1) @ q.centers).sum().backward()
+    assert torch.allclose(w.grad, w2.grad) and bool((w.grad.abs() > 0).all())
+
+
+def test_the_multiscale_discriminator_sees_three_scales() -> None:
+    d = MultiscaleDiscriminator(widths=(8, 16), scales=3)
+    seen = []
+    for patch in d.discriminators:
+        patch.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[-2:])))
+    out = d(torch.rand(2, 3, 64, 96))
+    assert seen == [(64, 96), (32, 48), (16, 24)]
+    assert len(out) == 3 and all(len(scale) == 3 and scale[-1].shape[1] == 1 for scale in out)
+
+
+def test_feature_matching_is_zero_for_identical_inputs_only() -> None:
+    d = MultiscaleDiscriminator(widths=(8, 16), scales=3)
+    x = torch.rand(2, 3, 64, 64)
+    assert feature_matching_loss(d(x), d(x.clone())).item() == 0.0
+    assert feature_matching_loss(d(x), d(torch.rand_like(x))).item() > 0.0
+
+
+def test_lsgan_losses_at_known_points() -> None:
+    # LSGAN (paper eq. 4-5): f(y) = (y - 1)^2 for real, g(y) = y^2 for fake; D's loss halved as in pix2pixHD.
+    ones, zeros = [[torch.ones(1, 1, 2, 2)]] * 3, [[torch.zeros(1, 1, 2, 2)]] * 3
+    assert discriminator_loss(ones, zeros).item() == 0.0 and generator_loss(ones).item() == 0.0
+    assert discriminator_loss(zeros, ones).item() == pytest.approx(0.5 * 3 * 2) and generator_loss(zeros).item() == 3.0
+
+
+@pytest.mark.parametrize("name", sorted(GC2018_PRESETS))
+def test_arch_presets_compose_and_the_stage_carries_the_papers_weights(name: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"arch={name}", "stage=gc2018"], tmp_path)
+    assert hydra.utils.instantiate(cfg.arch) == GC2018_PRESETS[name]
+    loss = hydra.utils.instantiate(cfg.stage.loss)
+    # lambda = 10 on the MSE (the TF1 port's lambda_X), feature matching 10 (pix2pixHD; feature_matching_weight)
+    assert (loss.distortion_weight, loss.feature_matching_weight, loss.perceptual_weight) == (10.0, 10.0, 0.0)
+    assert cfg.stage.codec_optimizer.lr == cfg.stage.discriminator_optimizer.lr == 2e-4  # G_/D_learning_rate
+    assert cfg.stage.discriminator.scales == 3
+
+
+@pytest.fixture(scope="module")
+def fitted() -> GC2018:
+    """The tiny model with its categorical prior fitted (200 Adam steps) to the symbols of the training photos."""
+    torch.manual_seed(0)
+    model = GC2018(TINY).eval()
+    with torch.no_grad():
+        symbols = [model(load_sample_photo(name)[..., :256, :256]).symbols for name in SAMPLE_TRAIN_PHOTOS]
+    opt = torch.optim.Adam([model.prior.logits], lr=0.05)
+    for _ in range(200):
+        opt.zero_grad()
+        sum(model.prior.bits(s) for s in symbols).backward()
+        opt.step()
+    model.update(force=True)
+    return model
+
+
+def test_the_prior_codes_real_photos_below_the_bound(fitted: GC2018) -> None:
+    x = load_sample_photo()  # the held-out astronaut
+    data = fitted.compress(x)
+    header, _, stream = unpack(bytes(data))
+    height, width = x.shape[-2:]
+    assert header.kind == 1 and header.y_shape == (TINY.latent_channels, height // 16, width // 16)
+    assert len(stream) * 8 < bound_bits(TINY, height, width)
+    assert len(data) * 8 <= bound_bits(TINY, height, width) + HEADER_SIZES[2] * 8
+    assert data.estimated_bits == pytest.approx(len(stream) * 8, rel=0.05)
+
+
+def test_compress_decompress_round_trip_and_tiling(fitted: GC2018) -> None:
+    x = load_sample_photo()[..., :200, :136]  # not multiples of 16
+    data = fitted.compress(x)
+    assert fitted.compress(x, max_memory=None) == data  # E is tiled by default; the file does not depend on it
+    x_hat = fitted.decompress(data)
+    assert x_hat.shape == (1, 3, 200, 136) and float(x_hat.min()) >= 0 and float(x_hat.max()) <= 1
+    tiled, whole = fitted.decompress(data, max_memory=1 << 20), fitted.decompress(data, max_memory=None)
+    assert torch.allclose(tiled, whole, atol=1e-5)  # G on tiles: the same up to float summation order
+    with torch.no_grad():  # the coded path is the forward pass at evaluation
+        assert torch.allclose(fitted(x).x_hat.clamp(0, 1), x_hat, atol=1e-5)
+
+
+def test_noise_channels_decode_deterministically() -> None:
+    model = GC2018(GC2018Config(**{**TINY.to_dict(), "noise_channels": 2})).eval()
+    model.update()
+    data = model.compress(torch.rand(3, 48, 64))
+    assert torch.equal(model.decompress(data), model.decompress(data))
+
+
+def test_files_of_the_other_model_kind_are_refused(fitted: GC2018) -> None:
+    x = torch.rand(3, 64, 64)
+    hific = HiFiC.from_preset("tiny").eval()
+    hific.update()
+    with pytest.raises(BitstreamError, match="hific model, not a gc2018"):
+        fitted.decompress(hific.compress(x))
+    with pytest.raises(BitstreamError):
+        hific.decompress(fitted.compress(x))
+    other = GC2018(TINY).eval()
+    other.update()
+    with pytest.raises(BitstreamError, match="another model"):
+        other.decompress(fitted.compress(x))
+
+
+def test_round_trip_through_the_hific_command(fitted: GC2018, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    ckpt = tmp_path / "gc.ckpt"
+    save_inference_checkpoint(fitted, ckpt)
+    assert isinstance(load_inference_checkpoint(ckpt), GC2018)
+    photo = sample_photo_path("astronaut")
+    assert hific(["compress", str(photo), "--ckpt", str(ckpt), "-o", str(tmp_path / "a.hfc"), "-q"]) == 0
+    assert hific(["decompress", str(tmp_path / "a.hfc"), "--ckpt", str(ckpt), "-o", str(tmp_path / "a.png"), "-q"]) == 0
+    capsys.readouterr()
+    assert hific(["info", str(tmp_path / "a.hfc"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == "gc2018" and (info["height"], info["width"]) == (512, 512)
+    bound_bpp = TINY.rate_bound(512, 512) + HEADER_SIZES[2] * 8 / (512 * 512)
+    assert info["bpp"] <= bound_bpp
+    decoded = torch.from_numpy(np.array(Image.open(tmp_path / "a.png")))
+    expected = fitted.decompress((tmp_path / "a.hfc").read_bytes(), uint8=True)[0].permute(1, 2, 0)
+    assert torch.equal(decoded, expected)
+
+
+SMOKE = [
+    "debug=fdr",
+    "arch=gc2018_tiny",
+    "data.samples_per_epoch=4",
+    "data.val_tiles=1",
+    "callbacks.reconstruction_images=null",
+    "callbacks.inference_export._target_=hific_lit.gc2018.stage.GC2018Export",
+]
+
+
+@pytest.mark.parametrize("stage", ["gc2018_mse", "gc2018"])
+def test_debug_runs_of_both_stages_export_a_working_model(stage: str, tmp_path: Path) -> None:
+    metrics = train(compose_config([*SMOKE, f"stage={stage}"], tmp_path))
+    assert metrics["iteration"] == 2
+    keys = ["train/loss", "val/rd_loss", "val/psnr", "val/bpp", "train/bpp_bound"]
+    keys += ["train/g_loss", "train/feature_matching", "train/d_loss"] if stage == "gc2018" else []
+    for key in keys:
+        assert math.isfinite(metrics[key]), key
+    model = load_inference_checkpoint(tmp_path / "inference.ckpt")
+    x = torch.rand(3, 64, 80)
+    assert model.decompress(model.compress(x)).shape == (1, 3, 64, 80)
