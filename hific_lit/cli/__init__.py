@@ -46,14 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     coding.register(subparsers)
     pretrained_cli.register(subparsers)
-    for name, (_, task) in hydra_apps.APPS.items():
+    for name, task in hydra_apps.APPS.items():
         add_command(subparsers, name, task, HYDRA_EXAMPLES[name], hydra=True)
     tools.register(subparsers)
-    examples = [(name, sub.epilog or "") for name, sub in subparsers.choices.items()]
-    parser.epilog = "examples:\n" + "\n".join(
-        f"  {example.removeprefix('example: ')}" for _, example in examples if example
-    )
-    parser.epilog += f"\n\n{EXIT_STATUS}\n`hific COMMAND --help` for each command's options."
+    examples = [sub.epilog.removeprefix("example: ") for sub in subparsers.choices.values() if sub.epilog]
+    parser.epilog = "examples:\n" + "".join(f"  {example}\n" for example in examples)
+    parser.epilog += f"\n{EXIT_STATUS}\n`hific COMMAND --help` for each command's options."
     return parser
 
 

@@ -57,8 +57,8 @@ def eval_task(cfg: DictConfig) -> int:
     return OK
 
 
-APPS: dict[str, tuple[str, Callable[[DictConfig], int]]] = {"train": ("train", train_task), "eval": ("eval", eval_task)}
-"""Command -> (config name in ``conf/``, task)."""
+APPS: dict[str, Callable[[DictConfig], int]] = {"train": train_task, "eval": eval_task}
+"""Command -> its task; the config is ``conf/<command>.yaml`` and the Hydra job is named after the command."""
 
 
 def main(command: str, overrides: Sequence[str], prog: str) -> int:
@@ -73,7 +73,7 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
 
     from hific_lit.config import CONFIG_DIR  # also registers the arch group
 
-    config_name, task = APPS[command]
+    task = APPS[command]
     statuses: list[int] = []
 
     def job(cfg: DictConfig) -> None:
@@ -90,7 +90,7 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
             args_parser=parser,
             task_function=job,
             config_path=str(CONFIG_DIR),
-            config_name=config_name,
+            config_name=command,
         )
     except SystemExit as exc:  # Hydra reported a bad override or a crash on one line (HYDRA_FULL_ERROR=1: all)
         if exc.code in (0, None):
