@@ -64,15 +64,27 @@ def test_tiled_coding_gives_the_untiled_bitstream_and_image(model: HiFiC, size: 
     torch.testing.assert_close(tiled_image, whole_image, atol=ATOL, rtol=0)
 
 
-def test_default_budget_is_an_argument_and_none_disables_tiling(model: HiFiC) -> None:
+def test_default_budget_is_an_argument_and_none_disables_tiling(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
     import inspect
+
+    from hific_lit.tiling import tiles
 
     for method in (model.compress, model.decompress, model.analysis, model.synthesis):
         assert inspect.signature(method).parameters["max_memory"].default == DEFAULT_MAX_MEMORY == 384 * 2**20
     assert not hasattr(model, "max_memory")
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model.analysis(x, max_memory=None), model.g_a(x))
+    monkeypatch.setattr(tiles, "bytes_per_pixel", lambda *args: 20_000.0)  # as if: the default budget tiles this image
+    x = torch.rand(1, 3, 256, 320)
+    seen: list[tuple[int, ...]] = []
+    hook = model.g_a.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape)))
+    try:
+        with torch.no_grad():
+            model.analysis(x)
+            assert len(seen) > 1, "the default budget tiles"
+            seen.clear()
+            assert torch.equal(model.analysis(x, max_memory=None), model.g_a(x))
+    finally:
+        hook.remove()
+    assert seen == [(1, 3, 256, 320)] * 2, "no budget: one pass over the whole image (then the reference call)"
 
 
 def test_cli_max_memory_tiles_without_changing_the_file(model: HiFiC, tmp_path: Path) -> None:
