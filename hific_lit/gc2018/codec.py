@@ -6,9 +6,9 @@
                                      │
                                 w_hat ──(‖ noise)──► G (g_s) ──► crop ──► x_hat
 
-E and G are HiFiC's :class:`~hific_lit.nn.Encoder` and :class:`~hific_lit.nn.Generator`, whose
-layout is GC2018's (HiFiC App. A.1 builds on it): ``c7s1-60, d120..d960, c3s1-C`` and
-``c3s1-960, R960 x9, u480..u60, c7s1-3``, with the tanh output (pix2pixHD) mapped to [0, 1]. The
+E is HiFiC's :class:`~hific_lit.nn.Encoder`, whose layout is GC2018's (HiFiC App. A.1 builds on
+it): ``c7s1-60, d120..d960, c3s1-C``. G is :class:`GC2018Generator`: ``c3s1-960, R960 x9,
+u480..u60, c7s1-3``, with the tanh output (pix2pixHD) mapped to [0, 1]. The
 optional noise channels (paper Sec. 3.2) are N(0, 1), fresh in training and drawn from a fixed
 seed when decoding, so that a file always decodes to the same image. A .hfc file of this model has
 model kind ``gc2018`` and only a latent stream (no hyperlatent): docs/hfc-format.md.
@@ -31,6 +31,8 @@ from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.gc2018.arch import GC2018Config
 from hific_lit.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
 from hific_lit.nn import Encoder, Generator
+from hific_lit.nn.init import glorot_uniform_
+from hific_lit.nn.layers import make_norm, same_conv
 from hific_lit.padding import crop, pad_to_multiple, padded_size
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
 
@@ -41,6 +43,21 @@ NOISE_SEED = 0
 KIND = "gc2018"
 KIND_CODE = {name: code for code, name in MODEL_KINDS.items()}[KIND]
 _MAX_SYMBOLS_PER_BYTE = 1 << 18
+
+
+class GC2018Generator(Generator):
+    """G (paper App. A): HiFiC's g_s with GC2018's head ``c3s1-w0`` (conv 3x3 - norm - ReLU) on the bare ŵ.
+
+    HiFiC's head normalises its input first; on a bottleneck of C = 8 five-level channels that norm
+    discards each pixel's mean and scale over channels (ChannelNorm) or each channel's mean (InstanceNorm),
+    and in short CPU runs the reconstructions stalled near 14 dB PSNR with it. The skip around the residual
+    blocks stays (it is what :mod:`hific_lit.tiling` runs, and it only adds an identity path).
+    """
+
+    def __init__(self, latent_channels: int, widths: tuple[int, ...], n_blocks: int, norm: str, padding: str) -> None:
+        super().__init__(latent_channels, widths, n_blocks, norm, padding=padding, image_range="tanh")
+        head = [same_conv(latent_channels, widths[0], 3, padding=padding), make_norm(norm, widths[0]), nn.ReLU(True)]
+        self.head = glorot_uniform_(nn.Sequential(*head))
 
 
 class GC2018Output(NamedTuple):
@@ -76,13 +93,8 @@ class GC2018(nn.Module):
         self.g_a = Encoder(arch.encoder_widths, c, arch.norm, padding=arch.padding, image_range="tanh")
         self.quantizer = SoftToHardQuantizer(arch.levels, arch.soft_sigma)
         self.prior = CategoricalPrior(c, arch.levels)
-        self.g_s = Generator(
-            c + arch.noise_channels,
-            arch.generator_widths,
-            arch.residual_blocks,
-            arch.norm,
-            padding=arch.padding,
-            image_range="tanh",
+        self.g_s = GC2018Generator(
+            c + arch.noise_channels, arch.generator_widths, arch.residual_blocks, arch.norm, arch.padding
         )
 
     @classmethod
