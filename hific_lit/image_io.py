@@ -142,12 +142,18 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def encode_image(pixels: np.ndarray, fmt: str = "PNG", **options: object) -> bytes:
+    """The bytes of an image file (Pillow format ``fmt``, e.g. PNG, JPEG, WEBP, with its ``options``) holding an
+    (H, W, 3) uint8 image: reconstructions, baselines and viewers all encode through this."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt, **options)
+    return buf.getvalue()
+
+
 def save_image(x: torch.Tensor, path: str | os.PathLike) -> None:
     """Save a (3, H, W) or (1, 3, H, W) image (float in [0, 1], or uint8) atomically; the format follows the suffix."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImageReadError(f"{path}: unknown image format {path.suffix!r}; use .png, .jpg, .webp or .tiff")
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(x)).save(buf, format=fmt)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, encode_image(to_uint8(x), fmt))

@@ -21,13 +21,21 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from hific_lit.data.image_files import find_images
 from hific_lit.errors import ImageReadError
 from hific_lit.files import atomic_file, atomic_write_bytes
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, ImageTooLargeError, open_image, pil_to_tensor, to_uint8
+from hific_lit.image_io import (
+    DEFAULT_MAX_PIXELS,
+    ImageTooLargeError,
+    encode_image,
+    open_image,
+    pil_to_tensor,
+    to_uint8,
+)
 
 FORMAT_SUFFIX = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "TIFF": "tif", "BMP": "bmp", "PPM": "ppm"}
 
@@ -90,9 +98,7 @@ def _downscaled_png(img: Image.Image, short_side: int) -> bytes:
     rgb = Image.fromarray(to_uint8(pil_to_tensor(img)))
     scale = short_side / min(rgb.size)
     size = (max(short_side, round(rgb.width * scale)), max(short_side, round(rgb.height * scale)))
-    out = io.BytesIO()
-    rgb.resize(size, Image.Resampling.LANCZOS).save(out, format="PNG")
-    return out.getvalue()
+    return encode_image(np.asarray(rgb.resize(size, Image.Resampling.LANCZOS)))
 
 
 def _prepare_star(args: tuple[Path, Path, int | None, int | None]) -> PreparedSample:

@@ -6,15 +6,14 @@ a target from at or above it, the usual way to compare against a learned codec a
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import PIL
-from PIL import Image, features
+from PIL import features
 
 from hific_lit.files import bits_per_pixel
-from hific_lit.image_io import open_image
+from hific_lit.image_io import encode_image, open_image
 
 # name -> (Pillow format, file suffix, MIME type, lowest quality, highest quality)
 _CODECS = {
@@ -52,9 +51,7 @@ def encode(image: np.ndarray, codec: str, quality: int) -> bytes:
     options = {"quality": int(quality)}
     if codec == "jpeg":
         options["subsampling"] = "4:2:0"
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt, **options)
-    return buf.getvalue()
+    return encode_image(image, fmt, **options)
 
 
 def decode(data: bytes) -> np.ndarray:

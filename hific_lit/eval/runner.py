@@ -8,7 +8,6 @@ per method over the 256² patches of all images.
 
 from __future__ import annotations
 
-import io
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from hific_lit.codec import HiFiC
@@ -27,7 +25,7 @@ from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
 from hific_lit.files import atomic_write_bytes, bits_per_pixel
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, to_uint8
+from hific_lit.image_io import DEFAULT_MAX_PIXELS, encode_image, load_image, to_uint8
 
 
 @dataclass
@@ -47,13 +45,6 @@ class CheckpointResults:
     rows: list[ImageResult]
     results: dict[str, dict]
     viewer: Path | None
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Lossless PNG encoding of an (H, W, 3) uint8 image."""
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def unique_names(paths: list[Path]) -> list[str]:
@@ -141,12 +132,12 @@ def evaluate_image(
     ``with_viewer``), decoded images by method."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
     recon, encode_s, decode_s = code_with_model(model, original, hfc)
-    recon_png = png_bytes(recon)
+    recon_png = encode_image(recon)
     atomic_write_bytes(out_dir / "reconstructions" / f"{image}.png", recon_png)
     ours = _result(checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s)
     rows, decoded = [ours], {"hific": recon}
     variants = [
-        ViewerVariant("Original", png_bytes(original), "image/png"),
+        ViewerVariant("Original", encode_image(original), "image/png"),
         ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
     ] if with_viewer else []  # fmt: skip
     for codec in codecs:
