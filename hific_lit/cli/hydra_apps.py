@@ -84,9 +84,11 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     parser.prog = prog
     # What @hydra.main does, with the command line handed in instead of read from sys.argv
     # (sys.argv stays as it was, so that runs record the command that started them).
+    args = parser.parse_args(list(overrides))
+    args.overrides.insert(0, f"hydra.job.name={command}")  # train.log, eval.log; a later override still wins
     try:
         _run_hydra(
-            args=parser.parse_args([f"hydra.job.name={command}", *overrides]),  # train.log, eval.log
+            args=args,
             args_parser=parser,
             task_function=job,
             config_path=str(CONFIG_DIR),
