@@ -75,6 +75,10 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
 
     task = APPS[command]
     statuses: list[int] = []
+    if command == "train":
+        # Lightning, imported before Hydra sets up logging, keeps its own stderr handler for its messages
+        # (DDP set-up, trainer summary), as with scripts/train.py before it became an alias.
+        import hific_lit.train  # noqa: F401
 
     def job(cfg: DictConfig) -> None:
         statuses.append(exit_status(lambda: task(cfg), prog))
