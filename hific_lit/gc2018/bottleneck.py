@@ -4,7 +4,10 @@ Quantization (Agustsson et al. 2018, Sec. 3.1, after Mentzer et al. 2018 / Agust
 ``w_hat_i = c_j`` with ``j = argmin_j |w_i - c_j|`` over centers ``c = {-(L-1)/2, ..., (L-1)/2}``
 (L = 5: -2, -1, 0, 1, 2). In training the gradient flows through the soft assignment
 ``w_soft = sum_j softmax(-sigma |w - c|)_j c_j`` while the forward value is the hard one
-(straight-through: ``w_soft + stopgrad(w_hard - w_soft)``).
+(straight-through: ``w_soft + stopgrad(w_hard - w_soft)``). With ``|w - c|`` the soft assignment is
+flat beyond the outer centers (all weights scale alike), so an encoder output that strays there
+gets no gradient and stays: in short CPU runs every symbol collapsed onto one center. Beyond the
+outer centers the relaxation therefore continues with slope 1 (``+ w - clamp(w, c_1, c_L)``).
 
 Coding: the paper bounds the rate by ``dim(w_hat) log2(L)`` bits (Sec. 3.2, beta = 0). Here the
 symbols ``j`` are coded with torchac under a learned per-channel categorical prior, so that a file
@@ -52,9 +55,10 @@ class SoftToHardQuantizer(nn.Module):
         hard = self.dequantize(symbols).to(w.dtype)
         if not self.training:
             return hard, symbols
-        weights = torch.softmax(-self.sigma * (w[..., None] - self.centers.to(w.dtype)).abs(), dim=-1)
-        soft = weights @ self.centers.to(w.dtype)
-        return soft + (hard - soft).detach(), symbols
+        c = self.centers.to(w.dtype)
+        weights = torch.softmax(-self.sigma * (w[..., None] - c).abs(), dim=-1)
+        relaxed = weights @ c + (w - w.clamp(float(c[0]), float(c[-1])))  # slope 1 beyond the outer centers
+        return relaxed + (hard - relaxed).detach(), symbols
 
 
 class CategoricalPrior(nn.Module):
