@@ -160,7 +160,8 @@ def header_fields(header: Header) -> dict[str, object]:
     fields: dict[str, object] = {"version": header.version, "fingerprint": header.fingerprint.hex()}
     if header.version >= 2:
         fields["model"] = MODEL_KINDS[header.kind]
-        fields["likelihood"] = LIKELIHOOD_NAMES.get(header.likelihood, f"unknown ({header.likelihood})")
+        if MODEL_KINDS[header.kind] == "hific":  # GC2018 has no conditional likelihood
+            fields["likelihood"] = LIKELIHOOD_NAMES.get(header.likelihood, f"unknown ({header.likelihood})")
     fields.update(height=header.height, width=header.width, y_shape=header.y_shape, z_shape=header.z_shape)
     fields.update(z_length=header.z_length, y_length=header.y_length)
     if header.symbols_crc is not None:
