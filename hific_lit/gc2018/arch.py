@@ -15,7 +15,7 @@ from hific_lit.nn.layers import PADDINGS
 
 NORMS = ("instance", "channel")
 PAPER_BOTTLENECKS = (2, 4, 8, 16)
-"""The bottleneck depths C the paper trains (Sec. 5, Fig. 3); any C >= 2 builds."""
+"""The bottleneck depths C the paper trains (the TF1 port: {2, 4, 8, 16}); any C >= 2 builds."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class GC2018Config:
         return math.log2(self.levels)
 
     def rate_bound(self, height: int, width: int) -> float:
-        """The rate bound in bits per pixel, ``ceil(H/16) ceil(W/16) C log2(L) / (H W)`` (paper Sec. 3.2)."""
+        """The rate bound in bits per pixel, ``ceil(H/16) ceil(W/16) C log2(L) / (H W)`` (the paper's bound)."""
         latents = -(-height // 16) * -(-width // 16) * self.latent_channels
         return latents * self.bits_per_latent / (height * width)
 

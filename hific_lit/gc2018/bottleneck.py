@@ -1,6 +1,6 @@
 """The quantized bottleneck of GC2018: L fixed centers, soft-to-hard quantization, a categorical prior.
 
-Quantization (Agustsson et al. 2018, Sec. 3.1, after Mentzer et al. 2018 / Agustsson et al. 2017):
+Quantization (Agustsson et al. 2018, after the soft-to-hard scheme of Agustsson et al. 2017 and Mentzer et al. 2018):
 ``w_hat_i = c_j`` with ``j = argmin_j |w_i - c_j|`` over centers ``c = {-(L-1)/2, ..., (L-1)/2}``
 (L = 5: -2, -1, 0, 1, 2). In training the gradient flows through the soft assignment
 ``w_soft = sum_j softmax(-sigma |w - c|)_j c_j`` while the forward value is the hard one
@@ -9,7 +9,7 @@ flat beyond the outer centers (all weights scale alike), so an encoder output th
 gets no gradient and stays: in short CPU runs every symbol collapsed onto one center. Beyond the
 outer centers the relaxation therefore continues with slope 1 (``+ w - clamp(w, c_1, c_L)``).
 
-Coding: the paper bounds the rate by ``dim(w_hat) log2(L)`` bits (Sec. 3.2, beta = 0). Here the
+Coding: the paper bounds the rate by ``dim(w_hat) log2(L)`` bits (beta = 0: no entropy term in training). Here the
 symbols ``j`` are coded with torchac under a learned per-channel categorical prior, so that a file
 costs the prior's cross-entropy, below that bound when the symbols are not uniform. The prior is
 trained on its own (the ``prior`` optimizer) on detached symbols, like HiFiC's aux loss.

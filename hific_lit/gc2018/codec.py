@@ -1,4 +1,4 @@
-"""The GC2018 codec: encoder E, L-center quantizer, generator G (Agustsson et al. 2018, Fig. 2 / Sec. 3).
+"""The GC2018 codec: encoder E, L-center quantizer, generator G (Agustsson et al. 2018, arXiv:1804.02958).
 
 ::
 
@@ -9,7 +9,7 @@
 E is HiFiC's :class:`~hific_lit.nn.Encoder`, whose layout is GC2018's (HiFiC App. A.1 builds on
 it): ``c7s1-60, d120..d960, c3s1-C``. G is :class:`GC2018Generator`: ``c3s1-960, R960 x9,
 u480..u60, c7s1-3``, with the tanh output (pix2pixHD) mapped to [0, 1]. The
-optional noise channels (paper Sec. 3.2) are N(0, 1), fresh in training and drawn from a fixed
+optional noise channels (the paper's noise concatenated to ŵ) are N(0, 1), fresh in training and drawn from a fixed
 seed when decoding, so that a file always decodes to the same image. A .hfc file of this model has
 model kind ``gc2018`` and only a latent stream (no hyperlatent): docs/hfc-format.md.
 """

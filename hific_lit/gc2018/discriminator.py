@@ -1,10 +1,10 @@
-"""GC2018's multi-scale discriminator and its losses (Agustsson et al. 2018, Sec. 3.3 and App. A).
+"""GC2018's multi-scale discriminator and its losses (Agustsson et al. 2018, App. A).
 
-As in pix2pixHD (Wang et al. 2018, Sec. 3.2), D is three PatchGANs of the same shape run on the
+As in pix2pixHD (Wang et al. 2018), D is three PatchGANs of the same shape run on the
 image at full, 1/2 and 1/4 resolution (3x3 average pooling with stride 2 between scales). Each is
 ``C64-C128-C256-C512`` (4x4 conv, stride 2, InstanceNorm, LeakyReLU 0.2; no norm in the first
 layer), then a 4x4 stride-1 conv to one logit map. The GAN objective is least squares (LSGAN,
-``f(y) = (y - 1)^2``, ``g(y) = y^2``, paper eq. 4-5); the generator also matches D's intermediate
+``f(y) = (y - 1)^2``, ``g(y) = y^2``); the generator also matches D's intermediate
 features of x and x_hat (pix2pixHD's feature-matching loss, weight 10 in the paper).
 """
 

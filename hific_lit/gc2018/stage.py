@@ -1,10 +1,10 @@
-"""Lightning stages of GC2018 (Agustsson et al. 2018, Sec. 3 and 5) with manual optimization.
+"""Lightning stages of GC2018 (Agustsson et al. 2018) with manual optimization.
 
 - :class:`GC2018Stage` trains E and G on the distortion alone, ``lambda * MSE (+ k_P * perceptual)``
   (a non-adversarial warm-up, e.g. for a short CPU run, or an MSE baseline at the same rate);
 - :class:`GC2018GANStage` extends it with the multi-scale discriminator: per iteration one D step
   (LSGAN, on the detached reconstruction) and one E/G step on
-  ``LSGAN_G + lambda_FM * FM + lambda * MSE (+ k_P * perceptual)`` (paper eq. 6, beta = 0).
+  ``LSGAN_G + lambda_FM * FM + lambda * MSE (+ k_P * perceptual)`` (the paper's objective with beta = 0).
 
 Both also fit the categorical prior (its own optimizer, on detached symbols): the rate is fixed by
 C and L, and the prior only decides how far below the bound ``C log2(L)`` per 16 x 16 pixels the
@@ -46,7 +46,7 @@ def paper_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
 
 @dataclass(frozen=True)
 class GC2018Loss:
-    """Weights of GC2018's objective (paper Sec. 3.3 and 5; the TF1 port's config.py).
+    """Weights of GC2018's objective (the paper; the numbers as in the TF1 port's config.py).
 
     ``distortion_weight`` lambda multiplies the MSE of images in [-1, 1] (the generator's tanh range):
     10 (paper; ``lambda_X`` in the port). ``feature_matching_weight`` 10 (pix2pixHD's lambda,
@@ -171,7 +171,7 @@ class GC2018Stage(pl.LightningModule):
 
 
 class GC2018GANStage(GC2018Stage):
-    """The distortion stage plus the multi-scale discriminator, LSGAN and feature matching (paper eq. 6).
+    """The distortion stage plus the multi-scale discriminator, LSGAN and feature matching (the paper's objective).
 
     Args:
         discriminator: e.g. :class:`~hific_lit.gc2018.MultiscaleDiscriminator` (3 scales); this stage's,
