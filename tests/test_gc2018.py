@@ -16,8 +16,10 @@ from hific_lit.bitstream import HEADER_SIZES, unpack
 from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main as hific
 from hific_lit.codec import HiFiC
+from hific_lit.config import compose_config as compose_eval
 from hific_lit.data.sample import SAMPLE_TRAIN_PHOTOS, load_sample_photo, sample_photo_path
 from hific_lit.errors import BitstreamError
+from hific_lit.eval.pipeline import evaluate
 from hific_lit.gc2018 import (
     GC2018,
     GC2018_PRESETS,
@@ -193,3 +195,19 @@ def test_debug_runs_of_both_stages_export_a_working_model(stage: str, tmp_path: 
     model = load_inference_checkpoint(tmp_path / "inference.ckpt")
     x = torch.rand(3, 64, 80)
     assert model.decompress(model.compress(x)).shape == (1, 3, 64, 80)
+
+
+def test_eval_with_matched_jpeg_and_the_viewer_take_a_gc2018_checkpoint(fitted: GC2018, tmp_path: Path) -> None:
+    save_inference_checkpoint(fitted, tmp_path / "gc.ckpt")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.open(sample_photo_path("astronaut")).crop((0, 0, 192, 128)).save(photos / "a.png")
+    overrides = [f"ckpt=[{tmp_path / 'gc.ckpt'}]", "eval_set=folder", f"eval_set.path={photos}", "device=cpu"]
+    overrides += ["baselines=[jpeg]", "metrics.lpips=false", "metrics.fid=false"]
+    evaluate(compose_eval("eval", overrides), tmp_path / "out")
+    rows = {r["method"]: r for r in json.loads((tmp_path / "out" / "per_image.json").read_text())}
+    ours, jpeg = rows["hific"], rows["jpeg"]
+    assert ours["file"].endswith(".hfc") and ours["bytes"] == Path(ours["file"]).stat().st_size
+    assert ours["bpp"] <= TINY.rate_bound(128, 192) + HEADER_SIZES[2] * 8 / (128 * 192)
+    assert jpeg["bpp"] >= ours["bpp"] or not jpeg["matched"]
+    assert "data:image/" in (tmp_path / "out" / "gc" / "viewer.html").read_text()
