@@ -211,3 +211,13 @@ def test_eval_with_matched_jpeg_and_the_viewer_take_a_gc2018_checkpoint(fitted: 
     assert ours["bpp"] <= TINY.rate_bound(128, 192) + HEADER_SIZES[2] * 8 / (128 * 192)
     assert jpeg["bpp"] >= ours["bpp"] or not jpeg["matched"]
     assert "data:image/" in (tmp_path / "out" / "gc" / "viewer.html").read_text()
+
+
+def test_the_papers_instance_norm_runs_untiled_with_a_warning() -> None:
+    model = GC2018(GC2018Config(**{**TINY.to_dict(), "norm": "instance"})).eval()
+    model.update()
+    x = torch.rand(3, 64, 96)
+    with pytest.warns(UserWarning, match="untiled"):
+        data = model.compress(x)
+    with pytest.warns(UserWarning, match="untiled"):
+        assert model.decompress(data).shape == (1, 3, 64, 96)
