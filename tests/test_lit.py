@@ -12,8 +12,10 @@ from torch.utils.data import DataLoader
 
 from hific_lit.arch import ArchConfig, arch_preset
 from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
 from hific_lit.lit import GANStage, RDStage, load_codec_weights, warm_start
+from hific_lit.lit.callbacks import settle_tails
 from hific_lit.losses import LossConfig, LRSchedule
 from hific_lit.nn import Discriminator
 from hific_lit.perceptual import LPIPSLoss
@@ -128,6 +130,14 @@ def test_without_a_perceptual_module_the_stage_trains_on_rate_and_mse(crops: Dat
     module = RDStage(arch_preset("tiny"), LossConfig(k_p=0.0, warmup_iterations=1), None)
     trainer = fit(module, crops, iterations=1)
     assert "train/lpips" not in trainer.callback_metrics and torch.isfinite(trainer.callback_metrics["train/mse"])
+
+
+def test_settling_the_tails_before_export_keeps_the_medians() -> None:
+    model = HiFiC.from_preset("tiny")
+    (quantiles,) = model.parameter_groups().aux
+    medians, before = quantiles.detach()[:, :, 1].clone(), model.aux_loss().item()
+    after = settle_tails(model, 1000)
+    assert after < before / 3 and torch.equal(quantiles.detach()[:, :, 1], medians)  # what is left: the medians
 
 
 class NormRecorder(GANStage):
