@@ -63,9 +63,7 @@ def test_encoder_sees_unit_range_and_generator_output_is_the_image(tiny: HiFiC) 
         out = tiny(x)
         assert torch.equal(
             out.y_hat,
-            tiny.conditional(
-                tiny.g_a(x), *tiny.hyper_decode(tiny.entropy_bottleneck(tiny.h_a(tiny.g_a(x)))[0])
-            )[0],
+            tiny.conditional(tiny.g_a(x), *tiny.hyper_decode(tiny.entropy_bottleneck(tiny.h_a(tiny.g_a(x)))[0]))[0],
         )
         assert torch.equal(out.x_hat, tiny.g_s(out.y_hat))
 
