@@ -180,7 +180,6 @@ SMOKE = [
     "data.samples_per_epoch=4",
     "data.val_tiles=1",
     "callbacks.reconstruction_images=null",
-    "callbacks.inference_export._target_=hific_lit.gc2018.stage.GC2018Export",
 ]
 
 

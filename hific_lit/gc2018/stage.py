@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -31,7 +30,6 @@ from hific_lit.gc2018.discriminator import (
     feature_matching_loss,
     generator_loss,
 )
-from hific_lit.lit.callbacks import InferenceExport
 from hific_lit.losses import psnr
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -209,26 +207,3 @@ class GC2018GANStage(GC2018Stage):
         d_loss = discriminator_loss(self.discriminator(x), self.discriminator(out.x_hat.detach()))
         self.step_on("discriminator", d_loss)
         return {"d_loss": d_loss.detach()}
-
-
-class GC2018Export(InferenceExport):
-    """At fit end, build the prior's coding table and write an inference checkpoint ``hific compress`` loads.
-
-    (HiFiC's :class:`~hific_lit.lit.InferenceExport` for GC2018 stages; the run config is filled in the same way.)
-    """
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.is_global_zero and isinstance(pl_module, GC2018Stage):
-            export_gc2018(pl_module.model, self.path, self.config)
-
-
-def export_gc2018(model: GC2018, path: str | Path, config: dict | None = None) -> Path:
-    """Build ``model``'s coding table from its trained prior and save it as an inference checkpoint."""
-    from hific_lit.checkpoint import save_inference_checkpoint
-
-    was_training = model.training
-    model.eval()
-    model.update(force=True)
-    save_inference_checkpoint(model, path, config=config)
-    model.train(was_training)
-    return Path(path)

@@ -60,7 +60,8 @@ class InferenceExport(pl.Callback):
     """At fit end, build the codec's coding tables and write an inference checkpoint ``hific compress`` loads.
 
     The file holds weights, tables, architecture and the resolved run config; no optimizer state
-    and no discriminator (:func:`hific_lit.checkpoint.save_inference_checkpoint`).
+    and no discriminator (:func:`hific_lit.checkpoint.save_inference_checkpoint`). Any stage whose
+    ``model`` has ``update()`` is exported: HiFiC's and GC2018's (:mod:`hific_lit.gc2018.stage`).
 
     ``settle_tails`` Adam steps (lr 0.5) on the aux loss first finish moving the hyperprior's lower and
     upper quantiles (its medians are kept): the aux loss needs no data, and after a short run (minutes
@@ -74,11 +75,12 @@ class InferenceExport(pl.Callback):
         self.settle_tails = settle_tails
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero or not isinstance(pl_module, RDStage):
+        model = getattr(pl_module, "model", None)
+        if not trainer.is_global_zero or not callable(getattr(model, "update", None)):
             return
-        if self.settle_tails:
-            settle_tails(pl_module.model, self.settle_tails)
-        export_model(pl_module.model, self.path, self.config)
+        if self.settle_tails and isinstance(pl_module, RDStage):  # HiFiC's hyperprior; GC2018 has none
+            settle_tails(model, self.settle_tails)
+        export_model(model, self.path, self.config)
 
 
 def settle_tails(model: torch.nn.Module, steps: int, lr: float = 0.5) -> float:
