@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hific_lit.errors import BitstreamError
-from hific_lit.image_io import atomic_write_bytes
+from hific_lit.files import atomic_write_bytes
 
 MAGIC = b"HFIC"
 FORMAT_VERSION = 2

@@ -115,7 +115,7 @@ def read_inference_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         hint = ""
         if isinstance(payload, dict) and "pytorch-lightning_version" in payload:
-            hint = "; it is a Lightning training checkpoint — export an inference checkpoint from it"
+            hint = "; it is a Lightning training checkpoint — export an inference checkpoint: hific export CKPT OUT"
         raise CheckpointError(f"{path}: not a hific-lit inference checkpoint{hint}")
     version = payload.get("format_version", 0)
     if version > FORMAT_VERSION:
@@ -132,7 +132,7 @@ def read_inference_checkpoint(
     if version < FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} has no integer h_s (needed for .hfc format 2): export it"
-            " again (python -m hific_lit.lit.export RUN/checkpoints/last.ckpt model.ckpt), or load the weights,"
+            " again (hific export RUN/checkpoints/last.ckpt model.ckpt), or load the weights,"
             " call model.update(force=True) and save_inference_checkpoint"
         )
     return payload

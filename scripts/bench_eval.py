@@ -29,7 +29,7 @@ from hific_lit.eval import baselines
 from hific_lit.eval.fid import fid_patches
 from hific_lit.eval.metrics import LpipsScorer, ms_ssim
 from hific_lit.eval.runner import code_with_model
-from hific_lit.image_io import atomic_write_bytes
+from hific_lit.files import atomic_write_bytes
 from hific_lit.perceptual import LPIPSLoss
 
 OUTPUT = Path("outputs/bench/eval.json")

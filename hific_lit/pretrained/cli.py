@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "HIFIC-low/med/high .pt files) into a hific-lit inference checkpoint for compress, decompress, eval and "
             "fine-tuning. The file is read with torch.load(weights_only=True): nothing in it is executed."
         ),
+        epilog="example: hific import-jt HIFIC-med.pt -o hific-med.ckpt",
     )
     parser.add_argument("model", help="the port's checkpoint (.pt)")
     parser.add_argument("-o", "--output", required=True, help="inference checkpoint to write (.ckpt)")
