@@ -22,21 +22,17 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from hific_lit import config_store  # noqa: F401  (registers the arch group with Hydra)
+from hific_lit import config
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError
-from hific_lit.image_io import atomic_write_bytes
+from hific_lit.files import atomic_write_bytes
 from hific_lit.lit import InferenceExport, RDStage, warm_start
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
-"""The Hydra configs of a source checkout."""
 
 DDP_STRATEGY = "ddp_find_unused_parameters_true"
 """Each manual backward touches only one optimizer's parameters, so DDP must look for unused ones."""
@@ -59,12 +55,7 @@ if not OmegaConf.has_resolver("hific_strategy"):
 
 def compose_config(overrides: Sequence[str] = (), output_dir: str | Path = "outputs/train/python") -> DictConfig:
     """``conf/train.yaml`` with ``overrides``, composed outside a Hydra app (tests, notebooks), run paths filled in."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(CONFIG_DIR.parent)
-        cfg.paths.output_dir = str(Path(output_dir).resolve())
-    return cfg
+    return config.compose_config("train", overrides, output_dir)
 
 
 def wandb_key_configured() -> bool:

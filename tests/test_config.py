@@ -12,11 +12,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from hific_lit.arch import ARCH_PRESETS
+from hific_lit.config import CONFIG_DIR
 from hific_lit.gc2018 import GC2018_PRESETS
 from hific_lit.lit import GANStage, RDStage
 from hific_lit.losses import LossConfig
 from hific_lit.nn import Discriminator
-from hific_lit.train import CONFIG_DIR, DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
+from hific_lit.train import DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
 
 FAST = ["perceptual.pretrained_backbone=false"]
 
@@ -82,7 +83,9 @@ def test_stages_instantiate(stage: str, cls: type, tmp_path: Path) -> None:
     assert type(module) is cls and module.optimizers_per_iteration == (3 if stage == "gan" else 2)
     assert isinstance(getattr(module, "discriminator", None), Discriminator) == (stage == "gan")
     assert not any(k.startswith("discriminator") for k in module.model.state_dict())
-    assert [opt.defaults["lr"] for opt in module.configure_optimizers()] == [1e-4] * module.optimizers_per_iteration
+    optimizers, schedulers = module.configure_optimizers()
+    assert [opt.defaults["lr"] for opt in optimizers] == [1e-4] * len(module.optimizer_names)
+    assert [s.optimizer for s in schedulers] == optimizers  # one LambdaLR per optimizer (configs.py lr_schedule)
 
 
 @pytest.mark.parametrize("trainer", options("trainer"))

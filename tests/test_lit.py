@@ -162,12 +162,16 @@ def test_gradient_clipping_is_per_optimizer(lpips_random: LPIPSLoss, crops: Data
 
 
 def test_learning_rate_follows_our_iteration_counter(lpips_random: LPIPSLoss, crops: DataLoader) -> None:
-    module = make_stage(GANStage, lpips_random, lr_schedule=LRSchedule(decay_iteration=2, factor=0.1))
-    fit(module, crops, iterations=2)
-    assert all(opt.param_groups[0]["lr"] == pytest.approx(1e-4) for opt in module.named_optimizers().values())
-    module.iteration = 2
-    assert module.apply_lr_schedule() == pytest.approx(0.1)
-    assert all(opt.param_groups[0]["lr"] == pytest.approx(1e-5) for opt in module.named_optimizers().values())
+    class LrRecorder(GANStage):
+        def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+            self.lrs = [*getattr(self, "lrs", []), [o.param_groups[0]["lr"] for o in self.named_optimizers().values()]]
+            super().training_step(batch, batch_idx)
+
+    module = make_stage(LrRecorder, lpips_random, lr_schedule=LRSchedule(decay_iteration=2, factor=0.1))
+    trainer = fit(module, crops, iterations=3)
+    assert trainer.global_step == 3 * 3  # the schedulers step per iteration, the optimizers 3 times in it
+    assert module.lrs == [[pytest.approx(1e-4)] * 3] * 2 + [[pytest.approx(1e-5)] * 3]
+    assert all(type(s) is torch.optim.lr_scheduler.LambdaLR for s in module.lr_schedulers())
 
 
 def test_warm_start_copies_the_codec_and_keeps_a_fresh_discriminator(

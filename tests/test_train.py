@@ -14,12 +14,13 @@ import torch
 from hydra.errors import InstantiationException
 
 from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.config import CONFIG_DIR
 from hific_lit.data.sample import load_sample_photo
 from hific_lit.errors import DatasetError, WeightsUnavailableError
 from hific_lit.lit.base import ITERATION_KEY
 from hific_lit.lit.export import main as export_main
 from hific_lit.losses import LossConfig, psnr
-from hific_lit.train import CONFIG_DIR, compose_config, default_wandb_mode, run, train
+from hific_lit.train import compose_config, default_wandb_mode, run, train
 
 ROOT = CONFIG_DIR.parent
 SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]

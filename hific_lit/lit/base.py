@@ -117,13 +117,16 @@ class RDStage(pl.LightningModule):
         """This stage's trainable parameters by optimizer name: the codec's ``codec`` and ``aux`` groups."""
         return self.model.parameter_groups()._asdict()
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[torch.optim.lr_scheduler.LRScheduler]]:
+        """One optimizer per name in :attr:`optimizer_names`, each with a ``LambdaLR`` following :attr:`lr_schedule`.
+
+        The schedulers step once per iteration (not per optimizer step); Lightning saves and restores
+        their state with the run, so a resumed run continues the schedule where it stopped.
+        """
         groups = self.parameter_groups()
         optimizers = [self.optimizer_factories[name](groups[name]) for name in self.optimizer_names]
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-        return optimizers
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_schedule.multiplier) for opt in optimizers]
+        return optimizers, schedulers
 
     def named_optimizers(self) -> dict[str, pl.core.optimizer.LightningOptimizer]:
         """This stage's optimizers by name (``codec``, ``aux`` and, in the GAN stage, ``discriminator``)."""
@@ -131,13 +134,11 @@ class RDStage(pl.LightningModule):
         opts = opts if isinstance(opts, list) else [opts]
         return dict(zip(self.optimizer_names, opts, strict=True))
 
-    def apply_lr_schedule(self) -> float:
-        """Set every optimizer's learning rate for the current :attr:`iteration`; returns the multiplier."""
-        factor = self.lr_schedule.multiplier(self.iteration)
-        for opt in self.named_optimizers().values():
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-        return factor
+    def step_lr_schedulers(self) -> None:
+        """Advance every optimizer's learning-rate scheduler by one iteration."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
 
     def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
         """toggle → zero_grad → backward → clip → step for the optimizer ``name`` (Lightning's canonical shape)."""
@@ -206,7 +207,7 @@ class RDStage(pl.LightningModule):
         return {}
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        lr_factor = self.apply_lr_schedule()
+        lr_factor = self.lr_schedule.multiplier(self.iteration)
         x, *others = self.split_sub_batches(batch)
         terms = self.steps_before_codec(others)
         out = self.model(x)
@@ -215,6 +216,7 @@ class RDStage(pl.LightningModule):
         aux = self.model.aux_loss()
         self.optimizer_step_on("aux", aux)
         self.iteration += 1
+        self.step_lr_schedulers()
         terms |= {"aux_loss": aux, "lr_factor": torch.tensor(lr_factor), "iteration": torch.tensor(self.iteration)}
         shown = ("loss", "bpp_rounded")
         for prog_bar in (True, False):
