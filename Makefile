@@ -63,7 +63,10 @@ shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-cou
 
 .PHONY: demo train
 DEMO_DIR := outputs/demo
-demo: setup ## train a small model on bundled photos (CPU: base + short GAN stage), compress + decompress a held-out photo, print bpp and PSNR
+DEMO_PHOTOS := /usr/share/backgrounds/greentock_by_Peter_Nerlich.jpg
+demo: setup ## train a small model on CPU (bundled photos + Debian's lomiri-wallpapers-16.04), compress + decompress a held-out photo, print bpp and PSNR next to JPEG's
+	@test -e $(DEMO_PHOTOS) || { echo "installing Debian's lomiri-wallpapers-16.04 (15 photos, 16 MB) for the demo's training set"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq lomiri-wallpapers-16.04; }
 	$(BIN)/python scripts/train.py experiment=demo_base
 	$(BIN)/python scripts/train.py experiment=demo_gan
 	$(BIN)/python scripts/demo.py --ckpt $(DEMO_DIR)/gan/inference.ckpt --out $(DEMO_DIR) --runs $(DEMO_DIR)/base $(DEMO_DIR)/gan

@@ -3,8 +3,10 @@
 Usage: ``python scripts/demo.py --ckpt outputs/demo/gan/inference.ckpt --out outputs/demo``
 
 Runs the real ``hific compress`` / ``hific decompress`` commands, measures the rate from the .hfc
-file's size on disk and PSNR between the photo and the decoded PNG, and prints how the validation
-rate-distortion loss moved during the two training stages (from their CSV logs).
+file's size on disk and PSNR between the photo and the decoded PNG, prints JPEG's PSNR at the same
+rate (Pillow, 4:2:0, the lowest quality at or above that bpp) and each codec's mean colour offset
+(how far the average R, G, B of the decoding moved, in 0..255 levels), and how the validation
+rate-distortion loss moved during the training stages (from their CSV logs).
 """
 
 from __future__ import annotations
@@ -15,10 +17,26 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+
 from hific_lit.cli import main as hific
 from hific_lit.data.sample import SAMPLE_VAL_PHOTO, sample_photo_path
+from hific_lit.eval.baselines import decode, match_bpp
 from hific_lit.image_io import load_image
 from hific_lit.losses import psnr
+
+
+def colour_offset(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float, float]:
+    """Mean R, G, B of ``x_hat`` minus those of ``x`` (images (3, H, W) in [0, 1]), in 0..255 levels."""
+    return tuple((255 * (x_hat.clamp(0, 1) - x).mean(dim=(-2, -1))).tolist())
+
+
+def jpeg_at(x: torch.Tensor, bpp: float) -> tuple[int, float, torch.Tensor]:
+    """(quality, bpp, decoding) of the JPEG of ``x`` whose rate is the lowest at or above ``bpp``."""
+    pixels = (x.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    matched = match_bpp(pixels, "jpeg", bpp)
+    decoded = torch.from_numpy(decode(matched.data)).permute(2, 0, 1).float() / 255
+    return matched.quality, matched.bpp, decoded
 
 
 def val_rd_losses(run_dir: Path) -> list[tuple[int, float]]:
@@ -55,9 +73,13 @@ def main(argv: list[str] | None = None) -> int:
 
     x, x_hat = load_image(original), load_image(decoded)
     bpp = 8 * encoded.stat().st_size / (x.shape[-2] * x.shape[-1])
+    quality, jpeg_bpp, jpeg = jpeg_at(x, bpp)
     print(f"\nheld-out photo   {original} ({x.shape[-1]}x{x.shape[-2]}, never seen in training)")
     print(f"compressed       {encoded}: {encoded.stat().st_size} bytes = {bpp:.4f} bpp (file size on disk)")
-    print(f"reconstruction   {decoded}: PSNR {psnr(x[None], x_hat[None]).item():.2f} dB")
+    for name, rate, y in (("HiFiC (this run)", bpp, x_hat), (f"JPEG q={quality}", jpeg_bpp, jpeg)):
+        offset = ", ".join(f"{c:+.1f}" for c in colour_offset(x, y))
+        print(f"{name:16s} {rate:.4f} bpp  PSNR {psnr(x[None], y[None]).item():.2f} dB  mean RGB offset ({offset})")
+    print(f"reconstruction   {decoded}")
     for run in args.runs or []:
         losses = val_rd_losses(run)
         if losses:
