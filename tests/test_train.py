@@ -132,7 +132,7 @@ def test_two_process_cpu_ddp_shares_one_output_folder_and_one_rate_weight(stage:
     run_dir, probe = tmp_path / "run", tmp_path / "probe"
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"stage={stage}", "data.batch_size=4"]
     probe_callback = ["+callbacks.rank_probe._target_=rank_probe.RankProbe", f"+callbacks.rank_probe.dirpath={probe}"]
-    env = {"PYTHONPATH": str(ROOT / "tests")}
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
     result = run_script([*ddp, *probe_callback, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
