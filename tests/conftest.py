@@ -46,6 +46,7 @@ TIERS = {
         "test_shards",
         "test_portable",
         "test_jt_import",
+        "test_gc2018",
     },
 }
 """Test modules by tier; every other module is ``unit`` (seconds in all: ``make test-unit``)."""
