@@ -55,7 +55,7 @@ eval: setup ## evaluate CKPT=model.ckpt (or CKPT='[lo.ckpt,mid.ckpt,hi.ckpt]') o
 .PHONY: eval-data shards
 EVAL_SETS ?= kodak clic2020
 eval-data: setup ## download + verify EVAL_SETS (default: kodak clic2020) into HIFIC_DATA or data/ (hific download; resumable)
-	$(BIN)/hific download $(EVAL_SETS) --root "$${HIFIC_DATA:-data}"
+	$(BIN)/hific download $(EVAL_SETS)
 
 shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-count 5000 --max-short-side 1024']
 	@test -n "$(SRC)" && test -n "$(OUT)" || { echo "usage: make shards SRC=DIR OUT=DIR [ARGS='--max-size 1G']"; exit 2; }

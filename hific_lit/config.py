@@ -8,16 +8,32 @@ import of this module). ``hific train`` and ``hific eval`` (and ``scripts/train.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hific_lit import config_store  # noqa: F401  (registers the arch group with Hydra)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The Hydra configs of a source checkout."""
+
+DATA_ENV = "HIFIC_DATA"
+
+
+def default_data_dir() -> Path:
+    """Where data sets live unless told otherwise: ``$HIFIC_DATA``, else ``./data``.
+
+    The one rule for training and eval configs (``paths.data_dir``, through the ``hific_data_dir``
+    resolver) and for ``hific download``.
+    """
+    return Path(os.environ.get(DATA_ENV, "data")).resolve()
+
+
+if not OmegaConf.has_resolver("hific_data_dir"):
+    OmegaConf.register_new_resolver("hific_data_dir", lambda: str(default_data_dir()))
 
 
 def compose_config(name: str, overrides: Sequence[str] = (), output_dir: str | Path = "outputs/python") -> DictConfig:

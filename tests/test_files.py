@@ -85,3 +85,16 @@ def test_resolve_device() -> None:
         for name in ("cuda", "cuda:1", "gpu"):
             with pytest.raises(SettingError, match="CUDA is not available"):
                 resolve_device(name)
+
+
+def test_one_data_root_for_configs_and_download(monkeypatch, tmp_path) -> None:
+    from hific_lit.config import compose_config, default_data_dir
+
+    monkeypatch.setenv("HIFIC_DATA", str(tmp_path / "sets"))
+    assert default_data_dir() == tmp_path / "sets"
+    for name in ("train", "eval"):
+        assert compose_config(name, [], tmp_path).paths.data_dir == str(tmp_path / "sets")
+    monkeypatch.delenv("HIFIC_DATA")
+    monkeypatch.chdir(tmp_path)
+    assert default_data_dir() == tmp_path / "data"
+    assert compose_config("train", [], tmp_path).paths.data_dir == str(tmp_path / "data")

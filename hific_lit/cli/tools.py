@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,13 +30,15 @@ def run_download(args: argparse.Namespace) -> int:
     looks (official URLs and checksums: hific_lit/data/eval_sets.json). A set that fails, e.g.
     offline, is one line naming its URL and the folder to put the files in by hand; the others go on.
     """
+    from hific_lit.config import default_data_dir
     from hific_lit.data.eval_sets import download_eval_set, eval_set_images
 
+    root = args.root or default_data_dir()
     failed = 0
     for name in args.names:
         try:
-            folder = download_eval_set(name, args.root, progress=not args.quiet)
-            print(f"{name}: {len(eval_set_images(name, args.root))} images verified in {folder}")
+            folder = download_eval_set(name, root, progress=not args.quiet)
+            print(f"{name}: {len(eval_set_images(name, root))} images verified in {folder}")
         except DatasetError as exc:
             failed += 1
             print(f"hific download: error: {exc}", file=sys.stderr)
@@ -53,7 +54,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     download = add_command(subparsers, "download", run_download, "hific download kodak clic2020 --root data")
     download.add_argument("names", nargs="+", metavar="NAME", help="kodak (24 images), clic2020 (428 images)")
-    download.add_argument(
-        "--root", default=os.environ.get("HIFIC_DATA", "data"), help="default: $HIFIC_DATA, else data"
-    )
+    download.add_argument("--root", type=Path, default=None, help="default: $HIFIC_DATA, else ./data")
     download.add_argument("--quiet", action="store_true", help="no progress bars")
