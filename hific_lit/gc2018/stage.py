@@ -30,11 +30,10 @@ from hific_lit.gc2018.discriminator import (
     feature_matching_loss,
     generator_loss,
 )
+from hific_lit.lit.base import IterationCheckpointing
 from hific_lit.losses import psnr
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-ITERATION_KEY = "gc2018_iteration"
-ARCH_KEY = "gc2018_arch"
 
 
 def paper_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -63,7 +62,7 @@ def mse_symmetric(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 4.0 * F.mse_loss(x_hat, x)
 
 
-class GC2018Stage(pl.LightningModule):
+class GC2018Stage(IterationCheckpointing, pl.LightningModule):
     """E and G on the distortion (no discriminator); the categorical prior on the symbols' cross-entropy.
 
     Args:
@@ -75,6 +74,9 @@ class GC2018Stage(pl.LightningModule):
     """
 
     optimizer_names: tuple[str, ...] = ("codec", "prior")
+
+    iteration_key = "gc2018_iteration"
+    arch_key = "gc2018_arch"
 
     def __init__(
         self,
@@ -159,13 +161,6 @@ class GC2018Stage(pl.LightningModule):
         terms["rd_loss"] = terms.pop("loss").detach()  # the distortion objective: the rate is fixed by C and L
         self.log_dict({f"val/{k}": v for k, v in terms.items()}, sync_dist=True, batch_size=batch.shape[0])
         return {"x_hat": out.x_hat.detach()}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[ITERATION_KEY] = self.iteration
-        checkpoint[ARCH_KEY] = self.model.arch.to_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
 
 
 class GC2018GANStage(GC2018Stage):

@@ -38,7 +38,24 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=1e-4)
 
 
-class RDStage(pl.LightningModule):
+class IterationCheckpointing:
+    """Lightning hooks of every stage: our iteration counter and the model's architecture go into each
+    checkpoint (entries ``iteration_key`` and ``arch_key``), and the counter comes back on resume."""
+
+    iteration_key = ITERATION_KEY
+    arch_key = ARCH_KEY
+    iteration: int
+    model: nn.Module
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[self.iteration_key] = self.iteration
+        checkpoint[self.arch_key] = self.model.arch.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.iteration = int(checkpoint.get(self.iteration_key, 0))
+
+
+class RDStage(IterationCheckpointing, pl.LightningModule):
     """Rate-distortion-perception stage of HiFiC, the base the GAN stage extends.
 
     Args:
@@ -237,10 +254,3 @@ class RDStage(pl.LightningModule):
             metrics = {f"val/{k}": v for k, v in terms.items() if (k in ("rd_loss", "psnr")) == prog_bar}
             self.log_dict(metrics, prog_bar=prog_bar, sync_dist=True, batch_size=batch.shape[0])
         return {"x_hat": out.x_hat.detach()}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[ITERATION_KEY] = self.iteration
-        checkpoint[ARCH_KEY] = self.model.arch.to_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
