@@ -30,7 +30,7 @@ from hific_lit.gc2018.discriminator import (
     feature_matching_loss,
     generator_loss,
 )
-from hific_lit.lit.base import IterationCheckpointing
+from hific_lit.lit.base import IterationCheckpointing, ManualSteps
 from hific_lit.losses import psnr
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -62,7 +62,7 @@ def mse_symmetric(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     return 4.0 * F.mse_loss(x_hat, x)
 
 
-class GC2018Stage(IterationCheckpointing, pl.LightningModule):
+class GC2018Stage(IterationCheckpointing, ManualSteps, pl.LightningModule):
     """E and G on the distortion (no discriminator); the categorical prior on the symbols' cross-entropy.
 
     Args:
@@ -112,18 +112,6 @@ class GC2018Stage(IterationCheckpointing, pl.LightningModule):
         groups = self.parameter_groups()
         return [self.factories[name](groups[name]) for name in self.optimizer_names]
 
-    def step_on(self, name: str, loss: torch.Tensor) -> None:
-        """toggle -> zero_grad -> backward -> clip -> step for the optimizer ``name``."""
-        opts = self.optimizers()
-        opt = dict(zip(self.optimizer_names, opts if isinstance(opts, list) else [opts], strict=True))[name]
-        with self.toggled_optimizer(opt):
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            clip = self.gradient_clip.get(name)
-            if clip is not None:
-                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            opt.step()
-
     def distortion_terms(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
         """``lambda * MSE (+ k_P * perceptual)`` as ``loss``, and the terms to log."""
         cfg = self.loss_config
@@ -148,9 +136,9 @@ class GC2018Stage(IterationCheckpointing, pl.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         out = self.model(batch)
         terms = self.codec_objective(batch, out)
-        self.step_on("codec", terms["loss"])
+        self.optimizer_step_on("codec", terms["loss"])
         terms |= self.steps_after_codec(batch, out)
-        self.step_on("prior", out.bpp)
+        self.optimizer_step_on("prior", out.bpp)
         self.iteration += 1
         metrics = {f"train/{k}": v.detach().float() for k, v in terms.items()}
         self.log_dict(metrics, on_step=True, prog_bar=False, batch_size=batch.shape[0])
@@ -200,5 +188,5 @@ class GC2018GANStage(GC2018Stage):
     def steps_after_codec(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
         """One D step on real x and the detached reconstruction (pix2pixHD's order: G, then D)."""
         d_loss = discriminator_loss(self.discriminator(x), self.discriminator(out.x_hat.detach()))
-        self.step_on("discriminator", d_loss)
+        self.optimizer_step_on("discriminator", d_loss)
         return {"d_loss": d_loss.detach()}

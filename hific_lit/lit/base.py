@@ -55,7 +55,31 @@ class IterationCheckpointing:
         self.iteration = int(checkpoint.get(self.iteration_key, 0))
 
 
-class RDStage(IterationCheckpointing, pl.LightningModule):
+class ManualSteps:
+    """Manual optimization by optimizer name, in Lightning's canonical shape (every stage's steps)."""
+
+    optimizer_names: tuple[str, ...]
+    gradient_clip: dict[str, float | None]
+
+    def named_optimizers(self) -> dict[str, pl.core.optimizer.LightningOptimizer]:
+        """This stage's optimizers by name, in the order of :attr:`optimizer_names`."""
+        opts = self.optimizers()
+        opts = opts if isinstance(opts, list) else [opts]
+        return dict(zip(self.optimizer_names, opts, strict=True))
+
+    def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
+        """toggle → zero_grad → backward → clip → step for the optimizer ``name`` (Lightning's canonical shape)."""
+        opt = self.named_optimizers()[name]
+        with self.toggled_optimizer(opt):
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            clip = self.gradient_clip.get(name)
+            if clip is not None:
+                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+            opt.step()
+
+
+class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
     """Rate-distortion-perception stage of HiFiC, the base the GAN stage extends.
 
     Args:
@@ -145,28 +169,11 @@ class RDStage(IterationCheckpointing, pl.LightningModule):
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_schedule.multiplier) for opt in optimizers]
         return optimizers, schedulers
 
-    def named_optimizers(self) -> dict[str, pl.core.optimizer.LightningOptimizer]:
-        """This stage's optimizers by name (``codec``, ``aux`` and, in the GAN stage, ``discriminator``)."""
-        opts = self.optimizers()
-        opts = opts if isinstance(opts, list) else [opts]
-        return dict(zip(self.optimizer_names, opts, strict=True))
-
     def step_lr_schedulers(self) -> None:
         """Advance every optimizer's learning-rate scheduler by one iteration."""
         schedulers = self.lr_schedulers()
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
-
-    def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
-        """toggle → zero_grad → backward → clip → step for the optimizer ``name`` (Lightning's canonical shape)."""
-        opt = self.named_optimizers()[name]
-        with self.toggled_optimizer(opt):
-            opt.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            clip = self.gradient_clip.get(name)
-            if clip is not None:
-                self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
-            opt.step()
 
     def rd_terms(self, x: torch.Tensor, out: HiFiCOutput, iteration: int | None) -> dict[str, torch.Tensor]:
         """Rate, distortion and perception terms and their weighted sum ``loss`` (eq. 3 without β·G).
