@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 test: setup browser ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-unit: setup ## unit tests only (networks, entropy models, bitstream, losses, metrics): seconds
+test-unit: setup ## unit tests only (networks, entropy models, bitstream, losses, metrics): about a minute
 	$(BIN)/python -m pytest -m "unit and not slow" -q
 
 test-full: setup browser ## every test, including those marked slow
