@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
 from hific_lit.nn.layers import PADDINGS
 from hific_lit.nn.port_layers import IMAGE_RANGES, PAD_SCHEMES, STRIDE_PADS
+from hific_lit.nn.realism import BETA_MAX, EMBEDDING_WIDTH
 
 LATENT_LIKELIHOODS = ("gaussian", "logistic")
 """The conditional entropy models of :mod:`hific_lit.entropy.conditional` (their ``kind``)."""
@@ -50,6 +51,13 @@ class ArchConfig:
     of 4 (the JT port's; images under 64 px a side, which the port cannot code, to 64). Same latent shapes."""
     discriminator_style: str = "hific"
     """``hific`` (the authors' compare_gan PatchGAN) or ``jt`` (the JT port's D, for fine-tuning imported models)."""
+    # Multi-realism (MRIC, Agustsson et al. 2023; hific_lit.nn.realism): off by default, and then nothing changes.
+    realism_conditioning: bool = False
+    """g_s takes a realism weight β in [0, ``beta_max``] (FiLM on every ChannelNorm); one bitstream, any β."""
+    beta_max: float = BETA_MAX
+    """The largest β (MRIC's 2.56); training draws β per image uniformly from [0, ``beta_max``]."""
+    realism_width: int = EMBEDDING_WIDTH
+    """Width of the β-embedding MLP (MRIC's 512); used only with ``realism_conditioning``."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -72,6 +80,8 @@ class ArchConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(allowed)}")
+        if self.realism_conditioning and (self.beta_max <= 0 or self.realism_width < 1 or self.norm != "channel"):
+            raise ValueError("realism_conditioning needs beta_max > 0, realism_width >= 1 and norm='channel'")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
             known = ", ".join(LATENT_LIKELIHOODS)
             raise ValueError(f"unknown latent_likelihood {self.latent_likelihood!r}; expected one of: {known}")

@@ -57,7 +57,8 @@ class HiFiCOutput(NamedTuple):
 
     ``likelihoods`` are those the rate is trained on (noisy in training, rounded in evaluation);
     ``bpp`` is their rate in bits per (unpadded) pixel, averaged over the batch, and
-    ``bpp_rounded`` the rate of the actually rounded values, with no gradient.
+    ``bpp_rounded`` the rate of the actually rounded values, with no gradient; ``beta`` the realism weight per
+    image that g_s used (models with ``arch.realism_conditioning``, else ``None``).
     """
 
     x_hat: torch.Tensor
@@ -65,6 +66,7 @@ class HiFiCOutput(NamedTuple):
     likelihoods: Likelihoods
     bpp: torch.Tensor
     bpp_rounded: torch.Tensor
+    beta: torch.Tensor | None = None
 
 
 class Compressed(bytes):
@@ -133,14 +135,7 @@ class HiFiC(nn.Module):
             stride_pad=arch.encoder_stride_pad,
             image_range=arch.image_range,
         )
-        self.g_s = Generator(
-            c,
-            arch.generator_widths,
-            arch.residual_blocks,
-            arch.norm,
-            padding=arch.padding,
-            image_range=arch.image_range,
-        )
+        self.g_s = Generator.of(arch)
         self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
@@ -158,8 +153,9 @@ class HiFiC(nn.Module):
         """(mu, sigma) of the latent from the quantized hyperlatent."""
         return self.h_s_mu(z_hat), self.h_s_sigma(z_hat)
 
-    def forward(self, x: torch.Tensor) -> HiFiCOutput:
-        """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x``."""
+    def forward(self, x: torch.Tensor, beta: float | torch.Tensor | None = None) -> HiFiCOutput:
+        """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x`` (at realism ``beta``:
+        :meth:`Generator.betas`, drawn per image in training)."""
         height, width = x.shape[-2:]
         image_multiple, latent_multiple = self.pad_multiples(x)
         y = pad_to_multiple(self.g_a(pad_to_multiple(x, image_multiple)), latent_multiple)
@@ -167,12 +163,13 @@ class HiFiC(nn.Module):
         z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
         mu, sigma = self.hyper_decode(z_hat)
         y_hat, py, py_hat = self.conditional(y, mu, sigma)
-        x_hat = crop(self.g_s(y_hat), height, width)
+        beta = self.g_s.betas(beta, x.shape[0], x.device)
+        x_hat = crop(self.g_s(y_hat, beta), height, width)
         num_pixels = x.shape[0] * height * width
         likelihoods = Likelihoods(py, pz)
         with torch.no_grad():
             bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
-        return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded)
+        return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded, beta)
 
     def pad_multiples(self, x: torch.Tensor) -> tuple[int, int]:
         """(image, y) padding multiples: (64, 1), or with ``arch.pad_scheme="jt"`` the JT port's (16, 4) (same
@@ -202,11 +199,13 @@ class HiFiC(nn.Module):
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
         uint8: bool = False,
+        beta: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """g_s: the padded reconstruction, float32 in [0, 1] (not yet clamped) or, with ``uint8``, rounded
-        to 8 bits tile by tile; tiled like :meth:`analysis`."""
+        to 8 bits tile by tile; tiled like :meth:`analysis`; at realism ``beta`` (``Generator.betas``)."""
         weight = next(self.g_s.parameters())
-        x_hat = tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress, uint8)
+        with self.g_s.applied(self.g_s.betas(beta, y_hat.shape[0], weight.device)):
+            x_hat = tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress, uint8)
         return x_hat if uint8 else x_hat.float()
 
     @torch.no_grad()
@@ -286,11 +285,13 @@ class HiFiC(nn.Module):
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
         uint8: bool = False,
+        beta: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
         """.hfc bytes (format 2, or 1) -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit
-        (rounded tile by tile: large images in little memory); malformed input raises BitstreamError."""
+        (rounded tile by tile: large images in little memory); malformed input raises BitstreamError.
+        ``beta``: the realism of a conditioned model's reconstruction (the file does not depend on it)."""
         header, y_hat = self.decompress_latent(data)
-        x_hat = crop(self.synthesis(y_hat, max_memory, progress, uint8), header.height, header.width)
+        x_hat = crop(self.synthesis(y_hat, max_memory, progress, uint8, beta), header.height, header.width)
         return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     @torch.no_grad()
