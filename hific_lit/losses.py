@@ -4,7 +4,8 @@ The codec (E, G) minimises (Mentzer et al. 2020, eq. 3 and Sec. 4.2)::
 
     L_EG = λ'·r(y) + k_M·MSE(x, x') + k_P·LPIPS(x, x') - β·log D(x', y)
 
-with MSE on images scaled to 0..255, and the discriminator minimises
+with MSE on images scaled to 0..255 (a realism-conditioned model, MRIC, weights LPIPS and G per image by the
+realism β its reconstruction was made with: :func:`realism_weighted`), and the discriminator minimises
 ``-log(1 - D(x', y)) - log D(x, y)``. The rate weight λ' is λ_A when the batch's rounded bitrate
 exceeds the target rate and λ_B otherwise (eq. 4).
 
@@ -18,6 +19,7 @@ For the first 50,000 steps that λ is multiplied by 2 (``lambda_schedule vals=[2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -110,11 +112,38 @@ def generator_loss(d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.
 
     ``d_fake`` are D's logits on the reconstruction.
     """
+    return generator_losses(d_fake, kind).mean()
+
+
+def generator_losses(d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:
+    """:func:`generator_loss` of each image (B,): the mean over its logits (D's patches)."""
     if kind == "non_saturating":
-        return F.softplus(-d_fake).mean()
+        return F.softplus(-d_fake).flatten(1).mean(dim=1)
     if kind == "least_squares":
-        return (torch.sigmoid(d_fake) - 1.0).pow(2).mean()
+        return (torch.sigmoid(d_fake) - 1.0).pow(2).flatten(1).mean(dim=1)
     raise ValueError(f"unknown gan_loss {kind!r}; known: {', '.join(GAN_LOSSES)}")
+
+
+def realism_weighted(per_image: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
+    """``mean_i β_i · term_i``: a realism term weighted per image by the β its reconstruction was made with
+    (MRIC, Agustsson et al. 2023, Sec. 3.2; Nikolai10/MRIC ``amtm2023.py``: ``reduce_mean(betas * lpips)``,
+    ``reduce_mean(betas * g_loss)``); the plain batch mean when ``beta`` is ``None`` (HiFiC)."""
+    return per_image.mean() if beta is None else (beta.to(per_image.dtype) * per_image).mean()
+
+
+def perceptual_term(
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    x_hat: torch.Tensor,
+    beta: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean LPIPS, the LPIPS term before k_P): the same without ``beta``; with it, β-weighted per image
+    (:func:`realism_weighted`; ``perceptual`` is a batch-mean distance, so it runs image by image)."""
+    if beta is None:
+        lpips = perceptual(x, x_hat)
+        return lpips, lpips
+    per_image = torch.stack([perceptual(x[i : i + 1], x_hat[i : i + 1]) for i in range(x.shape[0])])
+    return per_image.mean(), realism_weighted(per_image, beta)
 
 
 def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, kind: str = "non_saturating") -> torch.Tensor:

@@ -22,7 +22,7 @@ from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC, HiFiCOutput
 from hific_lit.data.base import CropDataModule
 from hific_lit.entropy.tables import CodingBuffers
-from hific_lit.losses import LossConfig, LRSchedule, mse_255, psnr
+from hific_lit.losses import LossConfig, LRSchedule, mse_255, perceptual_term, psnr
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,8 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         loss = weight * out.bpp + cfg.k_m * mse
         terms: dict[str, torch.Tensor] = {}
         if self.perceptual is not None:
-            lpips = self.perceptual(x, out.x_hat)
-            loss = loss + cfg.k_p * lpips
+            lpips, perceptual = perceptual_term(self.perceptual, x, out.x_hat, out.beta)  # β-weighted for MRIC
+            loss = loss + cfg.k_p * perceptual
             terms["lpips"] = lpips.detach()
         return terms | {
             "loss": loss,

@@ -6,6 +6,13 @@ run before the generator's): first N discriminator steps, each on its own sub-ba
 forward pass of the codec, then the codec (generator) step on ``λ'·R + k_M·MSE + k_P·LPIPS + β·G_loss``
 on the first sub-batch, judged by the updated D, then the aux step. N = 1 (``num_steps_disc``). D always
 sees the detached ``y_hat`` as its condition. Usually warm-started from a base-stage checkpoint (``warmstart=``).
+
+With a realism-conditioned codec (MRIC, ``arch.realism_conditioning``), every forward pass in training draws
+β per image from [0, β_max], and the codec's G loss is weighted per image by that β (so is LPIPS, in the base
+objective). D does not see β: it tells real images from reconstructions given ``y_hat``, as in the MRIC
+reimplementation (Nikolai10/MRIC: ``PatchDiscriminator`` on image and latent only). A reconstruction made
+at small β is easy to call fake, but its G gradient is weighted by that small β, so D's verdict on it
+barely reaches g_s; at large β D is HiFiC's D. docs/fidelity.md, MRIC rows.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from torch import nn
 
 from hific_lit.codec import HiFiCOutput
 from hific_lit.lit.base import RDStage
-from hific_lit.losses import discriminator_loss, generator_loss
+from hific_lit.losses import discriminator_loss, generator_losses, realism_weighted
 
 
 class GANStage(RDStage):
@@ -62,9 +69,11 @@ class GANStage(RDStage):
         """The base objective plus β·G_loss, with D judging x_hat given the detached y_hat."""
         terms = super().codec_objective(x, out)
         d_fake = self.discriminator(out.x_hat, out.y_hat.detach())
-        g_loss = generator_loss(d_fake, self.loss_config.gan_loss)
-        terms["loss"] = terms["loss"] + self.loss_config.beta * g_loss
-        terms["g_loss"] = g_loss.detach()
+        g_losses = generator_losses(d_fake, self.loss_config.gan_loss)
+        terms["loss"] = terms["loss"] + self.loss_config.beta * realism_weighted(g_losses, out.beta)
+        terms["g_loss"] = g_losses.detach().mean()
+        if out.beta is not None:
+            terms["realism_beta"] = out.beta.mean()
         return terms
 
     def steps_before_codec(self, sub_batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
