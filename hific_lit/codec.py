@@ -364,7 +364,7 @@ class HiFiC(nn.Module):
         built = [(f"{name}.{b}", t) for name, m in self.named_modules() if isinstance(m, CodingBuffers)
                  for b, t in m.named_buffers(recurse=False)]  # fmt: skip
         parts = [*built, ("medians", self.entropy_bottleneck.quantiles[:, 0, 1])]
-        parts += [(f"g_s.{k}", v.to(torch.bfloat16)) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
+        parts += [(f"g_s.{k}", v) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
         key = tuple((name, t.data_ptr(), t._version, t.dtype, str(t.device)) for name, t in parts)
         cached = self.__dict__.get("_fingerprint_cache")
         if cached is not None and cached[0] == key:
@@ -374,9 +374,8 @@ class HiFiC(nn.Module):
         digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
         digest.update(json.dumps(arch, sort_keys=True).encode())
         for name, tensor in parts:
-            tensor = (
-                tensor.detach().double() if tensor.is_floating_point() and tensor.dtype != torch.bfloat16 else tensor
-            )
+            if tensor.is_floating_point():  # g_s rounded to bf16 here, one tensor at a time (no copy of g_s)
+                tensor = tensor.detach().to(torch.bfloat16 if name.startswith("g_s.") else torch.float64)
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         self.__dict__["_fingerprint_cache"] = (key, digest.digest())

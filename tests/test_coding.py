@@ -242,6 +242,24 @@ def test_fingerprint_tracks_decoding_weights_but_not_dtype(model: HiFiC) -> None
     assert model.fingerprint() != before, "rebuilt from the changed h_s"
 
 
+def test_fingerprint_is_hashed_once_per_weights_in_every_precision(model: HiFiC, monkeypatch) -> None:
+    """Every compress and decompress asks for it: a float32 model must not re-hash g_s each time."""
+    import hific_lit.codec
+
+    hashed = []
+    blake2b = hific_lit.codec.hashlib.blake2b
+    monkeypatch.setattr(hific_lit.codec.hashlib, "blake2b", lambda **kw: hashed.append(1) or blake2b(**kw))
+    for precision in (torch.float32, torch.bfloat16):
+        model.g_s.to(precision)
+        first = model.fingerprint()
+        assert model.fingerprint() == first
+        with torch.no_grad():
+            next(model.g_s.parameters()).add_(1.0)
+        assert model.fingerprint() != first, "a changed g_s weight is seen"
+    assert len(hashed) == 4
+    model.g_s.float()
+
+
 def test_logistic_models_code_and_refuse_gaussian_files(model: HiFiC) -> None:
     from hific_lit.arch import ArchConfig, arch_preset
 
