@@ -22,8 +22,9 @@ import torch
 from hific_lit import __version__
 from hific_lit.arch import ArchConfig
 from hific_lit.codec import HiFiC
-from hific_lit.errors import CheckpointError
+from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.files import atomic_write
+from hific_lit.nn.realism import check_beta
 from hific_lit.precision import resolve_precision, set_transform_precision
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ FORMAT_VERSION = 3
 """2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1]);
 3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``)."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
+REALISM_KEY = "realism"
+"""Realism-conditioned models (MRIC): ``{"beta_max", "default_beta"}``, the β range and the β decoded by default."""
 TRANSFORMS = ("g_a.", "g_s.")
 """State-dict prefixes of the networks whose precision may be reduced (nothing that decides symbols)."""
 
@@ -69,6 +72,7 @@ def save_inference_checkpoint(
 
     The coding tables are built first if they were not (:meth:`HiFiC.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
+    A realism-conditioned model also stores its β range and default β (key ``realism``).
     """
     model.update()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -81,6 +85,8 @@ def save_inference_checkpoint(
         "config": _plain_config(config),
         "state_dict": state,
     }
+    if getattr(model.g_s, "conditioned", False):
+        payload[REALISM_KEY] = {"beta_max": model.g_s.beta_max, "default_beta": model.g_s.default_beta}
     if discriminator is not None:
         payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -214,5 +220,11 @@ def load_inference_checkpoint(
         raise CheckpointError(
             f"{path}: the checkpoint has no coding tables; re-export it with save_inference_checkpoint"
         )
+    realism = payload.get(REALISM_KEY)
+    if realism is not None and getattr(model.g_s, "conditioned", False):
+        try:
+            model.g_s.default_beta = float(check_beta(realism["default_beta"], model.g_s.beta_max, 1, device)[0])
+        except (KeyError, TypeError, SettingError) as exc:
+            raise CheckpointError(f"{path}: the stored default realism is invalid ({exc})") from None
     set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype; channels_last on CUDA
     return model.eval()

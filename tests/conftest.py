@@ -47,6 +47,7 @@ TIERS = {
         "test_portable",
         "test_jt_import",
         "test_gc2018",
+        "test_mric_train",
     },
 }
 """Test modules by tier; every other module is ``unit`` (seconds in all: ``make test-unit``)."""

@@ -15,11 +15,11 @@ import torch
 from tqdm import tqdm
 
 from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
-from hific_lit.checkpoint import load_inference_checkpoint
-from hific_lit.cli.common import add_command, option_type
+from hific_lit.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.cli.common import add_command, option_type, parse_realism
 from hific_lit.codec import HiFiC
 from hific_lit.device import resolve_device
-from hific_lit.errors import SOME_FAILED, HificError
+from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
 from hific_lit.files import bits_per_pixel
 from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.precision import PRECISIONS
@@ -177,21 +177,40 @@ def run_compress(args: argparse.Namespace) -> int:
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
 
 
+def realism_beta(model: HiFiC, realism: float | None, ckpt: str) -> float | None:
+    """The β of ``--realism`` (0..1 onto [0, β_max]); ``None`` (the checkpoint's default) when not given.
+
+    A model trained without realism conditioning refuses ``--realism`` (:class:`CheckpointError`).
+    """
+    if realism is None:
+        return None
+    if not getattr(model.g_s, "conditioned", False):
+        raise CheckpointError(f"{ckpt}: this model is not realism-conditioned (no MRIC training); drop --realism")
+    return realism * model.g_s.beta_max
+
+
 def run_decompress(args: argparse.Namespace) -> int:
     """Decode .hfc files into images.
 
     Decodes with the checkpoint that made the files. A file from another model, truncated or
-    corrupt fails with a one-line error.
+    corrupt fails with a one-line error. A realism-conditioned model (MRIC) decodes the same file at
+    any --realism.
     """
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
     model = _load_model(args)
+    beta = realism_beta(model, args.realism, args.ckpt)
+    shown = "" if not getattr(model.g_s, "conditioned", False) else model.g_s.default_beta if beta is None else beta
+    realism = f", realism {shown / model.g_s.beta_max:.2f} (beta {shown:.3g})" if shown != "" else ""
 
     def write(src: Path, dst: Path, x_hat: torch.Tensor) -> str:
         save_image(x_hat, dst)
-        return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}"
+        return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
-    stages = FileStages(read_hfc, lambda data: model.decompress(data, **_tiling(args), uint8=True), write)
+    def compute(data: bytes) -> torch.Tensor:
+        return model.decompress(data, **_tiling(args), uint8=True, beta=beta)
+
+    stages = FileStages(read_hfc, compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
 
 
@@ -208,16 +227,34 @@ def file_info(path: Path) -> dict[str, object]:
     return info
 
 
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+
+
+def checkpoint_info(path: Path) -> dict[str, object]:
+    """What an inference checkpoint holds: model kind, latent size, and whether it decodes at any realism (MRIC)."""
+    payload = read_inference_checkpoint(path, mmap=True)
+    arch = payload.get("arch") or {}
+    info: dict[str, object] = {"file": str(path), "model": payload.get("model", "hific")}
+    info.update(format_version=payload.get("format_version"), latent_channels=arch.get("latent_channels"))
+    realism = payload.get(REALISM_KEY)
+    info["realism"] = "no (one operating point)" if realism is None else "yes (hific decompress --realism 0..1)"
+    if realism is not None:
+        default = round(realism["default_beta"] / realism["beta_max"], 4)
+        info.update(beta_max=realism["beta_max"], default_realism=default)
+    return info
+
+
 def run_info(args: argparse.Namespace) -> int:
-    """Show the header, sizes and bpp of .hfc files.
+    """Show the header, sizes and bpp of .hfc files, or what a checkpoint supports.
 
     Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes and
-    bits per pixel. No checkpoint needed. A bad file is one line on stderr; the others go on.
+    bits per pixel. No checkpoint needed. Given a checkpoint (.ckpt, .pt, .pth), shows its model and whether
+    it decodes at any realism (--realism). A bad file is one line on stderr; the others go on.
     """
     infos = []
     for path in args.files:
         try:
-            infos.append(file_info(Path(path)))
+            infos.append((checkpoint_info if Path(path).suffix in CHECKPOINT_SUFFIXES else file_info)(Path(path)))
         except (HificError, OSError) as exc:
             print(f"hific info: error: {exc}", file=sys.stderr)
     if args.json and infos:
@@ -275,6 +312,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decompress.add_argument(
         "--format", default="png", choices=OUTPUT_FORMATS, help="image format of outputs named automatically"
     )
-    info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json")
-    info.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
+    decompress.add_argument(
+        "--realism",
+        type=option_type(parse_realism),
+        metavar="R",
+        help="models trained with realism conditioning (MRIC; hific info CKPT says): 0 = lowest distortion (beta 0) "
+        "... 1 = most realistic (the model's largest beta); the same file decodes at any R. Default: the "
+        "checkpoint's (1 unless set when exported)",
+    )
+    info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
+    info.add_argument("files", nargs="+", metavar="FILE", help=".hfc files or inference checkpoints (.ckpt/.pt/.pth)")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -49,3 +49,14 @@ def option_type(parse: Callable[[str], object]) -> Callable[[str], object]:
 
     parse_option.__name__ = parse.__name__
     return parse_option
+
+
+def parse_realism(text: str) -> float:
+    """``--realism``: a number in [0, 1] (0: lowest distortion, 1: most realistic), else :class:`SettingError`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"--realism takes a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise SettingError(f"--realism {text} is outside 0..1 (0: lowest distortion, 1: the model's largest beta)")
+    return value

@@ -18,11 +18,12 @@ from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableEr
 from hific_lit.eval import baselines
 from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
-from hific_lit.eval.plots import plot_rd
+from hific_lit.eval.plots import plot_rd, plot_realism
 from hific_lit.eval.published import PUBLISHED, published_points
 from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
-from hific_lit.eval.runner import Scorers, evaluate_checkpoint, unique_names
+from hific_lit.eval.runner import Scorers, evaluate_checkpoint, realism_method, unique_names
 from hific_lit.image_io import DEFAULT_MAX_PIXELS
+from hific_lit.nn.realism import check_beta
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,20 @@ def available_codecs(requested: list[str], missing: dict[str, str]) -> list[str]
     return [c for c in requested if c in known]
 
 
+def realism_betas(models: dict[str, torch.nn.Module], betas: list[float] | ListConfig | None) -> list[float] | None:
+    """The configured ``realism_betas``, checked: every checkpoint must be realism-conditioned (MRIC) and every β
+    within its range; else a one-line :class:`CheckpointError` / :class:`~hific_lit.errors.SettingError`."""
+    if not betas:
+        return None
+    betas = [float(b) for b in betas]
+    for name, model in models.items():
+        g_s = getattr(model, "g_s", None)
+        if not getattr(g_s, "conditioned", False):
+            raise CheckpointError(f"checkpoint {name} is not realism-conditioned; realism_betas needs MRIC checkpoints")
+        check_beta(torch.tensor(betas), g_s.beta_max, len(betas), torch.device("cpu"))
+    return betas
+
+
 def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorers | None = None) -> dict:
     """Run the evaluation described by ``cfg`` and write everything under ``out_dir`` (default
     ``cfg.paths.output_dir``, the run folder); return the summary.
@@ -101,6 +116,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         name: load_inference_checkpoint(path, map_location=device, precision=precision)
         for name, path in checkpoints.items()
     }
+    betas = realism_betas(models, cfg.get("realism_betas"))
     images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
@@ -110,22 +126,25 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         missing.setdefault("fid", "no FID feature extractor given")
         missing.setdefault("kid", "no FID feature extractor given")
     codecs = available_codecs(list(cfg.baselines), missing)
-    rows, results, points, viewers, feature_cache = [], {}, [], {}, {}
+    rows, results, points, realism_points, viewers, feature_cache = [], {}, [], [], {}, {}
     for name, model in models.items():
         res = evaluate_checkpoint(
             model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,
-            cfg.get("max_pixels", DEFAULT_MAX_PIXELS),
+            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas,
         )  # fmt: skip
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these
         results[name] = {"path": str(checkpoints[name]), "methods": res.results}
         points += [{"method": method, "checkpoint": name, **values} for method, values in res.results.items()]
+        realism_points += [{"checkpoint": name, "beta": b, **res.results[realism_method(b)]} for b in betas or []]
         viewers[name] = str(res.viewer) if res.viewer else None
     if any(r.ms_ssim is None for r in rows):
         missing["ms_ssim"] = f"some images have a side below {MS_SSIM_MIN_SIDE} px, too small for 5-scale MS-SSIM"
     plots = plot_rd(
         points + published_points(cfg.eval_set.name), out_dir / "plots", title=f"{cfg.eval_set.name}: rate-distortion"
     )
+    if realism_points:
+        plots += plot_realism(realism_points, out_dir / "plots", title=f"{cfg.eval_set.name}: one bitstream, any β")
     summary = {
         "dataset": {"name": cfg.eval_set.name, "images": len(images)},
         "checkpoints": results,

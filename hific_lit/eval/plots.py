@@ -70,3 +70,39 @@ def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Pa
         atomic_write_bytes(path, buf.getvalue())
         written.append(path)
     return written
+
+
+def plot_realism(points: list[dict], out_dir: str | Path, title: str = "") -> list[Path]:
+    """Write ``realism_<metric>.png``: each metric against the realism weight β, one line per checkpoint.
+
+    ``points`` are our mean results decoded at several β from the same files (same bpp), each
+    ``{"checkpoint": str, "beta": float, "bpp": float, <metric>: float | None}`` (MRIC's Fig. 1 trade-off).
+    """
+    out_dir = Path(out_dir)
+    by_checkpoint: dict[str, list[dict]] = defaultdict(list)
+    for point in points:
+        by_checkpoint[point.get("checkpoint", "")].append(point)
+    written = []
+    for key, label in RD_METRICS.items():
+        if not any(p.get(key) is not None for p in points):
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fig = Figure(figsize=(5.5, 4.0), dpi=120)
+        ax = fig.subplots()
+        for checkpoint, rows in by_checkpoint.items():
+            rows = sorted((r for r in rows if r.get(key) is not None), key=lambda r: r["beta"])
+            bpp = sum(r["bpp"] for r in rows) / max(len(rows), 1)
+            label_ = f"{checkpoint} ({bpp:.3f} bpp)"
+            ax.plot([r["beta"] for r in rows], [r[key] for r in rows], marker="o", label=label_)
+        ax.set_xlabel("realism weight β (same bitstream)")
+        ax.set_ylabel(label)
+        ax.set_title(title or f"realism vs {key}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out_dir / f"realism_{key}.png"
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written

@@ -32,7 +32,8 @@ class ImageResult:
 
     ``bpp`` is the file's size in bits (header included) over the image's pixels; ``quality`` is the
     baseline's quality setting (None for ours); ``matched`` is false when a baseline could not reach
-    our bpp even at its highest quality; ``encode_s``/``decode_s`` time our codec (None for baselines).
+    our bpp even at its highest quality; ``encode_s``/``decode_s`` time our codec (None for baselines);
+    ``beta`` is set for rows of a realism-conditioned model decoded at several β (same file, same bpp).
     """
 
     checkpoint: str
@@ -50,6 +51,8 @@ class ImageResult:
     matched: bool = True
     encode_s: float | None = None
     decode_s: float | None = None
+    beta: float | None = None
+    """The realism weight our reconstruction was decoded at (realism-conditioned models, ``realism_betas``)."""
 
 
 def mean_of(rows: list[ImageResult], key: str) -> float | None:

@@ -64,17 +64,45 @@ def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) 
 
 
 @torch.no_grad()
-def code_with_model(model: HiFiC, original: np.ndarray, hfc_path: Path) -> tuple[np.ndarray, float, float]:
-    """Compress ``original`` to ``hfc_path``, decompress what is on disk; (uint8 image, encode s, decode s)."""
+def code_with_model(
+    model: HiFiC, original: np.ndarray, hfc_path: Path, beta: float | None = None
+) -> tuple[np.ndarray, float, float]:
+    """Compress ``original`` to ``hfc_path``, decompress what is on disk (at realism ``beta``, for a
+    realism-conditioned model); (uint8 image, encode s, decode s)."""
     x = torch.from_numpy(original).permute(2, 0, 1).float().div(255.0).to(next(model.parameters()).device)
     start = time.perf_counter()
     data = model.compress(x)
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
-    x_hat = model.decompress(hfc_path.read_bytes())
+    x_hat = model.decompress(hfc_path.read_bytes(), beta=beta)
     decode_s = time.perf_counter() - start
     return to_uint8(x_hat), encode_s, decode_s
+
+
+def realism_method(beta: float) -> str:
+    """The method name of our rows decoded at realism ``beta`` (``hific_beta0``, ``hific_beta2.56``)."""
+    return f"hific_beta{beta:g}"
+
+
+@torch.no_grad()
+def decode_at_betas(
+    model: HiFiC, checkpoint: str, image: str, original: np.ndarray, hfc: Path, out_dir: Path, betas: list[float],
+    scorers: Scorers,
+) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:  # fmt: skip
+    """The file ``hfc`` decoded once per β (MRIC: one bitstream, any realism): rows, viewer variants, images."""
+    rows, variants, decoded = [], [], {}
+    for beta in betas:
+        start = time.perf_counter()
+        recon = to_uint8(model.decompress(hfc.read_bytes(), beta=beta))
+        decode_s, method = time.perf_counter() - start, realism_method(beta)
+        png = encode_image(recon)
+        atomic_write_bytes(out_dir / "reconstructions" / f"{image}_beta{beta:g}.png", png)
+        row = _result(checkpoint, image, method, original, recon, hfc, scorers, decode_s=decode_s, beta=beta)
+        rows.append(row)
+        variants.append(ViewerVariant(f"HiFiC β={beta:g}", png, "image/png", asdict(row)))
+        decoded[method] = recon
+    return rows, variants, decoded
 
 
 class FidFeatures:
@@ -127,9 +155,11 @@ def evaluate_image(
     codecs: list[str],
     scorers: Scorers,
     with_viewer: bool = True,
+    betas: list[float] | None = None,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
     """Ours, then each baseline at our bpp, on one image: result rows, viewer variants (none unless
-    ``with_viewer``), decoded images by method."""
+    ``with_viewer``), decoded images by method. With ``betas`` (a realism-conditioned model), our file is
+    also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
     recon, encode_s, decode_s = code_with_model(model, original, hfc)
     recon_png = encode_image(recon)
@@ -140,6 +170,13 @@ def evaluate_image(
         ViewerVariant("Original", encode_image(original), "image/png"),
         ViewerVariant("HiFiC (ours)", recon_png, "image/png", asdict(ours)),
     ] if with_viewer else []  # fmt: skip
+    if betas:
+        beta_rows, beta_variants, beta_decoded = decode_at_betas(
+            model, checkpoint, image, original, hfc, out_dir, betas, scorers
+        )
+        rows += beta_rows
+        decoded |= beta_decoded
+        variants += beta_variants if with_viewer else []
     for codec in codecs:
         match = baselines.match_bpp(original, codec, ours.bpp)
         file = out_dir / codec / f"{image}{baselines.suffix(codec)}"
@@ -174,12 +211,14 @@ def evaluate_checkpoint(
     viewer_images: int = 24,
     feature_cache: dict[str, torch.Tensor] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    betas: list[float] | None = None,
 ) -> CheckpointResults:
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
     Writes ``bitstreams/*.hfc``, ``reconstructions/*.png``, ``<codec>/*`` and ``viewer.html`` (the
     first ``viewer_images`` images). ``feature_cache`` keeps the originals' FID features across calls.
     An image of more than ``max_pixels`` pixels stops the evaluation with an ImageTooLargeError.
+    ``betas``: also decode each file at these realism weights (realism-conditioned models; see :func:`evaluate_image`).
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
@@ -188,7 +227,7 @@ def evaluate_checkpoint(
         original = to_uint8(load_image(path, max_pixels=max_pixels, option="max_pixels=N"))
         with_viewer = len(viewer) < viewer_images
         image_rows, variants, decoded = evaluate_image(
-            model, name, image, original, out_dir, codecs, scorers, with_viewer
+            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas
         )
         rows += image_rows
         if fid is not None:
@@ -198,7 +237,7 @@ def evaluate_checkpoint(
         if with_viewer:
             viewer.append(ViewerImage(image, variants))
     results = {}
-    for method in ("hific", *codecs):
+    for method in ("hific", *map(realism_method, betas or []), *codecs):
         results[method] = means([r for r in rows if r.method == method])
         if fid is not None:
             results[method].update(fid.compute(method, scorers.kid_subset_size))

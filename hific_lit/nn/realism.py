@@ -35,14 +35,14 @@ EMBEDDING_WIDTH = 512
 
 
 def fourier_features(beta: torch.Tensor, frequencies: int = FOURIER_FREQUENCIES) -> torch.Tensor:
-    """``[β, sin(2^k β), cos(2^k β)]`` for ``k = 0..frequencies-1``: (B,) -> (B, 1 + 2·frequencies), float32.
+    """``[β, sin(β), cos(β), sin(2β), cos(2β), ..., sin(2^(F-1) β), cos(2^(F-1) β)]``: (B,) -> (B, 1 + 2F), float32.
 
-    The NeRF positional encoding (Mildenhall et al. 2020) as Nikolai10/MRIC applies it to β
-    (``log_sampling``, ``include_input``); computed in float32 whatever the network's precision.
+    The NeRF positional encoding (Mildenhall et al. 2020) as Nikolai10/MRIC applies it to β, in its order
+    (``include_input``, ``log_sampling``, per frequency sin then cos); float32 whatever the network's precision.
     """
     beta = beta.float().reshape(-1, 1)
     angles = beta * 2.0 ** torch.arange(frequencies, device=beta.device, dtype=torch.float32)
-    return torch.cat([beta, angles.sin(), angles.cos()], dim=1)
+    return torch.cat([beta, torch.stack([angles.sin(), angles.cos()], dim=2).flatten(1)], dim=1)
 
 
 class RealismEmbedding(nn.Module):

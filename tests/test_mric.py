@@ -1,0 +1,197 @@
+"""Multi-realism (MRIC, Agustsson et al. 2023): one .hfc file, decoded at any realism weight β.
+
+Unit tests use tiny models whose FiLM layers are given random weights (a trained model's are non-zero; a
+fresh one's are zero, i.e. plain HiFiC); the smoke tests train the quick CPU recipe on the sample photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from hific_lit import HiFiC
+from hific_lit.arch import arch_preset
+from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.cli import main
+from hific_lit.config import compose_config
+from hific_lit.errors import CheckpointError, SettingError
+from hific_lit.eval.pipeline import evaluate
+from hific_lit.eval.runner import Scorers
+from hific_lit.losses import perceptual_term, realism_weighted
+from hific_lit.nn.realism import BETA_MAX, FiLMChannelNorm2d, fourier_features
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def conditioned_model(seed: int = 0) -> HiFiC:
+    """A tiny realism-conditioned model with random (non-zero) FiLM weights and coding tables."""
+    torch.manual_seed(seed)
+    arch = dataclasses.replace(arch_preset("tiny"), realism_conditioning=True, realism_width=16)
+    model = HiFiC(arch).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, FiLMChannelNorm2d):
+                module.film.weight.normal_(0.0, 0.3)
+    model.update()
+    return model
+
+
+@pytest.fixture(scope="module")
+def photo() -> torch.Tensor:
+    return torch.from_numpy(data.astronaut()[:80, :112].copy()).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("mric")
+    torch.manual_seed(0)
+    paths = {"plain": folder / "plain.ckpt", "mric": folder / "mric.ckpt"}
+    save_inference_checkpoint(HiFiC.from_preset("tiny"), paths["plain"])
+    save_inference_checkpoint(conditioned_model(), paths["mric"])
+    return paths
+
+
+def test_without_the_flag_the_generator_is_plain_hific() -> None:
+    assert not arch_preset("hific").realism_conditioning
+    names = HiFiC.from_preset("tiny").state_dict()
+    assert not any("film" in k or "realism" in k for k in names)
+
+
+def test_fourier_features_are_the_nerf_encoding_of_the_mric_reimplementation() -> None:
+    # Nikolai10/MRIC fourier_cond.py: get_embedder(multires=10): [x, sin(x), cos(x), sin(2x), cos(2x), ...].
+    beta = torch.tensor([0.0, 1.28])
+    feats = fourier_features(beta)
+    assert feats.shape == (2, 21)
+    assert torch.equal(feats[0], torch.tensor([0.0] + [0.0, 1.0] * 10))
+    expected = [1.28] + [f(1.28 * 2.0**k) for k in range(10) for f in (math.sin, math.cos)]
+    assert torch.allclose(feats[1], torch.tensor(expected), atol=1e-4)  # float32 angles up to 655 rad
+
+
+def test_a_fresh_conditioned_generator_is_hific_at_every_beta(photo: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    arch = dataclasses.replace(arch_preset("tiny"), realism_conditioning=True, realism_width=16)
+    model = HiFiC(arch).eval()
+    x = photo[None].float() / 255.0
+    with torch.no_grad():
+        assert torch.equal(model(x, beta=0.0).x_hat, model(x, beta=BETA_MAX).x_hat)
+
+
+def test_one_file_decodes_differently_at_beta_zero_and_beta_max(photo: torch.Tensor) -> None:
+    model = conditioned_model()
+    data_ = model.compress(photo)
+    low, high = model.decompress(data_, beta=0.0), model.decompress(data_, beta=BETA_MAX)
+    assert low.shape == high.shape == (1, 3, 80, 112)
+    assert (low - high).abs().mean() > 1e-3
+    assert torch.equal(model.decompress(data_), high)  # default: beta_max
+    # the generator's tiles see the same β as a whole-image pass (tiles sum in another order: float32 rounding)
+    tiled = model.decompress(data_, beta=0.0, max_memory=1 << 20)
+    torch.testing.assert_close(tiled, model.decompress(data_, beta=0.0, max_memory=None), atol=1e-5, rtol=0)
+    assert (tiled - high).abs().mean() > 1e-3
+    assert model.compress(photo) == data_  # decoding at any β leaves the encoder's file as it was
+
+
+@pytest.mark.parametrize("beta", [-0.1, BETA_MAX + 0.01, float("nan")])
+def test_beta_out_of_range_is_a_one_line_setting_error(photo: torch.Tensor, beta: float) -> None:
+    model = conditioned_model()
+    with pytest.raises(SettingError, match=r"outside this model's realism range \[0, 2.56\]") as info:
+        model.decompress(model.compress(photo), beta=beta)
+    assert "\n" not in str(info.value)
+
+
+def test_a_plain_model_refuses_beta(photo: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = HiFiC.from_preset("tiny").eval()
+    model.update()
+    with pytest.raises(SettingError, match="not realism-conditioned"):
+        model.decompress(model.compress(photo), beta=1.0)
+
+
+def test_training_draws_beta_per_image_and_weights_the_realism_terms() -> None:
+    model = conditioned_model().train()
+    out = model(torch.rand(6, 3, 64, 64))
+    assert out.beta.shape == (6,) and bool(((out.beta >= 0) & (out.beta <= BETA_MAX)).all())
+    assert len(set(out.beta.tolist())) == 6
+    per_image = torch.tensor([1.0, 2.0, 3.0])
+    assert realism_weighted(per_image, torch.tensor([0.0, 0.0, 0.0])) == 0.0
+    assert realism_weighted(per_image, torch.tensor([0.0, 1.0, 2.0])) == pytest.approx((0 + 2 + 6) / 3)
+    x, x_hat = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs().mean()
+
+    mean, weighted = perceptual_term(distance, x, x_hat, torch.tensor([0.0, 0.0, 1.0]))
+    assert mean == pytest.approx(float(distance(x, x_hat)), rel=1e-6)
+    assert weighted == pytest.approx(float(distance(x[2:], x_hat[2:])) / 3, rel=1e-6)
+
+
+def test_cli_decodes_one_file_at_two_realisms(ckpts: dict[str, Path], tmp_path: Path, capsys) -> None:
+    src = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()[:80, :112]).save(src)
+    assert main(["compress", str(src), "--ckpt", str(ckpts["mric"]), "-o", str(tmp_path / "photo.hfc")]) == 0
+    outs = {}
+    for realism in ("0", "1"):
+        out = tmp_path / f"r{realism}.png"
+        argv = ["decompress", str(tmp_path / "photo.hfc"), "--ckpt", str(ckpts["mric"]), "--realism", realism]
+        assert main([*argv, "-o", str(out)]) == 0
+        assert f"realism {float(realism):.2f}" in capsys.readouterr().out
+        outs[realism] = np.asarray(Image.open(out))
+    assert outs["0"].shape == outs["1"].shape == (80, 112, 3) and not np.array_equal(outs["0"], outs["1"])
+    assert main(["info", str(ckpts["mric"]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["realism"].startswith("yes") and info["beta_max"] == BETA_MAX and info["default_realism"] == 1.0
+    assert main(["info", str(ckpts["plain"])]) == 0
+    assert "no (one operating point)" in capsys.readouterr().out
+
+
+def test_cli_refuses_realism_out_of_range_and_on_a_plain_checkpoint(
+    ckpts: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    torch.manual_seed(0)
+    hfc = tmp_path / "plain.hfc"
+    hfc.write_bytes(load_inference_checkpoint(ckpts["plain"]).compress(torch.rand(3, 32, 32)))
+    assert main(["decompress", str(hfc), "--ckpt", str(ckpts["plain"]), "--realism", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not realism-conditioned" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["decompress", str(hfc), "--ckpt", str(ckpts["mric"]), "--realism", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--realism 1.5 is outside 0..1" in capsys.readouterr().err
+
+
+def test_checkpoint_keeps_the_default_realism(tmp_path: Path) -> None:
+    model = conditioned_model()
+    model.g_s.default_beta = 0.64
+    save_inference_checkpoint(model, tmp_path / "m.ckpt")
+    loaded = load_inference_checkpoint(tmp_path / "m.ckpt")
+    assert loaded.g_s.conditioned and loaded.g_s.default_beta == pytest.approx(0.64)
+    assert loaded.fingerprint() == model.fingerprint()
+
+
+def test_eval_writes_one_row_per_beta_at_the_same_bpp(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(data.astronaut()[:128, :160]).save(photos / "astronaut.png")
+    cfg = compose_config(
+        "eval",
+        [f"ckpt={ckpts['mric']}", "eval_set=folder", f"eval_set.path={photos}", "device=cpu", "baselines=[jpeg]",
+         "realism_betas=[0,1.28,2.56]"],
+    )  # fmt: skip
+    summary = evaluate(cfg, tmp_path / "out", scorers=Scorers())
+    methods = summary["checkpoints"]["mric"]["methods"]
+    rows = [methods[f"hific_beta{b}"] for b in ("0", "1.28", "2.56")]
+    assert len({r["bpp"] for r in rows}) == 1 and rows[0]["bpp"] == methods["hific"]["bpp"]
+    assert rows[0]["psnr"] != rows[2]["psnr"]
+    assert any(p.endswith("realism_psnr.png") for p in summary["outputs"]["plots"])
+    viewer = Path(summary["outputs"]["viewers"]["mric"]).read_text()
+    assert "HiFiC β=0" in viewer and "HiFiC β=2.56" in viewer
+    cfg.ckpt = str(ckpts["plain"])
+    with pytest.raises(CheckpointError, match="not realism-conditioned"):
+        evaluate(cfg, tmp_path / "out2", scorers=Scorers())
