@@ -53,8 +53,11 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> tor
 
 
 def set_transform_precision(g_a: nn.Module, g_s: nn.Module, dtype: torch.dtype) -> None:
-    """Cast the analysis and synthesis transforms' weights once, in place (channels_last on CUDA)."""
+    """Cast the analysis and synthesis transforms' weights once, in place, and lay them out channels_last.
+
+    channels_last suits oneDNN and cuDNN alike, and lets ChannelNorm run as one fused layer norm
+    (768x512 on 2 CPU cores: g_s 20 % faster in bfloat16, 12 % in float32; scripts/bench_inference.py).
+    """
     for net in (g_a, g_s):
         net.to(dtype)
-        if next(net.parameters()).is_cuda:
-            net.to(memory_format=torch.channels_last)
+        net.to(memory_format=torch.channels_last)

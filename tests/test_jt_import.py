@@ -341,7 +341,8 @@ def test_imported_model_tiles_exactly(imported: dict[str, Path], astronaut: torc
     assert plan_tiles(stage, x.shape, x.dtype, budget).count > 1
     with torch.no_grad():
         y = model.analysis(x, max_memory=None)
-        torch.testing.assert_close(model.analysis(x, max_memory=budget), y, atol=1e-5, rtol=0)
+        # float rounding only: oneDNN picks its channels_last kernels by size, so a tile may round differently
+        torch.testing.assert_close(model.analysis(x, max_memory=budget), y, atol=1e-5, rtol=1e-5)
         _, up = synthesis_stages(model.g_s)
         y_hat = torch.round(y)
         features = (1, model.arch.generator_widths[0], *y_hat.shape[-2:])

@@ -54,6 +54,30 @@ def test_channel_norm_is_the_authors_layer_norm_over_channels() -> None:
         ChannelNorm2d(1)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_channel_norm_with_affine_matches_the_definition_in_both_layouts(layout: torch.memory_format) -> None:
+    """y = gamma (x - mean_c) / sqrt(var_c,unbiased + 1e-3) + beta (authors' archs.py), against float64;
+    channels_last inputs take the fused layer_norm path (inference), in float32, bfloat16 and backward."""
+    torch.manual_seed(0)
+    norm = ChannelNorm2d(5)
+    with torch.no_grad():
+        norm.gamma.uniform_(0.5, 2.0)
+        norm.beta.uniform_(-1.0, 1.0)
+    x = (torch.randn(2, 5, 3, 4) * 3 + 1).contiguous(memory_format=layout).requires_grad_(True)
+    xd = x.detach().double().requires_grad_(True)
+    gamma, beta = norm.gamma.detach().double(), norm.beta.detach().double()
+    expected = gamma * (xd - xd.mean(1, keepdim=True)) / (xd.var(1, keepdim=True) + 1e-3).sqrt() + beta
+    y = norm(x)
+    assert torch.allclose(y.double(), expected, atol=1e-5)
+    assert y.is_contiguous(memory_format=layout)
+    (y * torch.arange(y.numel()).view(2, 3, 4, 5).permute(0, 3, 1, 2)).sum().backward()
+    (expected * torch.arange(y.numel()).view(2, 3, 4, 5).permute(0, 3, 1, 2)).sum().backward()
+    assert torch.allclose(x.grad.double(), xd.grad, atol=1e-3, rtol=1e-4)
+    y16 = norm.to(torch.bfloat16)(x.detach().to(torch.bfloat16).contiguous(memory_format=layout))
+    assert y16.dtype == torch.bfloat16
+    assert torch.allclose(y16.double(), expected.detach(), atol=3e-2)
+
+
 def test_channel_norm_is_independent_of_spatial_crop() -> None:
     norm = ChannelNorm2d(4)
     x = torch.randn(1, 4, 8, 8)

@@ -73,8 +73,9 @@ class _Layer:
 
     @property
     def exact_bits(self) -> int:
-        """Inputs below 2**this multiply in one float64 product per tap: C_in * 2**15 * 2**bits < 2**53."""
-        return MANTISSA_BITS + 1 - WEIGHT_BITS - max(1, math.ceil(math.log2(self.in_channels)))
+        """Inputs below 2**this convolve exactly in float64, whole kernel at once: kh kw C_in 2**15 2**bits <= 2**53."""
+        terms = self.kernel[0] * self.kernel[1] * self.in_channels
+        return MANTISSA_BITS + 1 - WEIGHT_BITS - max(1, math.ceil(math.log2(terms)))
 
 
 def _layers(net: nn.Sequential) -> list[_Layer]:
@@ -227,17 +228,16 @@ def _requantize(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return acc.add_(divisor >> 1).div_(divisor, rounding_mode="floor")
 
 
-def _products(x: torch.Tensor, weight: torch.Tensor, split: bool) -> torch.Tensor:
-    """``x @ weight.T`` for int64 ``x`` and integer float64 ``weight``, exactly, as int64.
-
-    With ``split`` the activations are multiplied as ``hi * 2**16 + lo`` (two float64 products, each
-    exact); otherwise in one.
-    """
-    if not split:
-        return (x.double() @ weight.T).long()
-    high = ((x >> SPLIT_BITS).double() @ weight.T).long()
-    low = ((x & ((1 << SPLIT_BITS) - 1)).double() @ weight.T).long()
-    return (high << SPLIT_BITS) + low
+def _exact_parts(x: torch.Tensor, layer: _Layer) -> list[tuple[torch.Tensor, int]]:
+    """int64 ``x`` as float64 parts ``(part, shift)`` with ``x = sum(part << shift)``, each narrow enough
+    that its convolution by ``layer`` sums exactly in float64 (see :attr:`_Layer.exact_bits`): ``x`` itself,
+    or ``hi = x >> 16`` and ``lo = x & (2**16 - 1)`` (both below 2**exact_bits, since inputs stay below
+    2**activation_bits and 16 <= exact_bits for any kernel of up to 2**22 terms)."""
+    if not x.numel() or int(x.abs().max()) < 1 << layer.exact_bits:
+        return [(x.double(), 0)]
+    if layer.exact_bits < SPLIT_BITS:
+        raise ValueError(f"a layer with {layer.in_channels} x {layer.kernel} inputs per output cannot be made exact")
+    return [((x >> SPLIT_BITS).double(), SPLIT_BITS), ((x & ((1 << SPLIT_BITS) - 1)).double(), 0)]
 
 
 def _row_blocks(rows: int, row_elements: int) -> list[tuple[int, int]]:
@@ -249,33 +249,41 @@ def _row_blocks(rows: int, row_elements: int) -> list[tuple[int, int]]:
 def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch.Tensor:
     """Convolve int64 ``x`` (B, H, W, C_in) with integer ``weight`` exactly: int64 (B, H', W', C_out).
 
-    One exact product per kernel tap (see :func:`_products`), summed in int64, over blocks of rows
+    Each part of :func:`_exact_parts` is convolved in float64, tap by tap as matrix products summed
+    into a float64 accumulator: every partial sum is an integer below 2**53, so no order of
+    summation, blocking or FMA can change it. The parts are combined in int64. Rows go in blocks
     so that the temporaries stay small at any image size. ``weight`` is (C_out, C_in, kh, kw) for
     both kinds (a transposed convolution's weight is stored with its in/out axes swapped).
     """
     b, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-    split = bool(x.numel()) and int(x.abs().max()) >= 1 << layer.exact_bits
+    taps = [[weight[:, :, i, j].T.contiguous() for j in range(kw)] for i in range(kh)]
     if not layer.transposed:
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-        padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, c, dtype=x.dtype, device=x.device)
-        padded[:, ph : ph + h, pw : pw + w] = x
         acc = torch.zeros(b, out_h, out_w, layer.out_channels, dtype=torch.int64, device=x.device)
-        for r0, r1 in _row_blocks(out_h, b * out_w * max(c, layer.out_channels)):
-            for i in range(kh):
-                rows = padded[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh]
-                for j in range(kw):
-                    tap = rows[:, :, j : j + sw * (out_w - 1) + 1 : sw]
-                    acc[:, r0:r1] += _products(tap, weight[:, :, i, j], split)
+        for part, shift in _exact_parts(x, layer):
+            padded = torch.zeros(b, h + 2 * ph, w + 2 * pw, c, dtype=torch.float64, device=x.device)
+            padded[:, ph : ph + h, pw : pw + w] = part
+            del part
+            for r0, r1 in _row_blocks(out_h, b * out_w * max(c, layer.out_channels)):
+                block = torch.zeros(b, r1 - r0, out_w, layer.out_channels, dtype=torch.float64, device=x.device)
+                for i in range(kh):
+                    rows = padded[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh]
+                    for j in range(kw):
+                        block += rows[:, :, j : j + sw * (out_w - 1) + 1 : sw] @ taps[i][j]
+                acc[:, r0:r1] += block.long() << shift
         return acc
     (oh, ow) = layer.output_padding
     out_h, out_w = (h - 1) * sh - 2 * ph + kh + oh, (w - 1) * sw - 2 * pw + kw + ow
     canvas_h, canvas_w = max((h - 1) * sh + kh, ph + out_h), max((w - 1) * sw + kw, pw + out_w)
-    canvas = torch.zeros(b, canvas_h, canvas_w, layer.out_channels, dtype=torch.int64, device=x.device)
-    for r0, r1 in _row_blocks(h, b * w * max(c, layer.out_channels)):
-        block = x[:, r0:r1]
-        for i in range(kh):
-            for j in range(kw):
-                target = canvas[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh, j : j + sw * (w - 1) + 1 : sw]
-                target += _products(block, weight[:, :, i, j], split)
-    return canvas[:, ph : ph + out_h, pw : pw + out_w]
+    acc = torch.zeros(b, out_h, out_w, layer.out_channels, dtype=torch.int64, device=x.device)
+    for part, shift in _exact_parts(x, layer):
+        canvas = torch.zeros(b, canvas_h, canvas_w, layer.out_channels, dtype=torch.float64, device=x.device)
+        for r0, r1 in _row_blocks(h, b * w * max(c, layer.out_channels)):
+            block = part[:, r0:r1]
+            for i in range(kh):
+                for j in range(kw):
+                    target = canvas[:, r0 * sh + i : (r1 - 1) * sh + i + 1 : sh, j : j + sw * (w - 1) + 1 : sw]
+                    target += block @ taps[i][j]
+        acc += canvas[:, ph : ph + out_h, pw : pw + out_w].long() << shift
+    return acc

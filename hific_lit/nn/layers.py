@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PADDINGS = ("zeros", "reflect")
@@ -27,9 +30,22 @@ class ChannelNorm2d(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return self._channels_last(x)
         mean = x.mean(dim=1, keepdim=True)
         var = x.var(dim=1, keepdim=True, unbiased=True)
         return self.gamma * (x - mean) * torch.rsqrt(var + self.eps) + self.beta
+
+    def _channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map on a channels_last tensor, as one fused ``layer_norm`` over each pixel's channels
+        (no copies; statistics in float32 for bfloat16 inputs): with ``var_{C-1} = var_C * C / (C - 1)``,
+        ``(x - mean) / sqrt(var_{C-1} + eps) = sqrt((C - 1) / C) (x - mean) / sqrt(var_C + eps (C - 1) / C)``."""
+        channels = x.shape[1]
+        shrink = (channels - 1) / channels
+        weight = (self.gamma.reshape(-1) * math.sqrt(shrink)).to(x.dtype)
+        pixels = x.permute(0, 2, 3, 1)
+        out = F.layer_norm(pixels, (channels,), weight, self.beta.reshape(-1).to(x.dtype), self.eps * shrink)
+        return out.permute(0, 3, 1, 2)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
