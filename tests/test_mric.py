@@ -26,6 +26,7 @@ from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
 from hific_lit.losses import perceptual_term, realism_weighted
+from hific_lit.nn.generator import Generator
 from hific_lit.nn.realism import BETA_MAX, FiLMChannelNorm2d, fourier_features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,24 @@ def test_a_fresh_conditioned_generator_is_hific_at_every_beta(photo: torch.Tenso
     x = photo[None].float() / 255.0
     with torch.no_grad():
         assert torch.equal(model(x, beta=0.0).x_hat, model(x, beta=BETA_MAX).x_hat)
+
+
+def test_the_film_conditioning_learns_a_beta_dependent_output() -> None:
+    # A target that moves with β (grey level 0.2 at β = 0 up to 0.8 at β_max): 200 Adam steps of a tiny g_s must
+    # follow it, so that β reaches the image through Fourier features, MLP and FiLM (what MRIC training needs).
+    torch.manual_seed(0)
+    g_s = Generator(8, (16, 16, 8, 8, 4), 1, realism_width=64).train()
+    opt = torch.optim.Adam(g_s.parameters(), 1e-3)
+    y_hat = torch.randn(4, 8, 2, 2)
+    for _ in range(200):
+        beta = torch.rand(4) * BETA_MAX
+        loss = (g_s(y_hat, beta) - (0.2 + 0.6 * beta / BETA_MAX)[:, None, None, None]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        levels = [float(g_s.eval()(y_hat, b).mean()) for b in (0.0, BETA_MAX / 2, BETA_MAX)]
+    assert levels == sorted(levels) and levels[2] - levels[0] > 0.4
 
 
 def test_one_file_decodes_differently_at_beta_zero_and_beta_max(photo: torch.Tensor) -> None:
@@ -195,3 +214,12 @@ def test_eval_writes_one_row_per_beta_at_the_same_bpp(ckpts: dict[str, Path], tm
     cfg.ckpt = str(ckpts["plain"])
     with pytest.raises(CheckpointError, match="not realism-conditioned"):
         evaluate(cfg, tmp_path / "out2", scorers=Scorers())
+
+
+def test_mric_experiments_compose_on_hific_stages() -> None:
+    base = compose_config("train", ["experiment=mric_base"])
+    gan = compose_config("train", ["experiment=mric_gan", "warmstart=x.ckpt"])
+    for cfg, target in ((base, "hific_lit.lit.RDStage"), (gan, "hific_lit.lit.GANStage")):
+        assert cfg.arch.realism_conditioning and cfg.arch.beta_max == 2.56 and cfg.arch.realism_width == 512
+        assert cfg.stage._target_ == target and cfg.loss.k_p == 1.0 and cfg.loss.beta == 0.15
+        assert cfg.arch.latent_channels == 220 and cfg.stage.gradient_clip.codec is None
