@@ -207,8 +207,10 @@ def run_decompress(args: argparse.Namespace) -> int:
         save_image(x_hat, dst)
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
+    realism_args = {} if beta is None else {"beta": beta}  # models without realism (GC2018) take no beta
+
     def compute(data: bytes) -> torch.Tensor:
-        return model.decompress(data, **_tiling(args), uint8=True, beta=beta)
+        return model.decompress(data, **_tiling(args), uint8=True, **realism_args)
 
     stages = FileStages(read_hfc, compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
@@ -321,5 +323,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "checkpoint's (1 unless set when exported)",
     )
     info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
-    info.add_argument("files", nargs="+", metavar="FILE", help=".hfc files or inference checkpoints (.ckpt/.pt/.pth)")
+    info.add_argument(
+        "files", nargs="+", metavar="FILE.hfc|CKPT", help=".hfc files or inference checkpoints (.ckpt, .pt, .pth)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -75,7 +75,7 @@ def code_with_model(
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
-    x_hat = model.decompress(hfc_path.read_bytes(), beta=beta)
+    x_hat = model.decompress(hfc_path.read_bytes(), **({} if beta is None else {"beta": beta}))
     decode_s = time.perf_counter() - start
     return to_uint8(x_hat), encode_s, decode_s
 
