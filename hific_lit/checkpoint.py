@@ -158,12 +158,15 @@ def _drop_pages(tensor: torch.Tensor) -> None:
 
 
 def _materialize(state: dict[str, torch.Tensor], device: torch.device, transform_dtype: torch.dtype) -> dict:
-    """Tensors on ``device``; g_a's and g_s's floating-point ones in ``transform_dtype``, converted one by one."""
+    """Tensors on ``device``; g_a's and g_s's floating-point ones in ``transform_dtype`` and their 4-d weights
+    channels_last (see :func:`~hific_lit.precision.set_transform_precision`), converted one by one."""
     out = {}
     for name in list(state):
         tensor = state.pop(name)
-        dtype = transform_dtype if name.startswith(TRANSFORMS) and tensor.is_floating_point() else tensor.dtype
-        converted = tensor.to(device=device, dtype=dtype)
+        transform = name.startswith(TRANSFORMS) and tensor.is_floating_point()
+        dtype = transform_dtype if transform else tensor.dtype
+        layout = torch.channels_last if transform and tensor.dim() == 4 else torch.preserve_format
+        converted = tensor.to(device=device, dtype=dtype, memory_format=layout)
         if converted.data_ptr() != tensor.data_ptr() and tensor.device.type == "cpu":
             _drop_pages(tensor)
         out[name] = converted
@@ -226,5 +229,5 @@ def load_inference_checkpoint(
             model.g_s.default_beta = float(check_beta(realism["default_beta"], model.g_s.beta_max, 1, device)[0])
         except (KeyError, TypeError, SettingError) as exc:
             raise CheckpointError(f"{path}: the stored default realism is invalid ({exc})") from None
-    set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype; channels_last on CUDA
+    set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype and layout: changes nothing
     return model.eval()

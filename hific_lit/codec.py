@@ -374,10 +374,11 @@ class HiFiC(nn.Module):
         digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
         digest.update(json.dumps(arch, sort_keys=True).encode())
         for name, tensor in parts:
-            if tensor.is_floating_point():  # g_s rounded to bf16 here, one tensor at a time (no copy of g_s)
-                tensor = tensor.detach().to(torch.bfloat16 if name.startswith("g_s.") else torch.float64)
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            kind = torch.bfloat16 if name.startswith("g_s.") else torch.float64
+            for piece in tensor.detach().cpu().unbind(0) if tensor.dim() > 1 else (tensor.detach().cpu(),):
+                piece = piece.to(kind) if piece.is_floating_point() else piece  # row by row: small copies
+                digest.update(piece.contiguous().reshape(-1).view(torch.uint8).numpy())
         self.__dict__["_fingerprint_cache"] = (key, digest.digest())
         return digest.digest()
 

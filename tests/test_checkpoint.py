@@ -10,6 +10,7 @@ import torch
 from hific_lit import HiFiC
 from hific_lit.checkpoint import load_inference_checkpoint, read_inference_checkpoint, save_inference_checkpoint
 from hific_lit.errors import CheckpointError
+from hific_lit.precision import set_transform_precision
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +34,7 @@ def test_checkpoint_holds_weights_tables_arch_and_config(saved: tuple[HiFiC, Pat
     x = torch.rand(3, 64, 80)
     data = model.compress(x)
     assert loaded.compress(x) == data
+    set_transform_precision(model.g_a, model.g_s, torch.float32)  # the layout loading gives: same float rounding
     assert torch.equal(loaded.decompress(data), model.decompress(data))
 
 

@@ -13,6 +13,7 @@ from hific_lit import HiFiC
 from hific_lit.arch import arch_preset
 from hific_lit.nn import Encoder, Generator
 from hific_lit.padding import pad_to_multiple
+from hific_lit.precision import set_transform_precision
 from hific_lit.tiling import (
     MEMORY_SAFETY,
     MemoryBudgetError,
@@ -20,6 +21,7 @@ from hific_lit.tiling import (
     Stage,
     activation_peak_bytes,
     analysis_stage,
+    bytes_per_pixel,
     parse_memory_budget,
     plan_tiles,
     receptive_field,
@@ -100,6 +102,17 @@ def test_tiled_synthesis_matches_whole_image(tiny: HiFiC, latent: tuple[int, int
     assert plan_tiles(up, h.shape, h.dtype, up_budget).count > 1
     torch.testing.assert_close(run_tiled(trunk, y_hat, trunk_budget), h, atol=ATOL, rtol=0)
     torch.testing.assert_close(tiled_synthesis(tiny.g_s, y_hat, up_budget), whole, atol=ATOL, rtol=0)
+
+
+def test_per_pixel_memory_is_measured_per_weight_layout() -> None:
+    """A channels_last copy (as loaded for inference) must not hand its figure to a plain model of the same shapes."""
+    plain, loaded = HiFiC.from_preset("tiny").eval(), HiFiC.from_preset("tiny").eval()
+    set_transform_precision(loaded.g_a, loaded.g_s, torch.float32)
+    channels_last_trunk, plain_trunk = synthesis_stages(loaded.g_s)[0], synthesis_stages(plain.g_s)[0]
+    bytes_per_pixel(channels_last_trunk, 1, 8, torch.float32)
+    side = 8 * plain_trunk.align
+    own = MEMORY_SAFETY * activation_peak_bytes(plain_trunk.module, (1, 8, side, side), torch.float32) / side**2
+    assert bytes_per_pixel(plain_trunk, 1, 8, torch.float32) == own
 
 
 def test_a_halo_short_of_the_receptive_field_shows_seams(tiny: HiFiC) -> None:

@@ -190,7 +190,7 @@ class IntegerConvNet(CodingBuffers):
         x = torch.round(z_hat.to(device, torch.float64) * 2.0 ** fraction[0]).clamp_(-limit, limit).long()
         x = x.permute(0, 2, 3, 1)
         for i, layer in enumerate(self.layers):
-            weight = getattr(self, f"weight{i}").to(device, torch.float64)
+            weight = getattr(self, f"weight{i}").to(device)
             acc = _integer_conv(x, weight, layer)
             acc += getattr(self, f"bias{i}").to(device)
             x = _requantize(acc, getattr(self, f"shift{i}").to(device))
@@ -257,7 +257,7 @@ def _integer_conv(x: torch.Tensor, weight: torch.Tensor, layer: _Layer) -> torch
     """
     b, h, w, c = x.shape
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel, layer.stride, layer.padding
-    taps = [[weight[:, :, i, j].T.contiguous() for j in range(kw)] for i in range(kh)]
+    taps = [[weight[:, :, i, j].T.double().contiguous() for j in range(kw)] for i in range(kh)]
     if not layer.transposed:
         out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
         acc = torch.zeros(b, out_h, out_w, layer.out_channels, dtype=torch.int64, device=x.device)

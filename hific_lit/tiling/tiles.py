@@ -163,10 +163,11 @@ def bytes_per_pixel(stage: Stage, batch: int, channels: int, dtype: torch.dtype)
     The probe is 8 strides square: small enough to cost little arithmetic (hific's trunk: ~10 GMAC,
     the largest), large enough that the border (padding copies) adds only a little, on the safe
     side, to the per-pixel figure. The figure depends on the network's structure only, so it is
-    measured once per process for each structure (parameter shapes), input and device.
+    measured once per process for each structure (parameter shapes and layouts: channels_last
+    runs ChannelNorm with fewer temporaries), input and device.
     """
     device = next(stage.module.parameters()).device
-    shapes = tuple(tuple(p.shape) for p in stage.module.parameters())
+    shapes = tuple((tuple(p.shape), p.stride()) for p in stage.module.parameters())
     key = (type(stage.module).__name__, shapes, stage.scale, batch, channels, dtype, device)
     if key not in _PER_PIXEL_CACHE:
         side = 8 * stage.align
