@@ -23,6 +23,7 @@ from hific_lit.checkpoint import load_inference_checkpoint, save_inference_check
 from hific_lit.cli import main
 from hific_lit.config import compose_config
 from hific_lit.errors import CheckpointError, SettingError
+from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
 from hific_lit.losses import perceptual_term, realism_weighted
@@ -194,21 +195,38 @@ def test_checkpoint_keeps_the_default_realism(tmp_path: Path) -> None:
     assert loaded.fingerprint() == model.fingerprint()
 
 
+class _MeanFeatures(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float() / 255.0).mean(dim=2)
+
+
 def test_eval_writes_one_row_per_beta_at_the_same_bpp(ckpts: dict[str, Path], tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.fromarray(data.astronaut()[:128, :160]).save(photos / "astronaut.png")
+    Image.fromarray(data.astronaut()[:256, :320]).save(photos / "astronaut.png")
+    Image.fromarray(data.coffee()[:256, :300]).save(photos / "coffee.png")
     cfg = compose_config(
         "eval",
         [f"ckpt={ckpts['mric']}", "eval_set=folder", f"eval_set.path={photos}", "device=cpu", "baselines=[jpeg]",
          "realism_betas=[0,1.28,2.56]"],
     )  # fmt: skip
-    summary = evaluate(cfg, tmp_path / "out", scorers=Scorers())
+    torch.manual_seed(0)
+    features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 16, stride=16), torch.nn.Flatten(2))
+    embed = PatchEmbedder(_MeanFeatures(features))  # a small stand-in for Inception: FID per β runs offline
+    summary = evaluate(cfg, tmp_path / "out", scorers=Scorers(embed=embed))
     methods = summary["checkpoints"]["mric"]["methods"]
     rows = [methods[f"hific_beta{b}"] for b in ("0", "1.28", "2.56")]
     assert len({r["bpp"] for r in rows}) == 1 and rows[0]["bpp"] == methods["hific"]["bpp"]
-    assert rows[0]["psnr"] != rows[2]["psnr"]
-    assert any(p.endswith("realism_psnr.png") for p in summary["outputs"]["plots"])
+    assert rows[0]["psnr"] != rows[2]["psnr"] and rows[0]["fid"] != rows[2]["fid"]
+    assert rows[2]["psnr"] == methods["hific"]["psnr"]  # the default β of this checkpoint is β_max
+    lines = (tmp_path / "out" / "per_image.csv").read_text().splitlines()
+    assert sum(",hific_beta" in line for line in lines) == 2 * 3  # one row per image and β
+    plots = {Path(p).name for p in summary["outputs"]["plots"]}
+    assert {"realism_psnr.png", "realism_fid.png"} <= plots
     viewer = Path(summary["outputs"]["viewers"]["mric"]).read_text()
     assert "HiFiC β=0" in viewer and "HiFiC β=2.56" in viewer
     cfg.ckpt = str(ckpts["plain"])
