@@ -12,7 +12,9 @@ untrained conditioned generator computes what the unconditioned one does.
 
 The modulation is set for a whole call of g_s (:meth:`RealismCondition.applied`), so that the networks
 that run parts of g_s on tiles (:mod:`hific_lit.tiling`) need not know about β: a FiLM norm is still a
-per-pixel layer (a :class:`~hific_lit.nn.layers.ChannelNorm2d`).
+per-pixel layer (a :class:`~hific_lit.nn.layers.ChannelNorm2d`). The applied β is state of the generator:
+one model decodes one image (or batch) at a time, as ``hific decompress`` and ``hific eval`` do; threads
+that decode at different β need a model each.
 """
 
 from __future__ import annotations
