@@ -320,7 +320,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="R",
         help="models trained with realism conditioning (MRIC; hific info CKPT says): 0 = lowest distortion (beta 0) "
         "... 1 = most realistic (the model's largest beta); the same file decodes at any R. Default: the "
-        "checkpoint's (1 unless set when exported)",
+        "checkpoint's (1 unless it stores another)",
     )
     info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
     info.add_argument(
