@@ -126,7 +126,7 @@ def generator_losses(d_fake: torch.Tensor, kind: str = "non_saturating") -> torc
 
 def realism_weighted(per_image: torch.Tensor, beta: torch.Tensor | None) -> torch.Tensor:
     """``mean_i β_i · term_i``: a realism term weighted per image by the β its reconstruction was made with
-    (MRIC, Agustsson et al. 2023, Sec. 3.2; Nikolai10/MRIC ``amtm2023.py``: ``reduce_mean(betas * lpips)``,
+    (MRIC, Agustsson et al. 2023; Nikolai10/MRIC ``amtm2023.py``: ``reduce_mean(betas * lpips)``,
     ``reduce_mean(betas * g_loss)``); the plain batch mean when ``beta`` is ``None`` (HiFiC)."""
     return per_image.mean() if beta is None else (beta.to(per_image.dtype) * per_image).mean()
 

@@ -117,7 +117,7 @@ class Generator(nn.Module):
     def betas(self, beta: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         """β per image (batch,), checked to lie in [0, beta_max]; ``None`` for an unconditioned generator.
 
-        ``beta=None`` means: in training, β drawn per image uniformly from [0, beta_max] (MRIC, Sec. 3.2;
+        ``beta=None`` means: in training, β drawn per image uniformly from [0, beta_max] (MRIC;
         Nikolai10/MRIC ``train_step``), otherwise :attr:`default_beta`. An unconditioned generator refuses a β.
         """
         if not self.conditioned:
