@@ -35,6 +35,7 @@ from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack, unpack
 from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
+from hific_lit.latent_bands import decode_latent, encode_latent
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
 from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
@@ -269,10 +270,8 @@ class HiFiC(nn.Module):
         z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float()
         z_stream = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.dequantize(self.entropy_bottleneck.symbols(z))
-        mu, sigma = self.hyper_synthesis_exact(z_hat)
-        y_stream = self.conditional.compress(y, self.conditional.indexes(sigma), mu)
-        y_hat = self.conditional.dequantize(self.conditional.symbols(y, mu), mu)
-        bits = self.entropy_bottleneck.estimate_bits(z_hat) + self.conditional.estimate_bits(y_hat, mu, sigma)
+        y_stream, y_bits = encode_latent(self, y, z_hat)
+        bits = self.entropy_bottleneck.estimate_bits(z_hat) + y_bits
         shapes = (tuple(y.shape[1:]), tuple(z.shape[1:]))
         header = Header(self.fingerprint(), height, width, *shapes, len(z_stream), len(y_stream))
         header = dataclasses.replace(header, likelihood=self.conditional.code)
@@ -304,8 +303,7 @@ class HiFiC(nn.Module):
             return header, format_v1.decode_latent(self, header, z_stream, y_stream)
         self._check_model(header)
         z_hat = self.entropy_bottleneck.decompress(z_stream, header.z_shape[1:])
-        mu, sigma = self.hyper_synthesis_exact(z_hat)
-        return header, self.conditional.decompress(y_stream, self.conditional.indexes(sigma), mu)
+        return header, decode_latent(self, y_stream, z_hat, (1, *header.y_shape))
 
     def compress_batch(
         self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False

@@ -283,8 +283,11 @@ def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Te
     return writer.getvalue() + struct.pack("<I", writer.crc)
 
 
-def decode_stream(data: bytes, tables: CodingTables, indexes: torch.Tensor, name: str) -> torch.Tensor:
-    """Decode what :func:`encode_stream` wrote: int64 symbols on the CPU, shaped like ``indexes``.
+def decode_stream(
+    data: bytes, tables: CodingTables, indexes: torch.Tensor, name: str, dtype: torch.dtype = torch.int64
+) -> torch.Tensor:
+    """Decode what :func:`encode_stream` wrote: symbols on the CPU, shaped like ``indexes``, of ``dtype``
+    (int32 to save memory: the result becomes int64 if a symbol does not fit).
 
     A stream that does not decode exactly (truncated, corrupt, or a decoder out of step with the
     encoder) raises :class:`BitstreamError` naming the stream ``name``.
@@ -294,9 +297,14 @@ def decode_stream(data: bytes, tables: CodingTables, indexes: torch.Tensor, name
     (expected,) = struct.unpack("<I", data[-4:])
     reader = StreamReader(data[:-4], tables, name)
     flat_indexes = indexes.reshape(-1)
-    symbols = torch.empty(flat_indexes.numel(), dtype=torch.int64)
+    symbols = torch.empty(flat_indexes.numel(), dtype=dtype)
     for start, end in chunk_bounds(symbols.numel()):
-        symbols[start:end] = reader.read_chunk(flat_indexes[start:end])
+        chunk = reader.read_chunk(flat_indexes[start:end])
+        if symbols.dtype != torch.int64 and chunk.numel():
+            limits = torch.iinfo(symbols.dtype)
+            if not (limits.min <= int(chunk.min()) and int(chunk.max()) <= limits.max):
+                symbols = symbols.long()
+        symbols[start:end] = chunk
     reader.finish()
     if reader.crc != expected:
         raise BitstreamError(

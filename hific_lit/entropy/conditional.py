@@ -130,11 +130,19 @@ class ConditionalEntropyModel(nn.Module):
 
     def compress(self, y: torch.Tensor, indexes: torch.Tensor, means: torch.Tensor) -> bytes:
         """Code ``round(y - means)`` with the table rows ``indexes`` into a self-checking stream."""
-        return encode_stream(self.tables, self.symbols(y, means), indexes)
+        return self.compress_symbols(self.symbols(y, means), indexes)
 
     def decompress(self, stream: bytes, indexes: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         """y_hat (float32, like ``means``) from a stream of :meth:`compress` with the same indexes and means."""
-        return self.dequantize(decode_stream(stream, self.tables, indexes, "latent"), means)
+        return self.dequantize(self.decompress_symbols(stream, indexes), means)
+
+    def compress_symbols(self, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
+        """Code integer ``symbols`` (any integer type) with the table rows ``indexes`` (any integer type)."""
+        return encode_stream(self.tables, symbols, indexes)
+
+    def decompress_symbols(self, stream: bytes, indexes: torch.Tensor) -> torch.Tensor:
+        """The symbols of a stream of :meth:`compress_symbols`: int32 on the CPU (int64 if a value needs it)."""
+        return decode_stream(stream, self.tables, indexes, "latent", torch.int32)
 
     def estimate_bits(self, y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> float:
         """-sum(log2 p(y_hat)) under this model: the ideal size of the stream in bits."""

@@ -1,0 +1,96 @@
+"""The latent path of HiFiC's coding in bands of latent rows, so that its memory does not grow with float64s.
+
+The integer h_s gives the means and scales as float64 (exact multiples of 2**-16, see
+:mod:`hific_lit.entropy.integer`); for a whole 144-megapixel image that is 8 bytes per latent
+element for each, plus int64 indexes and symbols. Here h_s runs on windows of z_hat rows (with
+the halo its receptive field needs, computed like tiling's), and each band of latent rows is
+reduced at once to what coding keeps: 1-byte table indexes, int32 symbols (int64 only if a
+value needs it) and, when decoding, float32 y_hat. The integers are exact, so every band equals
+the whole-image computation bit for bit; the symbols are coded in the same flat, channel-major
+order as before (.hfc format 2 is unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+from hific_lit.tiling.receptive import Stage
+
+if TYPE_CHECKING:
+    from hific_lit.codec import HiFiC
+
+BAND_ELEMENTS = 1 << 20
+"""Latent elements (channels x rows x width) per band: float64 means and scales of 32 MiB each."""
+_INT32 = torch.iinfo(torch.int32)
+
+
+def _halo(model: HiFiC) -> tuple[int, int, int]:
+    """(z rows before, z rows after, latent rows per z row) that a band of h_s outputs needs."""
+    stage = Stage.of("h_s", model.h_s_mu_int, model.h_s_mu.net)
+    if stage.scale.denominator != 1:
+        raise ValueError(f"h_s must upsample by an integer factor, not {stage.scale}")
+    return stage.halo, stage.halo_after, int(stage.scale)
+
+
+def hyper_bands(
+    model: HiFiC, z_hat: torch.Tensor, means: bool = True, scales: bool = True, band_elements: int = BAND_ELEMENTS
+) -> Iterator[tuple[int, int, torch.Tensor | None, torch.Tensor | None]]:
+    """``(r0, r1, mu, sigma)`` for consecutive bands of latent rows ``[r0, r1)``, from the integer h_s.
+
+    Each band runs the integer networks on the z_hat rows it depends on (plus the halo) and keeps
+    the rows it owns; ``means`` / ``scales`` False skips that network (its entry is None).
+    """
+    before, after, up = _halo(model)
+    z_rows, z_width = z_hat.shape[-2:]
+    channels = model.arch.latent_channels
+    step = max(1, band_elements // max(1, channels * z_width * up * up))
+    for z0 in range(0, z_rows, step):
+        z1 = min(z_rows, z0 + step)
+        a, b = max(0, z0 - before), min(z_rows, z1 + after)
+        window = z_hat[:, :, a:b]
+        own = slice((z0 - a) * up, (z1 - a) * up)
+        mu = model.h_s_mu_int(window)[:, :, own] if means else None
+        sigma = model.h_s_sigma_int(window)[:, :, own] if scales else None
+        yield z0 * up, z1 * up, mu, sigma
+
+
+def _store(out: torch.Tensor, rows: slice, values: torch.Tensor) -> torch.Tensor:
+    """Write int64 ``values`` into ``out[:, :, rows]``; widen ``out`` to int64 first if they need it."""
+    if out.dtype == torch.int32 and values.numel() and not (_INT32.min <= values.min() and values.max() <= _INT32.max):
+        out = out.long()
+    out[:, :, rows] = values
+    return out
+
+
+def encode_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[bytes, float]:
+    """The y-stream of ``y`` (1, C, h, w) given ``z_hat``, and the ideal size of its y_hat in bits."""
+    conditional = model.conditional
+    indexes = torch.empty(y.shape, dtype=torch.uint8)
+    symbols = torch.empty(y.shape, dtype=torch.int32)
+    bits = 0.0
+    for r0, r1, mu, sigma in hyper_bands(model, z_hat):
+        indexes[:, :, r0:r1] = conditional.indexes(sigma)
+        rounded = conditional.symbols(y[:, :, r0:r1], mu)
+        symbols = _store(symbols, slice(r0, r1), rounded)
+        bits += conditional.estimate_bits(conditional.dequantize(rounded, mu), mu, sigma)
+    return conditional.compress_symbols(symbols, indexes), bits
+
+
+def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`encode_latent`:
+    the table indexes from the scales band by band, the symbols, then y_hat from the means band by band."""
+    conditional = model.conditional
+    indexes = torch.empty(shape, dtype=torch.uint8)
+    for r0, r1, _, sigma in hyper_bands(model, z_hat, means=False):
+        indexes[:, :, r0:r1] = conditional.indexes(sigma)
+    symbols = conditional.decompress_symbols(stream, indexes)
+    del indexes
+    y_hat: torch.Tensor | None = None
+    for r0, r1, mu, _ in hyper_bands(model, z_hat, scales=False):
+        if y_hat is None:
+            y_hat = torch.empty(shape, dtype=torch.float32, device=mu.device)
+        y_hat[:, :, r0:r1] = conditional.dequantize(symbols[:, :, r0:r1], mu)
+    return y_hat

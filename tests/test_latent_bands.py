@@ -1,0 +1,73 @@
+"""The latent path in bands of rows: the same integers, the same file, as the whole-image computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hific_lit import HiFiC
+from hific_lit import latent_bands as bands
+from hific_lit.entropy import coder
+from hific_lit.entropy.tables import scale_table
+
+
+@pytest.fixture(scope="module")
+def model() -> HiFiC:
+    torch.manual_seed(0)
+    m = HiFiC.from_preset("tiny").eval()
+    m.update()
+    return m
+
+
+def _z_hat(model: HiFiC, rows: int, cols: int) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.round(torch.randn(1, model.arch.hyper_filters, rows, cols) * 4) + 0.25
+
+
+@pytest.mark.parametrize("z_size", [(9, 5), (1, 7)])
+def test_bands_of_h_s_equal_the_whole_image_exactly(model: HiFiC, z_size: tuple[int, int]) -> None:
+    z_hat = _z_hat(model, *z_size)
+    mu, sigma = model.hyper_synthesis_exact(z_hat)
+    one_row = model.arch.latent_channels * z_size[1] * 16  # one z row per band: the most bands, every halo used
+    got = list(bands.hyper_bands(model, z_hat, band_elements=one_row))
+    assert len(got) == z_size[0]
+    assert [(r0, r1) for r0, r1, _, _ in got] == [(4 * i, 4 * i + 4) for i in range(z_size[0])]
+    assert torch.equal(torch.cat([m for _, _, m, _ in got], dim=2), mu)
+    assert torch.equal(torch.cat([s for _, _, _, s in got], dim=2), sigma)
+
+
+def test_a_halo_too_short_would_change_the_integers(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The negative control: the halo that Stage computes is needed (without it, bands differ)."""
+    z_hat = _z_hat(model, 9, 5)
+    mu, _ = model.hyper_synthesis_exact(z_hat)
+    monkeypatch.setattr(bands, "_halo", lambda m: (0, 0, 4))
+    one_row = model.arch.latent_channels * 5 * 16
+    banded = torch.cat([m for _, _, m, _ in bands.hyper_bands(model, z_hat, band_elements=one_row)], dim=2)
+    assert not torch.equal(banded, mu)
+
+
+def test_files_do_not_depend_on_the_band_size(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(1, 3, 160, 96)
+    whole = model.compress(x)
+    monkeypatch.setattr(bands, "BAND_ELEMENTS", 1)  # one z row per band
+    banded = model.compress(x)
+    assert banded == whole and abs(banded.estimated_bits - whole.estimated_bits) < 1e-6 * whole.estimated_bits
+    y_hat = model.decompress_latent(banded)[1]
+    monkeypatch.setattr(bands, "BAND_ELEMENTS", 1 << 22)
+    assert torch.equal(model.decompress_latent(whole)[1], y_hat)
+    z_hat = model.entropy_bottleneck.dequantize(model.entropy_bottleneck.symbols(model.h_a(model.analysis(x))))
+    mu, _ = model.hyper_synthesis_exact(z_hat)
+    assert torch.equal(y_hat, (torch.round(model.analysis(x).double() - mu) + mu).float())
+
+
+def test_symbols_are_decoded_narrow_and_widen_when_a_value_needs_it(model: HiFiC) -> None:
+    tables = model.conditional.tables
+    indexes = torch.full((1, 2, 3, 4), len(scale_table()) // 2, dtype=torch.uint8)
+    small = torch.arange(24).view(1, 2, 3, 4) - 12
+    decoded = model.conditional.decompress_symbols(model.conditional.compress_symbols(small.int(), indexes), indexes)
+    assert decoded.dtype == torch.int32 and torch.equal(decoded.long(), small)
+    huge = small.clone()
+    huge[0, 1, 2, 3] = 3 << 40  # an escape far beyond int32
+    stream = coder.encode_stream(tables, huge, indexes)
+    decoded = model.conditional.decompress_symbols(stream, indexes)
+    assert decoded.dtype == torch.int64 and torch.equal(decoded, huge)
