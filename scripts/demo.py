@@ -6,7 +6,8 @@ Runs the real ``hific compress`` / ``hific decompress`` commands, measures the r
 file's size on disk and PSNR between the photo and the decoded PNG, prints JPEG's PSNR at the same
 rate (Pillow, 4:2:0, the lowest quality at or above that bpp) and each codec's mean colour offset
 (how far the average R, G, B of the decoding moved, in 0..255 levels), and how the validation
-rate-distortion loss moved during the training stages (from their CSV logs).
+PSNR and rate-distortion loss moved during the training stages (from their CSV logs). The model is
+named by what its checkpoint records: kind, architecture preset, training stage and length.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from hific_lit.arch import ARCH_PRESETS
+from hific_lit.checkpoint import read_inference_checkpoint
 from hific_lit.cli import main as hific
 from hific_lit.data.sample import SAMPLE_VAL_PHOTO, sample_photo_path
 from hific_lit.eval.baselines import decode, match_bpp
@@ -39,14 +42,36 @@ def jpeg_at(x: torch.Tensor, bpp: float) -> tuple[int, float, torch.Tensor]:
     return matched.quality, matched.bpp, decoded
 
 
-def val_rd_losses(run_dir: Path) -> list[tuple[int, float]]:
-    """(Lightning step, val/rd_loss) pairs from the latest CSV log of a run, in order."""
+SIZE_FIELDS = ("encoder_widths", "latent_channels", "generator_widths", "residual_blocks", "hyper_filters")
+KINDS = {"hific": "HiFiC", "gc2018": "GC2018"}
+
+
+def model_label(ckpt: Path) -> str:
+    """What the inference checkpoint says it is, e.g. ``HiFiC small, GANStage, 100 it.`` (kind, the preset whose
+    network sizes it has, the stage that wrote it and that stage's length; parts it does not record are left out)."""
+    payload = read_inference_checkpoint(ckpt, mmap=True)
+    kind = payload.get("model", "hific")
+    arch = payload.get("arch", {})
+    parts = [KINDS.get(kind, kind)]
+    if kind == "hific":
+        preset = [n for n, p in ARCH_PRESETS.items() if all(arch.get(k) == p.to_dict()[k] for k in SIZE_FIELDS)]
+        parts[0] += f" {preset[0]}" if preset else " (custom sizes)"
+    config = payload.get("config") or {}
+    stage = (config.get("stage") or {}).get("_target_", "")
+    if stage:
+        parts.append(stage.rsplit(".", 1)[-1])
+    if config.get("max_iterations"):
+        parts.append(f"{config['max_iterations']} it.")
+    return ", ".join(parts)
+
+
+def validation_trail(run_dir: Path, key: str) -> list[float]:
+    """The values of ``key`` (e.g. ``val/psnr``) from the latest CSV log of a run, in order."""
     logs = sorted(run_dir.glob("csv/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not logs:
         return []
     with logs[-1].open() as f:
-        rows = [row for row in csv.DictReader(f) if row.get("val/rd_loss")]
-    return [(int(float(row["step"])), float(row["val/rd_loss"])) for row in rows]
+        return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,15 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     quality, jpeg_bpp, jpeg = jpeg_at(x, bpp)
     print(f"\nheld-out photo   {original} ({x.shape[-1]}x{x.shape[-2]}, never seen in training)")
     print(f"compressed       {encoded}: {encoded.stat().st_size} bytes = {bpp:.4f} bpp (file size on disk)")
-    for name, rate, y in (("HiFiC (this run)", bpp, x_hat), (f"JPEG q={quality}", jpeg_bpp, jpeg)):
+    print(f"model            {model_label(args.ckpt)} ({args.ckpt})")
+    rows = (("this model", bpp, x_hat), (f"JPEG q={quality}", jpeg_bpp, jpeg))
+    for name, rate, y in rows:
         offset = ", ".join(f"{c:+.1f}" for c in colour_offset(x, y))
         print(f"{name:16s} {rate:.4f} bpp  PSNR {psnr(x[None], y[None]).item():.2f} dB  mean RGB offset ({offset})")
     print(f"reconstruction   {decoded}")
     for run in args.runs or []:
-        losses = val_rd_losses(run)
-        if losses:
-            trail = "  ".join(f"{value:.3f}" for _, value in losses)
-            print(f"val/rd_loss      {run.name}: {trail}  (first -> last: {losses[0][1]:.3f} -> {losses[-1][1]:.3f})")
+        for key, fmt in (("val/psnr", ".2f"), ("val/rd_loss", ".3f")):
+            values = validation_trail(run, key)
+            if values:
+                trail = "  ".join(f"{v:{fmt}}" for v in values)
+                print(f"{key:16s} {run.name}: {trail}  (first -> last: {values[0]:{fmt}} -> {values[-1]:{fmt}})")
     return 0
 
 
