@@ -39,6 +39,28 @@ def test_rgb_png_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), arr)
 
 
+def test_8_bit_rgb_pngs_are_decoded_by_libspng_exactly_as_pillow_decodes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import pyspng
+    from skimage import data
+
+    Image.fromarray(data.astronaut()[:200, :120]).save(tmp_path / "a.png")
+    Image.fromarray(data.astronaut()[:200, :120]).convert("P").save(tmp_path / "p.png")
+    calls = []
+    spng_load = pyspng.load
+    monkeypatch.setattr(pyspng, "load", lambda *a, **k: calls.append(1) or spng_load(*a, **k))
+    fast, palette = load_image(tmp_path / "a.png", uint8=True), load_image(tmp_path / "p.png", uint8=True)
+    assert len(calls) == 1, "only the 8-bit RGB PNG goes to libspng"
+    assert fast.dtype == torch.uint8 and fast.shape == (3, 200, 120)
+    monkeypatch.setitem(sys.modules, "pyspng", None)  # not installed: Pillow reads every file
+    assert torch.equal(load_image(tmp_path / "a.png", uint8=True), fast)
+    assert torch.equal(load_image(tmp_path / "a.png"), fast.float() / 255)
+    assert torch.equal(load_image(tmp_path / "p.png", uint8=True), palette)
+
+
 @pytest.mark.parametrize(
     ("mode", "note"),
     [("L", "grayscale"), ("RGBA", "alpha"), ("LA", "alpha"), ("P", "converted P"), ("CMYK", "converted CMYK")],
