@@ -130,8 +130,8 @@ def load_image(
     :class:`ImageTooLargeError` above ``max_pixels`` (see :func:`open_image`).
     """
     with open_image(path, str(path), max_pixels, option, decode=False) as img:
-        pixels = _decode_rgb8_png(path) if img.format == "PNG" and _is_rgb8_png(path) else None
-        if pixels is None or img.getexif().get(EXIF_ORIENTATION, 1) != 1:  # intact if libspng decoded it
+        pixels = _decode_rgb8_png(path) if img.format == "PNG" and _plain_rgb8_png(path) else None
+        if pixels is None:
             with _pillow_size_check_off():
                 try:
                     img.load()
@@ -142,11 +142,18 @@ def load_image(
     return pixels if uint8 else pixels.float().div_(255.0)
 
 
-def _is_rgb8_png(path: str | os.PathLike) -> bool:
-    """Whether the PNG's header says 8-bit truecolour (depth 8, colour type 2)."""
+def _plain_rgb8_png(path: str | os.PathLike) -> bool:
+    """Whether the PNG is 8-bit truecolour (IHDR depth 8, colour type 2) with no EXIF chunk (so no rotation
+    to apply), read from the chunk headers alone (Pillow's ``getexif`` would decode the pixels to look)."""
     with open(path, "rb") as f:
-        head = f.read(29)
-    return len(head) == 29 and head[12:16] == b"IHDR" and head[24:26] == b"\x08\x02"
+        head = f.read(33)
+        if len(head) < 33 or head[12:16] != b"IHDR" or head[24:26] != b"\x08\x02":
+            return False
+        while len(header := f.read(8)) == 8 and header[4:] != b"IEND":
+            if header[4:] == b"eXIf":
+                return False
+            f.seek(int.from_bytes(header[:4], "big") + 4, os.SEEK_CUR)
+    return True
 
 
 def _decode_rgb8_png(path: str | os.PathLike) -> np.ndarray | None:

@@ -84,13 +84,14 @@ def test_16_bit_grayscale_is_scaled(tmp_path: Path) -> None:
     assert any("0..65535" in n for n in notes)
 
 
-def test_exif_rotation_is_applied(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])  # an 8-bit RGB PNG with an eXIf chunk is not libspng's
+def test_exif_rotation_is_applied(tmp_path: Path, suffix: str) -> None:
     img = Image.new("RGB", (8, 2), (200, 10, 10))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    img.save(tmp_path / "r.jpg", exif=exif)
+    img.save(tmp_path / f"r{suffix}", exif=exif)
     notes: list[str] = []
-    assert load_image(tmp_path / "r.jpg", notes).shape == (3, 8, 2)
+    assert load_image(tmp_path / f"r{suffix}", notes, uint8=True).shape == (3, 8, 2)
     assert "applied EXIF orientation" in notes
 
 
