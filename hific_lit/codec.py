@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -316,10 +316,10 @@ class HiFiC(nn.Module):
         return [self.compress_latent(y[i : i + 1], *x.shape[-2:]) for i in range(x.shape[0])]
 
     def decompress_batch(
-        self, data: list[bytes], max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self, data: list[bytes], max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False, **kw: Any
     ) -> list[torch.Tensor]:
-        """Decode each byte string (their images may differ in size)."""
-        return [self.decompress(d, max_memory, progress) for d in data]
+        """Decode each byte string (images may differ in size); ``kw``: :meth:`decompress`'s ``beta`` and ``uint8``."""
+        return [self.decompress(d, max_memory, progress, **kw) for d in data]
 
     def _check_model(self, header: Header) -> None:
         expected = self.fingerprint()

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from PIL import Image
 from skimage import data
 
@@ -26,9 +28,14 @@ from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
+from hific_lit.lit import load_codec_weights
+from hific_lit.lit.base import ARCH_KEY
+from hific_lit.lit.warmstart import REALISM_FIELDS
 from hific_lit.losses import perceptual_term, realism_weighted
 from hific_lit.nn.generator import Generator
 from hific_lit.nn.realism import BETA_MAX, FiLMChannelNorm2d, fourier_features
+from hific_lit.pretrained.jt import port_arch
+from hific_lit.pretrained.jt_checkpoint import PortModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,3 +248,88 @@ def test_mric_experiments_compose_on_hific_stages() -> None:
         assert cfg.arch.realism_conditioning and cfg.arch.beta_max == 2.56 and cfg.arch.realism_width == 512
         assert cfg.stage._target_ == target and cfg.loss.k_p == 1.0 and cfg.loss.beta == 0.15
         assert cfg.arch.latent_channels == 220 and cfg.stage.gradient_clip.codec is None
+
+
+def lightning_checkpoint(model: HiFiC, path: Path, arch: bool = True) -> Path:
+    """What a run's ``last.ckpt`` holds of the codec: the stage's ``model.*`` tensors and (``arch``) its arch."""
+    checkpoint = {"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+    torch.save({**checkpoint, ARCH_KEY: model.arch.to_dict()} if arch else checkpoint, path)
+    return path
+
+
+def test_decompress_batch_decodes_at_the_beta_asked_for(photo: torch.Tensor) -> None:
+    model = conditioned_model()
+    data_ = model.compress(photo)
+    low = model.decompress(data_, beta=0.0)
+    assert all(torch.equal(x_hat, low) for x_hat in model.decompress_batch([data_, data_], beta=0.0))
+    assert not torch.equal(model.decompress_batch([data_])[0], low)  # without beta: the default, beta_max
+
+
+def test_mric_warm_starts_from_plain_hific_as_the_plain_model_at_every_beta(
+    photo: torch.Tensor, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    plain = HiFiC.from_preset("tiny").eval()
+    save_inference_checkpoint(plain, tmp_path / "model.ckpt")
+    x = photo[None].float() / 255.0
+    with torch.no_grad():
+        expected = plain(x)
+    # realism_width and beta_max differ from the plain checkpoint's stored (unused) values: ignored too
+    arch = dataclasses.replace(plain.arch, realism_conditioning=True, realism_width=16, beta_max=1.0)
+    for path in (tmp_path / "model.ckpt", lightning_checkpoint(plain, tmp_path / "last.ckpt")):
+        torch.manual_seed(1)
+        model = HiFiC(arch).eval()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="hific_lit.lit.warmstart"):
+            load_codec_weights(model, path)
+        said = [r.getMessage() for r in caplog.records if "realism" in r.getMessage()]
+        assert len(said) == 1 and "plain HiFiC" in said[0] and "20 tensors" in said[0], said
+        films = [m.film for m in model.modules() if isinstance(m, FiLMChannelNorm2d)]
+        assert len(films) == 8 and not any(f.weight.any() or f.bias.any() for f in films)
+        with torch.no_grad():
+            for beta in (0.0, 1.0):
+                out = model(x, beta=beta)
+                assert torch.equal(out.x_hat, expected.x_hat) and torch.equal(out.bpp, expected.bpp), (path, beta)
+    other = HiFiC(dataclasses.replace(arch, padding="reflect"))
+    with pytest.raises(CheckpointError, match=r"add: arch.padding=\"zeros\"$"):  # anything else is still refused
+        load_codec_weights(other, tmp_path / "model.ckpt")
+
+
+def test_a_plain_model_refuses_to_start_from_mric_and_drop_its_conditioning(
+    ckpts: dict[str, Path], tmp_path: Path
+) -> None:
+    plain = HiFiC.from_preset("tiny")
+    with pytest.raises(CheckpointError, match=r"add: arch.realism_conditioning=true arch.realism_width=16$"):
+        load_codec_weights(plain, ckpts["mric"])
+    no_arch = lightning_checkpoint(conditioned_model(), tmp_path / "last.ckpt", arch=False)
+    with pytest.raises(CheckpointError, match=r"holds a realism-conditioned g_s .* add arch.realism_conditioning=true"):
+        load_codec_weights(plain, no_arch)
+
+
+def test_the_readme_command_fine_tunes_an_imported_jt_model_into_mric() -> None:
+    # README: `hific train experiment=mric_gan arch=jt arch.latent_likelihood=logistic warmstart=hific-med.ckpt`; the
+    # run's architecture differs from what `hific import-jt HIFIC-med.pt` writes only where warm start allows it.
+    overrides = ["experiment=mric_gan", "arch=jt", "arch.latent_likelihood=logistic", "warmstart=hific-med.ckpt"]
+    cfg = compose_config("train", overrides)
+    assert cfg.stage._target_ == "hific_lit.lit.GANStage" and cfg.warmstart == "hific-med.ckpt"
+    med = PortModel(
+        latent_channels=220, residual_blocks=9, likelihood="logistic", normalize_input=False, channel_norm=True,
+        regime="med", model_type="compression_gan", steps=None, epoch=None, has_discriminator=True,
+    )  # fmt: skip
+    run, imported = instantiate(cfg.arch).to_dict(), port_arch(med).to_dict()
+    assert {k for k, v in imported.items() if run[k] != v} == {"realism_conditioning"} <= set(REALISM_FIELDS)
+
+
+def test_export_sets_the_default_realism_and_info_shows_it(photo: torch.Tensor, tmp_path: Path, capsys) -> None:
+    source = lightning_checkpoint(conditioned_model(), tmp_path / "last.ckpt")
+    assert main(["export", str(source), str(tmp_path / "m.ckpt"), "--realism", "0.25"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "m.ckpt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["default_realism"] == 0.25
+    model = load_inference_checkpoint(tmp_path / "m.ckpt")
+    data_ = model.compress(photo)
+    assert torch.equal(model.decompress(data_), model.decompress(data_, beta=0.25 * BETA_MAX))
+    plain = lightning_checkpoint(HiFiC.from_preset("tiny"), tmp_path / "plain.ckpt")
+    assert main(["export", str(plain), str(tmp_path / "p.ckpt"), "--realism", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not realism-conditioned" in err and len(err.splitlines()) == 1 and not (tmp_path / "p.ckpt").exists()

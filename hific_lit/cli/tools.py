@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hific_lit.cli.common import add_command
+from hific_lit.cli.common import add_command, option_type, parse_realism
 from hific_lit.errors import NOTHING_RAN, OK, SOME_FAILED, DatasetError
 
 
@@ -16,10 +16,12 @@ def run_export(args: argparse.Namespace) -> int:
     Exports a Lightning checkpoint of a training run (last.ckpt, best.ckpt) as the inference
     checkpoint that compress, decompress and eval load: the codec with freshly built coding tables,
     no optimizer state, no discriminator. (Training writes RUN/inference.ckpt itself at its end.)
+    --realism R stores the default realism of a realism-conditioned model (MRIC): what hific
+    decompress and hific eval decode at when not told another (hific info CKPT shows it).
     """
     from hific_lit.lit.export import export_training_checkpoint
 
-    print(export_training_checkpoint(args.source, args.output))
+    print(export_training_checkpoint(args.source, args.output, args.realism))
     return OK
 
 
@@ -51,6 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export = add_command(subparsers, "export", run_export, example)
     export.add_argument("source", type=Path, help="Lightning checkpoint of a hific-lit training run")
     export.add_argument("output", type=Path, help="inference checkpoint to write (atomically)")
+    export.add_argument(
+        "--realism",
+        type=option_type(parse_realism),
+        metavar="R",
+        help="models trained with realism conditioning (MRIC): the realism hific decompress uses without --realism, "
+        "0 = lowest distortion (beta 0) ... 1 = most realistic (the model's largest beta). Default: 1",
+    )
 
     download = add_command(subparsers, "download", run_download, "hific download kodak clic2020 --root data")
     download.add_argument("names", nargs="+", metavar="NAME", help="kodak (24 images), clic2020 (428 images)")

@@ -1,6 +1,6 @@
 """Inference checkpoints from training: the codec with freshly built coding tables, no optimizer state, no D.
 
-``hific export RUN/checkpoints/best.ckpt model.ckpt`` exports any training checkpoint (``python -m
+``hific export RUN/checkpoints/best.ckpt model.ckpt [--realism R]`` exports any training checkpoint (``python -m
 hific_lit.lit.export`` is an alias); the :class:`~hific_lit.lit.callbacks.InferenceExport` callback
 does the same at fit end.
 """
@@ -16,7 +16,7 @@ import torch
 from hific_lit.arch import ArchConfig
 from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.codec import HiFiC
-from hific_lit.errors import CheckpointError
+from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.lit.base import ARCH_KEY
 from hific_lit.lit.warmstart import lightning_weights, load_codec_weights, read_lightning_checkpoint
 
@@ -36,18 +36,30 @@ def export_model(model: HiFiC, path: str | Path, config: dict | None = None) -> 
     return path
 
 
-def export_training_checkpoint(source: str | Path, path: str | Path) -> Path:
-    """Turn a Lightning checkpoint of a run (``last.ckpt``, ``best.ckpt``) into an inference checkpoint."""
+def export_training_checkpoint(source: str | Path, path: str | Path, realism: float | None = None) -> Path:
+    """Turn a Lightning checkpoint of a run (``last.ckpt``, ``best.ckpt``) into an inference checkpoint.
+
+    ``realism`` (0..1): the default realism of a realism-conditioned model (MRIC), stored as its default
+    β = ``realism`` · β_max, which ``hific decompress`` and ``hific eval`` decode at when not told another;
+    a model without realism conditioning refuses it (:class:`CheckpointError`), a value outside 0..1 too
+    (:class:`SettingError`).
+    """
     checkpoint = read_lightning_checkpoint(source)
     if ARCH_KEY not in checkpoint:
         raise CheckpointError(f"{source} does not record its architecture ({ARCH_KEY!r}); was it written by hific-lit?")
     model = HiFiC(ArchConfig(**checkpoint[ARCH_KEY]))
+    if realism is not None:
+        if not model.g_s.conditioned:
+            raise CheckpointError(f"{source}: this model is not realism-conditioned (no MRIC training); drop --realism")
+        if not 0.0 <= realism <= 1.0:
+            raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
+        model.g_s.default_beta = realism * model.g_s.beta_max
     load_codec_weights(model, source, lightning_weights(checkpoint))
     return export_model(model, path)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hific_lit.lit.export SOURCE.ckpt OUTPUT``: an alias of ``hific export``."""
+    """``python -m hific_lit.lit.export SOURCE.ckpt OUTPUT [--realism R]``: an alias of ``hific export``."""
     from hific_lit.cli import main as hific
 
     return hific(["export", *(sys.argv[1:] if argv is None else argv)])

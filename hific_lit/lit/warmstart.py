@@ -5,6 +5,11 @@ inference checkpoint (``hific`` exports and imported pretrained models). The cod
 h_s, entropy models) is always copied; the coding tables are not (they are rebuilt from the
 trained densities at export). A discriminator is copied when the source holds one and the stage
 has one (fine-tuning a GAN-stage model); otherwise D starts fresh, as in the paper.
+
+A realism-conditioned model (MRIC, ``arch.realism_conditioning``) may start from a plain HiFiC
+checkpoint: its β-embedding and FiLM maps, which the source lacks, keep their initialisation (FiLM
+zero: the model computes the plain one at every β). The reverse, which would drop a trained
+conditioning, is refused.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ from hific_lit.codec import HiFiC
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import CheckpointError
 from hific_lit.lit.base import ARCH_KEY
+from hific_lit.nn.realism import FiLMChannelNorm2d
 
 log = logging.getLogger(__name__)
 
 MODEL_PREFIX = "model."
 DISCRIMINATOR_PREFIX = "discriminator."
+REALISM_FIELDS = ("realism_conditioning", "beta_max", "realism_width")
+"""The architecture fields of the realism conditioning (MRIC), which a plain HiFiC source does not constrain."""
+REALISM_PREFIX = "g_s.realism."
 
 
 class CheckpointWeights(NamedTuple):
@@ -96,15 +105,30 @@ def read_checkpoint_weights(path: str | Path) -> CheckpointWeights:
     return lightning_weights(_require_lightning(loaded, path))
 
 
-def _require_same_arch(model: HiFiC, stored: dict | None, path: str | Path) -> None:
-    """Refuse a checkpoint whose stored architecture differs, naming the overrides that would match it."""
+def _require_same_arch(model: HiFiC, stored: dict | None, path: str | Path, ignored: tuple[str, ...] = ()) -> None:
+    """Refuse a checkpoint whose stored architecture differs (outside ``ignored``), naming the overrides to match it."""
     if stored is None:
         return
     own = model.arch.to_dict()
-    differing = {k: v for k, v in stored.items() if own.get(k) != v}
+    differing = {k: v for k, v in stored.items() if own.get(k) != v and k not in ignored}
     if differing:
         overrides = " ".join(f"arch.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(differing.items()))
         raise CheckpointError(f"{path} was trained with another architecture; to start from it, add: {overrides}")
+
+
+def _source_conditioned(weights: CheckpointWeights) -> bool:
+    """Whether the checkpoint holds a realism-conditioned g_s (by its tensors, or by its stored architecture)."""
+    stored = weights.arch or {}
+    return bool(stored.get("realism_conditioning")) or any(k.startswith(REALISM_PREFIX) for k in weights.codec)
+
+
+def _fresh_realism(model: HiFiC, weights: CheckpointWeights) -> tuple[str, ...]:
+    """Prefixes of the tensors that stay as initialised: the β-embedding and every FiLM map of a conditioned
+    ``model`` started from a plain HiFiC checkpoint; none otherwise."""
+    if not getattr(model.g_s, "conditioned", False) or _source_conditioned(weights):
+        return ()
+    films = (f"{name}.film." for name, m in model.named_modules() if isinstance(m, FiLMChannelNorm2d))
+    return (REALISM_PREFIX, *films)
 
 
 def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: str, skipped: tuple = ()) -> None:
@@ -126,13 +150,28 @@ def load_codec_weights(model: HiFiC, path: str | Path, weights: CheckpointWeight
 
     ``weights``: the checkpoint's, when already read. The coding tables are left as they are (rebuilt
     from the trained densities at export). Every other tensor must be present with the same shape;
-    otherwise :class:`CheckpointError` says which.
+    otherwise :class:`CheckpointError` says which. A realism-conditioned ``model`` takes a plain HiFiC
+    checkpoint: the β-embedding and FiLM maps it lacks stay as initialised (the plain model at every β).
     """
     weights = weights or read_checkpoint_weights(path)
-    _require_same_arch(model, weights.arch, path)
+    fresh = _fresh_realism(model, weights)
+    _require_same_arch(model, weights.arch, path, REALISM_FIELDS if fresh else ())
+    if _source_conditioned(weights) and not getattr(model.g_s, "conditioned", False):  # no stored arch named it
+        raise CheckpointError(
+            f"{path} holds a realism-conditioned g_s (MRIC); a plain model would drop its conditioning: "
+            "add arch.realism_conditioning=true"
+        )
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
-    _load_matching(model, weights.codec, path, "codec", tables)
+    _load_matching(model, weights.codec, path, "codec", tables + fresh)
     log.info("warm start: codec weights loaded from %s", path)
+    if fresh:
+        kept = sum(k.startswith(fresh) for k in model.state_dict())
+        log.info(
+            "warm start: %s is plain HiFiC; the realism conditioning (%d tensors: g_s.realism.*, *.film.*) starts "
+            "fresh, FiLM at zero: the plain model at every beta",
+            path,
+            kept,
+        )
 
 
 def warm_start(module: nn.Module, path: str | Path) -> None:
