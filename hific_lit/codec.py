@@ -35,7 +35,7 @@ from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack, unpack
 from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.latent_bands import decode_latent, encode_latent
+from hific_lit.latent_bands import decode_latent, encode_latent, hyper_analysis
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
 from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
@@ -267,7 +267,7 @@ class HiFiC(nn.Module):
     def compress_latent(self, y: torch.Tensor, height: int, width: int) -> Compressed:
         """Code one latent y (1, C, h, w) of an image of ``height`` x ``width`` (format version 2)."""
         self.require_coding()
-        z = self.h_a(y.to(next(self.h_a.parameters()).dtype)).float()
+        z = hyper_analysis(self, y)
         z_stream = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.dequantize(self.entropy_bottleneck.symbols(z))
         y_stream, y_bits = encode_latent(self, y, z_hat)

@@ -4,7 +4,7 @@ The integer h_s gives the means and scales as float64 (exact multiples of 2**-16
 :mod:`hific_lit.entropy.integer`); for a whole 144-megapixel image that is 8 bytes per latent
 element for each, plus int64 indexes and symbols. Here h_s runs on windows of z_hat rows (with
 the halo its receptive field needs, computed like tiling's), and each band of latent rows is
-reduced at once to what coding keeps: 1-byte table indexes, int32 symbols (int64 only if a
+reduced at once to what coding keeps: 1-byte table indexes, 16-bit symbols (wider only if a
 value needs it) and, when decoding, float32 y_hat. The integers are exact, so every band equals
 the whole-image computation bit for bit; the symbols are coded in the same flat, channel-major
 order as before (.hfc format 2 is unchanged).
@@ -17,14 +17,17 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hific_lit.tiling.receptive import Stage
+from hific_lit.tiling.receptive import NotTileableError, Stage
+from hific_lit.tiling.tiles import run_tiled
 
 if TYPE_CHECKING:
     from hific_lit.codec import HiFiC
 
 BAND_ELEMENTS = 1 << 20
-"""Latent elements (channels x rows x width) per band: float64 means and scales of 32 MiB each."""
-_INT32 = torch.iinfo(torch.int32)
+"""Latent elements (channels x rows x width) per band: float64 means and scales of 8 MiB each."""
+HYPER_ANALYSIS_MEMORY = 64 << 20
+"""Working memory of h_a's tiles: its first layer runs at latent resolution (a 144 MP image: 0.2 GiB whole)."""
+_NARROW = (torch.int16, torch.int32, torch.int64)
 
 
 def _halo(model: HiFiC) -> tuple[int, int, int]:
@@ -57,10 +60,22 @@ def hyper_bands(
         yield z0 * up, z1 * up, mu, sigma
 
 
+def hyper_analysis(model: HiFiC, y: torch.Tensor) -> torch.Tensor:
+    """z = h_a(y), float32, in tiles of :data:`HYPER_ANALYSIS_MEMORY` (whole if h_a cannot be tiled)."""
+    y = y.to(next(model.h_a.parameters()).dtype)
+    try:
+        stage = Stage.of("h_a", model.h_a, model.h_a.net)
+    except NotTileableError:
+        return model.h_a(y).float()
+    return run_tiled(stage, y, HYPER_ANALYSIS_MEMORY).float()
+
+
 def _store(out: torch.Tensor, rows: slice, values: torch.Tensor) -> torch.Tensor:
-    """Write int64 ``values`` into ``out[:, :, rows]``; widen ``out`` to int64 first if they need it."""
-    if out.dtype == torch.int32 and values.numel() and not (_INT32.min <= values.min() and values.max() <= _INT32.max):
-        out = out.long()
+    """Write int64 ``values`` into ``out[:, :, rows]``, widening ``out`` first (int16, int32, int64) if they need it."""
+    if values.numel():
+        low, high = int(values.min()), int(values.max())
+        while out.dtype != torch.int64 and not torch.iinfo(out.dtype).min <= low <= high <= torch.iinfo(out.dtype).max:
+            out = out.to(_NARROW[_NARROW.index(out.dtype) + 1])
     out[:, :, rows] = values
     return out
 
@@ -69,7 +84,7 @@ def encode_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[b
     """The y-stream of ``y`` (1, C, h, w) given ``z_hat``, and the ideal size of its y_hat in bits."""
     conditional = model.conditional
     indexes = torch.empty(y.shape, dtype=torch.uint8)
-    symbols = torch.empty(y.shape, dtype=torch.int32)
+    symbols = torch.empty(y.shape, dtype=torch.int16)
     bits = 0.0
     for r0, r1, mu, sigma in hyper_bands(model, z_hat):
         indexes[:, :, r0:r1] = conditional.indexes(sigma)

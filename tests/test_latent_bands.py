@@ -65,9 +65,32 @@ def test_symbols_are_decoded_narrow_and_widen_when_a_value_needs_it(model: HiFiC
     indexes = torch.full((1, 2, 3, 4), len(scale_table()) // 2, dtype=torch.uint8)
     small = torch.arange(24).view(1, 2, 3, 4) - 12
     decoded = model.conditional.decompress_symbols(model.conditional.compress_symbols(small.int(), indexes), indexes)
-    assert decoded.dtype == torch.int32 and torch.equal(decoded.long(), small)
+    assert decoded.dtype == torch.int16 and torch.equal(decoded.long(), small)
     huge = small.clone()
-    huge[0, 1, 2, 3] = 3 << 40  # an escape far beyond int32
+    huge[0, 1, 2, 3] = 3 << 40  # an escape far beyond int16
     stream = coder.encode_stream(tables, huge, indexes)
     decoded = model.conditional.decompress_symbols(stream, indexes)
     assert decoded.dtype == torch.int64 and torch.equal(decoded, huge)
+
+
+def test_symbols_are_held_narrow_and_widen_band_by_band() -> None:
+    out = torch.zeros(1, 1, 3, 2, dtype=torch.int16)
+    out = bands._store(out, slice(0, 1), torch.tensor([[[[5, -7]]]]))
+    assert out.dtype == torch.int16
+    out = bands._store(out, slice(1, 2), torch.tensor([[[[40_000, 1]]]]))
+    assert out.dtype == torch.int32
+    out = bands._store(out, slice(2, 3), torch.tensor([[[[-(3 << 40), 2]]]]))
+    assert out.dtype == torch.int64
+    assert out.flatten().tolist() == [5, -7, 40_000, 1, -(3 << 40), 2]
+
+
+def test_h_a_in_tiles_gives_the_hyperlatent_of_the_whole_latent(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hific_lit.tiling import plan_tiles
+
+    torch.manual_seed(2)
+    y = torch.randn(1, model.arch.latent_channels, 40, 24) * 3
+    monkeypatch.setattr(bands, "HYPER_ANALYSIS_MEMORY", 1 << 15)
+    stage = bands.Stage.of("h_a", model.h_a, model.h_a.net)
+    assert plan_tiles(stage, y.shape, y.dtype, bands.HYPER_ANALYSIS_MEMORY).count > 1
+    with torch.no_grad():
+        torch.testing.assert_close(bands.hyper_analysis(model, y), model.h_a(y), atol=1e-5, rtol=1e-5)

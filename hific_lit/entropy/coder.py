@@ -287,7 +287,7 @@ def decode_stream(
     data: bytes, tables: CodingTables, indexes: torch.Tensor, name: str, dtype: torch.dtype = torch.int64
 ) -> torch.Tensor:
     """Decode what :func:`encode_stream` wrote: symbols on the CPU, shaped like ``indexes``, of ``dtype``
-    (int32 to save memory: the result becomes int64 if a symbol does not fit).
+    (int16 or int32 to save memory: the result becomes int64 if a symbol does not fit).
 
     A stream that does not decode exactly (truncated, corrupt, or a decoder out of step with the
     encoder) raises :class:`BitstreamError` naming the stream ``name``.

@@ -141,8 +141,8 @@ class ConditionalEntropyModel(nn.Module):
         return encode_stream(self.tables, symbols, indexes)
 
     def decompress_symbols(self, stream: bytes, indexes: torch.Tensor) -> torch.Tensor:
-        """The symbols of a stream of :meth:`compress_symbols`: int32 on the CPU (int64 if a value needs it)."""
-        return decode_stream(stream, self.tables, indexes, "latent", torch.int32)
+        """The symbols of a stream of :meth:`compress_symbols`: int16 on the CPU (int64 if a value needs it)."""
+        return decode_stream(stream, self.tables, indexes, "latent", torch.int16)
 
     def estimate_bits(self, y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> float:
         """-sum(log2 p(y_hat)) under this model: the ideal size of the stream in bits."""
