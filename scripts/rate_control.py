@@ -9,7 +9,7 @@ tiles (the training crop size). The check: the held-out file's bpp orders low < 
 within ±25 % of its target. Writes ``<out>/rate_control.json`` and ``<out>/rate_control.png``
 (validation bpp of the held-out tiles per iteration, targets dashed).
 
-Usage: ``python scripts/rate_control.py [--iterations 600] [--out outputs/rate_control] [--plot docs/rate_control.png]``
+Usage: ``python scripts/rate_control.py [--iterations 400] [--out outputs/rate_control] [--plot docs/rate_control.png]``
 (5-10 minutes per regime on a busy 2-core machine); ``--no-train`` re-reads finished runs.
 """
 
@@ -91,7 +91,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=600, help="training iterations per regime")
+    parser.add_argument("--iterations", type=int, default=400, help="training iterations per regime")
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=list(REGIMES))
     parser.add_argument("--out", type=Path, default=Path("outputs/rate_control"), help="folder of the runs")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of the curves (default: <out>/rate_control.png)")
