@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
+from hific_lit.allocator import release_memory_for
 from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.cli.common import add_command, option_type, parse_realism
@@ -161,6 +162,7 @@ def run_compress(args: argparse.Namespace) -> int:
 
     def compute(loaded: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, list[str], bytes]:
         x, notes = loaded
+        release_memory_for(x.shape[-2] * x.shape[-1])
         return x, notes, model.compress(x, **_tiling(args))
 
     def write(src: Path, dst: Path, result: tuple[torch.Tensor, list[str], bytes]) -> str:
@@ -210,6 +212,8 @@ def run_decompress(args: argparse.Namespace) -> int:
     realism_args = {} if beta is None else {"beta": beta}  # models without realism (GC2018) take no beta
 
     def compute(data: bytes) -> torch.Tensor:
+        header = unpack(data)[0]
+        release_memory_for(header.height * header.width)
         return model.decompress(data, **_tiling(args), uint8=True, **realism_args)
 
     stages = FileStages(read_hfc, compute, write)
