@@ -9,8 +9,9 @@ Writes ``outputs/bench/inference.json`` and prints a table. In one run it measur
    fresh process that also reports its peak resident memory (VmHWM, read by the process itself);
 3. the generator alone, as a multiple of its FLOP count over the measured throughput of its precision
    (1.0 would be every FLOP at the 960-channel layer's speed);
-4. ``hific compress`` of a ``--large`` square PNG (default 12000, 144 MP) with the ``small`` model in a
-   fresh process: peak resident memory next to the size of the image as 8-bit RGB, and the time;
+4. ``hific compress`` and ``hific decompress`` of a ``--large`` square PNG (default 12000, 144 MP) with
+   the ``small`` model, each in a fresh process: peak resident memory next to the size of the image as
+   8-bit RGB, and the time;
 5. with a trained ``--ckpt`` (default: the ``make demo`` model), file size and PSNR of ``auto`` against
    ``fp32`` on scikit-image photos, and the PSNR of each file decoded in the other precision.
 
@@ -144,9 +145,22 @@ def bench_large(side: int, tmp: Path) -> dict:
     save_inference_checkpoint(HiFiC.from_preset("small"), ckpt)
     args = ["compress", str(image), "--ckpt", str(ckpt), "-o", str(hfc), "-q", "--max-pixels", str(side * side)]
     peak, seconds = peak_rss_of_cli(args)
+    decoded = tmp / "large.decoded.png"
+    decode_args = ["decompress", str(hfc), "--ckpt", str(ckpt), "-o", str(decoded), "-q"]
+    decode_peak, decode_seconds = peak_rss_of_cli(decode_args)
     image_bytes = 3 * side * side
-    row = {"side": side, "peak_rss_bytes": peak, "image_uint8_bytes": image_bytes, "seconds": round(seconds, 1)}
-    print(f"  {side}x{side}, small model: peak RSS {peak / 2**30:.2f} GiB, 8-bit image {image_bytes / 2**30:.2f} GiB")
+    row = {
+        "side": side,
+        "peak_rss_bytes": peak,
+        "image_uint8_bytes": image_bytes,
+        "seconds": round(seconds, 1),
+        "decompress_peak_rss_bytes": decode_peak,
+        "decompress_seconds": round(decode_seconds, 1),
+    }
+    print(
+        f"  {side}x{side}, small model: compress peak RSS {peak / 2**30:.2f} GiB ({seconds:.0f} s), decompress "
+        f"{decode_peak / 2**30:.2f} GiB ({decode_seconds:.0f} s); 8-bit image {image_bytes / 2**30:.2f} GiB"
+    )
     return row
 
 
