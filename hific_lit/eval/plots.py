@@ -6,6 +6,7 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from hific_lit.files import atomic_write_bytes
@@ -58,18 +59,22 @@ def plot_rd(points: list[dict], out_dir: str | Path, title: str = "") -> list[Pa
                 if "checkpoint" in row:
                     xy = (row["bpp"], row[key])
                     ax.annotate(row["checkpoint"], xy, textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel("bits per pixel")
-        ax.set_ylabel(label)
-        ax.set_title(title or f"rate vs {key}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"rd_{key}.png"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write_bytes(path, buf.getvalue())
-        written.append(path)
+        written.append(_finish(fig, ax, "bits per pixel", label, title or f"rate vs {key}", out_dir / f"rd_{key}.png"))
     return written
+
+
+def _finish(fig: Figure, ax: Axes, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Label, grid and legend ``ax``; write ``fig`` to ``path`` as PNG, atomically; return ``path``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def plot_realism(points: list[dict], out_dir: str | Path, title: str = "") -> list[Path]:
@@ -94,15 +99,6 @@ def plot_realism(points: list[dict], out_dir: str | Path, title: str = "") -> li
             bpp = sum(r["bpp"] for r in rows) / max(len(rows), 1)
             label_ = f"{checkpoint} ({bpp:.3f} bpp)"
             ax.plot([r["beta"] for r in rows], [r[key] for r in rows], marker="o", label=label_)
-        ax.set_xlabel("realism weight β (same bitstream)")
-        ax.set_ylabel(label)
-        ax.set_title(title or f"realism vs {key}")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"realism_{key}.png"
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        atomic_write_bytes(path, buf.getvalue())
-        written.append(path)
+        xlabel, path = "realism weight β (same bitstream)", out_dir / f"realism_{key}.png"
+        written.append(_finish(fig, ax, xlabel, label, title or f"realism vs {key}", path))
     return written
