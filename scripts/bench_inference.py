@@ -34,7 +34,7 @@ from torch import nn
 
 from hific_lit import HiFiC
 from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.precision import cpu_has_native_bf16, resolve_precision
+from hific_lit.precision import cpu_has_native_bf16, resolve_precision, set_transform_precision
 
 OUTPUT = Path("outputs/bench/inference.json")
 DEMO_CKPT = Path("outputs/demo/gan/inference.ckpt")
@@ -194,11 +194,13 @@ def bench_quality(ckpt: Path, photos: tuple[str, ...] = QUALITY_PHOTOS) -> dict:
 
 
 def bench_generator(model: HiFiC, size: tuple[int, int], throughput: dict[str, float], repeats: int) -> dict:
-    """g_s alone at ``size`` per precision: seconds, GFLOP, and seconds over the throughput bound."""
+    """g_s alone at ``size`` per precision, as loading lays it out (channels_last): seconds, GFLOP, and
+    seconds over the throughput bound."""
     shape = (1, model.arch.latent_channels, size[0] // 16, size[1] // 16)
     rows = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        g_s = model.g_s.to(dtype)
+        set_transform_precision(model.g_a, model.g_s, dtype)
+        g_s = model.g_s
         y_hat = torch.randn(shape, dtype=dtype)
         with torch.inference_mode():
             seconds = best_seconds(lambda g=g_s, y=y_hat: g(y), repeats)
