@@ -91,9 +91,8 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
         fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, header.kind, *sizes)
     else:
         raise ValueError(f"cannot write .hfc format version {header.version}")
-    payload = z_stream + y_stream
-    head = fields + struct.pack("<I", zlib.crc32(payload))
-    return head + struct.pack("<I", zlib.crc32(head)) + payload
+    head = fields + struct.pack("<I", zlib.crc32(y_stream, zlib.crc32(z_stream)))  # the payload's CRC, uncopied
+    return b"".join((head, struct.pack("<I", zlib.crc32(head)), z_stream, y_stream))
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, bytes]:

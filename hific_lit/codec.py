@@ -274,8 +274,9 @@ class HiFiC(nn.Module):
         bits = self.entropy_bottleneck.estimate_bits(z_hat) + y_bits
         shapes = (tuple(y.shape[1:]), tuple(z.shape[1:]))
         header = Header(self.fingerprint(), height, width, *shapes, len(z_stream), len(y_stream))
-        header = dataclasses.replace(header, likelihood=self.conditional.code)
-        return Compressed(pack(header, z_stream, y_stream), bits)
+        data = pack(dataclasses.replace(header, likelihood=self.conditional.code), z_stream, y_stream)
+        del z_stream, y_stream  # a 144 MP image's y-stream is ~60 MB: one copy at a time
+        return Compressed(data, bits)
 
     @torch.no_grad()
     def decompress(

@@ -280,7 +280,8 @@ def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Te
     flat_symbols, flat_indexes = symbols.reshape(-1), indexes.reshape(-1)
     for start, end in chunk_bounds(flat_symbols.numel()):
         writer.add_chunk(flat_symbols[start:end], flat_indexes[start:end])
-    return writer.getvalue() + struct.pack("<I", writer.crc)
+    writer.out += struct.pack("<I", writer.crc)
+    return writer.getvalue()
 
 
 def decode_stream(
