@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -21,6 +21,21 @@ def astronaut() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float().div(255.0)[None]
+
+
+@pytest.fixture(scope="session")
+def seeded_tiny() -> Callable[[int], object]:
+    """``seeded_tiny(seed)``: the ``tiny`` HiFiC, initialised after ``torch.manual_seed(seed)``, in eval
+    mode with its coding tables built (a fresh model on each call)."""
+    from hific_lit import HiFiC
+
+    def make(seed: int) -> HiFiC:
+        torch.manual_seed(seed)
+        model = HiFiC.from_preset("tiny").eval()
+        model.update()
+        return model
+
+    return make
 
 
 @pytest.fixture(scope="module")

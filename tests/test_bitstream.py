@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,8 @@ from hific_lit.errors import BitstreamError
 
 
 @pytest.fixture(scope="module")
-def model() -> HiFiC:
-    torch.manual_seed(0)
-    m = HiFiC.from_preset("tiny").eval()
-    m.update()
-    return m
+def model(seeded_tiny: Callable[[int], HiFiC]) -> HiFiC:
+    return seeded_tiny(0)
 
 
 @pytest.fixture(scope="module")

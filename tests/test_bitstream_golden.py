@@ -7,6 +7,7 @@ pair is frozen: it was written by the version-1 encoder and must keep decoding."
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +29,8 @@ REGENERATE = os.environ.get("HIFIC_REGEN_GOLDEN") == "1"
 
 
 @pytest.fixture(scope="module")
-def model() -> HiFiC:
-    torch.manual_seed(2020)
-    model = HiFiC.from_preset("tiny").eval()
-    model.update()
-    return model
+def model(seeded_tiny: Callable[[int], HiFiC]) -> HiFiC:
+    return seeded_tiny(2020)
 
 
 def _golden_image() -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -12,11 +14,8 @@ from hific_lit.entropy.tables import scale_table
 
 
 @pytest.fixture(scope="module")
-def model() -> HiFiC:
-    torch.manual_seed(0)
-    m = HiFiC.from_preset("tiny").eval()
-    m.update()
-    return m
+def model(seeded_tiny: Callable[[int], HiFiC]) -> HiFiC:
+    return seeded_tiny(0)
 
 
 def _z_hat(model: HiFiC, rows: int, cols: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,8 @@ from hific_lit.checkpoint import save_inference_checkpoint
 
 
 @pytest.fixture(scope="module")
-def model() -> HiFiC:
-    torch.manual_seed(5)
-    m = HiFiC.from_preset("tiny").eval()
-    m.update()
-    return m
+def model(seeded_tiny: Callable[[int], HiFiC]) -> HiFiC:
+    return seeded_tiny(5)
 
 
 @pytest.fixture(scope="module")
