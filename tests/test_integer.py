@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from hific_lit.entropy import GaussianConditional, IntegerConvNet
+from hific_lit.entropy import GaussianConditional, IntegerConvNet, integer
 from hific_lit.entropy.integer import WEIGHT_BITS
 from hific_lit.format_v1 import scale_indexes
 from hific_lit.nn import HyperSynthesis
@@ -127,6 +127,23 @@ def test_unsupported_layers_are_refused() -> None:
         IntegerConvNet(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Tanh(), nn.Conv2d(2, 2, 3)))
     with pytest.raises(ValueError, match="groups 1"):
         IntegerConvNet(nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)))
+
+
+def test_hific_sized_activations_convolve_without_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The binary points leave HiFiC's activations (220 latents, 320 filters) below each layer's exact width,
+    so that every layer takes one float64 product per tap; inputs far beyond the bound the network was
+    frozen for take the split, and still equal the int64 evaluation."""
+    parts: list[int] = []
+    split = integer._exact_parts
+    monkeypatch.setattr(integer, "_exact_parts", lambda x, layer: parts.append(len(out := split(x, layer))) or out)
+    _, net = _frozen(220, 320)
+    net(_z_hat(320, 4, 3))
+    assert parts == [1, 1, 1]
+    assert net.fraction_bits[0] == net.layers[0].exact_bits - 6  # ceil(log2(40 + 1))
+    parts.clear()
+    beyond = _z_hat(320, 4, 3) * 1000.0
+    assert torch.equal(net(beyond), _reference_int64(net, beyond))
+    assert parts[0] == 2
 
 
 def test_state_travels_and_unbuilt_nets_refuse_to_run() -> None:
