@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
@@ -145,3 +146,33 @@ def test_training_data_shards_and_eval_refuse_bombs_in_one_line(tmp_path: Path) 
     assert manifest["samples"] == 1 and manifest["skipped"][0]["reason"] == sample.error
     with pytest.raises(ImageTooLargeError, match="max_pixels=N"):
         evaluate_checkpoint(None, "m", [bomb], tmp_path / "eval", [], Scorers())  # type: ignore[arg-type]
+
+
+def _idat_stream(png: bytes) -> bytes:
+    """The concatenated IDAT payloads of a PNG file: its zlib stream, however it is cut into chunks."""
+    stream, pos = bytearray(), 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos : pos + 4])
+        if png[pos + 4 : pos + 8] == b"IDAT":
+            stream += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return bytes(stream)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (37, 53), (200, 120), (600, 700)])
+def test_png_writer_gives_pillows_pixels_and_its_very_zlib_stream(tmp_path: Path, shape: tuple[int, int]) -> None:
+    from skimage import data
+
+    from hific_lit.image_io import encode_image, write_png
+
+    photo = data.astronaut()[: shape[0], : shape[1]]
+    noise = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    for pixels in (photo, noise):  # 600x700 noise: more than one IDAT chunk
+        padded = torch.from_numpy(np.pad(pixels, ((0, 3), (0, 5), (0, 0)))).permute(2, 0, 1)
+        x = padded[None, :, : pixels.shape[0], : pixels.shape[1]]  # a cropped view, as decompress returns it
+        save_image(x, tmp_path / "a.png")
+        written = (tmp_path / "a.png").read_bytes()
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), pixels)
+        assert _idat_stream(written) == _idat_stream(encode_image(np.ascontiguousarray(pixels)))
+    with pytest.raises(ValueError, match="uint8"):
+        write_png(io.BytesIO(), torch.zeros(3, 2, 2))
