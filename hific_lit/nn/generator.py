@@ -96,7 +96,7 @@ class Generator(nn.Module):
         self.realism = RealismEmbedding(realism_width) if realism_width else None
 
     @classmethod
-    def of(cls, arch: ArchConfig) -> Generator:
+    def from_arch(cls, arch: ArchConfig) -> Generator:
         """g_s as the architecture ``arch`` sizes it (with realism conditioning when ``arch`` asks for it)."""
         return cls(
             arch.latent_channels,
