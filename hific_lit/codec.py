@@ -136,7 +136,7 @@ class HiFiC(nn.Module):
             stride_pad=arch.encoder_stride_pad,
             image_range=arch.image_range,
         )
-        self.g_s = Generator.of(arch)
+        self.g_s = Generator.from_arch(arch)
         self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
