@@ -76,10 +76,17 @@ class Header:
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
     """Header, CRCs and both streams as the bytes of a .hfc file (of ``header.version``)."""
-    if len(header.fingerprint) != FINGERPRINT_SIZE:
-        raise ValueError(f"the fingerprint must be {FINGERPRINT_SIZE} bytes, not {len(header.fingerprint)}")
     if (header.z_length, header.y_length) != (len(z_stream), len(y_stream)):
         raise ValueError("the header's stream lengths do not match the streams")
+    head = pack_header(header, zlib.crc32(y_stream, zlib.crc32(z_stream)))  # the payload's CRC, uncopied
+    return b"".join((head, z_stream, y_stream))
+
+
+def pack_header(header: Header, payload_crc: int) -> bytes:
+    """The header of a .hfc file (of ``header.version``) whose payload (both streams) has the CRC32 ``payload_crc``:
+    :data:`HEADER_SIZES` bytes, its own CRC32 last. The payload follows it in the file."""
+    if len(header.fingerprint) != FINGERPRINT_SIZE:
+        raise ValueError(f"the fingerprint must be {FINGERPRINT_SIZE} bytes, not {len(header.fingerprint)}")
     if max(header.z_length, header.y_length, header.height, header.width) >= 1 << 32:
         raise ValueError("the image or a stream is too large for the .hfc format (4 GiB / 2**32 pixels a side)")
     sizes = (header.height, header.width, *header.y_shape, *header.z_shape, header.z_length, header.y_length)
@@ -91,8 +98,8 @@ def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
         fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, header.kind, *sizes)
     else:
         raise ValueError(f"cannot write .hfc format version {header.version}")
-    head = fields + struct.pack("<I", zlib.crc32(y_stream, zlib.crc32(z_stream)))  # the payload's CRC, uncopied
-    return b"".join((head, struct.pack("<I", zlib.crc32(head)), z_stream, y_stream))
+    head = fields + struct.pack("<I", payload_crc)
+    return head + struct.pack("<I", zlib.crc32(head))
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, bytes]:

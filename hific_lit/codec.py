@@ -20,8 +20,8 @@ Mentzer et al. 2020, "High-Fidelity Generative Image Compression", Fig. 2.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
+import io
 import json
 import math
 from typing import Any, NamedTuple
@@ -31,11 +31,12 @@ from torch import nn
 
 from hific_lit import format_v1
 from hific_lit.arch import ArchConfig, arch_preset
-from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack, unpack
+from hific_lit.bitstream import FINGERPRINT_SIZE, Header, unpack
 from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.latent_bands import decode_latent, encode_latent, hyper_analysis
+from hific_lit.hfc_writer import code_latent, write_hfc_to
+from hific_lit.latent_bands import decode_latent
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
 from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
@@ -267,16 +268,9 @@ class HiFiC(nn.Module):
     def compress_latent(self, y: torch.Tensor, height: int, width: int) -> Compressed:
         """Code one latent y (1, C, h, w) of an image of ``height`` x ``width`` (format version 2)."""
         self.require_coding()
-        z = hyper_analysis(self, y)
-        z_stream = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.dequantize(self.entropy_bottleneck.symbols(z))
-        y_stream, y_bits = encode_latent(self, y, z_hat)
-        bits = self.entropy_bottleneck.estimate_bits(z_hat) + y_bits
-        shapes = (tuple(y.shape[1:]), tuple(z.shape[1:]))
-        header = Header(self.fingerprint(), height, width, *shapes, len(z_stream), len(y_stream))
-        data = pack(dataclasses.replace(header, likelihood=self.conditional.code), z_stream, y_stream)
-        del z_stream, y_stream  # a 144 MP image's y-stream is ~60 MB: one copy at a time
-        return Compressed(data, bits)
+        code, out = code_latent(self, y), io.BytesIO()
+        write_hfc_to(self, code, height, width, out)  # (hific_lit.hfc_writer.compress_to_file: straight to a file)
+        return Compressed(out.getbuffer(), code.bits)
 
     @torch.no_grad()
     def decompress(

@@ -80,8 +80,9 @@ def _store(out: torch.Tensor, rows: slice, values: torch.Tensor) -> torch.Tensor
     return out
 
 
-def encode_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[bytes, float]:
-    """The y-stream of ``y`` (1, C, h, w) given ``z_hat``, and the ideal size of its y_hat in bits."""
+def quantize_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """What the y-stream of ``y`` (1, C, h, w) given ``z_hat`` codes: the symbols (int16 on the CPU, wider only
+    if a value needs it) and their table indexes (uint8), and the ideal size of y_hat in bits."""
     conditional = model.conditional
     indexes = torch.empty(y.shape, dtype=torch.uint8)
     symbols = torch.empty(y.shape, dtype=torch.int16)
@@ -91,11 +92,11 @@ def encode_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple[b
         rounded = conditional.symbols(y[:, :, r0:r1], mu)
         symbols = _store(symbols, slice(r0, r1), rounded)
         bits += conditional.estimate_bits(conditional.dequantize(rounded, mu), mu, sigma)
-    return conditional.compress_symbols(symbols, indexes), bits
+    return symbols, indexes, bits
 
 
 def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`encode_latent`:
+    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`quantize_latent`'s symbols:
     the table indexes from the scales band by band, the symbols, then y_hat from the means band by band."""
     conditional = model.conditional
     indexes = torch.empty(shape, dtype=torch.uint8)

@@ -317,7 +317,7 @@ def test_running_out_of_memory_is_one_line_and_other_errors_are_not_hidden(
     def out_of_memory(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(HiFiC, "compress", out_of_memory)
+    monkeypatch.setattr(HiFiC, "analysis", out_of_memory)  # g_a: where a large image runs out
     assert main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "out of memory" in err[0] and "--max-memory" in err[0]
@@ -325,7 +325,7 @@ def test_running_out_of_memory_is_one_line_and_other_errors_are_not_hidden(
     def bug(*args: object, **kwargs: object) -> bytes:
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(HiFiC, "compress", bug)
+    monkeypatch.setattr(HiFiC, "analysis", bug)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main(["compress", str(images["png"]), "--ckpt", str(ckpt), "-o", str(tmp_path), "-q"])
 

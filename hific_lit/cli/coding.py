@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import time
@@ -22,6 +23,7 @@ from hific_lit.codec import HiFiC
 from hific_lit.device import resolve_device
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
 from hific_lit.files import bits_per_pixel
+from hific_lit.hfc_writer import compress_to_file
 from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
@@ -69,11 +71,11 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 class FileStages(NamedTuple):
     """The three stages of work on one file: ``read`` (runs ahead, in a thread), ``compute`` (the model,
-    in the calling thread) and ``write`` (in a thread, behind; returns the line to print), so that image
-    decoding and encoding overlap the model's work on the next or previous file."""
+    in the calling thread; given the output path too) and ``write`` (in a thread, behind; returns the line
+    to print), so that image decoding and encoding overlap the model's work on the next or previous file."""
 
     read: Callable[[Path], Any]
-    compute: Callable[[Any], Any]
+    compute: Callable[[Any, Path], Any]
     write: Callable[[Path, Path, Any], str]
 
 
@@ -89,10 +91,10 @@ def _reason(exc: BaseException, src: Path, dst: Path) -> str:
 
 
 def _prefetched(pool: ThreadPoolExecutor, read: Callable[[Path], Any], inputs: list[Path]) -> Iterator[Future]:
-    """Futures of ``read(path)`` for each input, keeping one read ahead of the consumer."""
-    pending = [pool.submit(read, p) for p in inputs[:2]]
+    """Futures of ``read(path)`` for each input, keeping one read ahead of the consumer (and none behind it)."""
+    pending = collections.deque(pool.submit(read, p) for p in inputs[:2])
     for i in range(len(inputs)):
-        yield pending[i]
+        yield pending.popleft()
         if i + 2 < len(inputs):
             pending.append(pool.submit(read, inputs[i + 2]))
 
@@ -125,7 +127,7 @@ def _run_over_files(inputs: list[Path], outputs: list[Path], stages: FileStages,
         written: list[tuple[Path, Path, Future]] = []
         for src, dst, loaded in zip(inputs, outputs, _prefetched(reader, stages.read, inputs), strict=True):
             try:
-                result = stages.compute(loaded.result())
+                result = stages.compute(loaded.result(), dst)
             except FAILURES as exc:
                 report(src, dst, exc)
             else:
@@ -145,6 +147,20 @@ def _run_over_files(inputs: list[Path], outputs: list[Path], stages: FileStages,
     return SOME_FAILED if failures else 0
 
 
+class _LoadedImage:
+    """An image read ahead and the notes on its conversion; the model takes the image (:meth:`take`), so that
+    nothing else keeps it alive once the model is done with it."""
+
+    def __init__(self, image: torch.Tensor, notes: list[str]) -> None:
+        self.image: torch.Tensor | None = image
+        self.notes = notes
+
+    def take(self) -> torch.Tensor:
+        image, self.image = self.image, None
+        assert image is not None, "the image was taken already"
+        return image
+
+
 def run_compress(args: argparse.Namespace) -> int:
     """Compress images into .hfc files.
 
@@ -156,24 +172,30 @@ def run_compress(args: argparse.Namespace) -> int:
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
 
-    def read(src: Path) -> tuple[torch.Tensor, list[str]]:
+    def read(src: Path) -> _LoadedImage:
         notes: list[str] = []
-        return load_image(src, notes, args.max_pixels, uint8=True), notes
+        return _LoadedImage(load_image(src, notes, args.max_pixels, uint8=True), notes)
 
-    def compute(loaded: tuple[torch.Tensor, list[str]]) -> tuple[torch.Tensor, list[str], bytes]:
-        x, notes = loaded
-        release_memory_for(x.shape[-2] * x.shape[-1])
-        return x, notes, model.compress(x, **_tiling(args))
-
-    def write(src: Path, dst: Path, result: tuple[torch.Tensor, list[str], bytes]) -> str:
-        x, notes, encoded = result
+    def compute(loaded: _LoadedImage, dst: Path) -> tuple[int, int, list[str], float]:
+        height, width = loaded.image.shape[-2:]
+        release_memory_for(height * width)
+        if isinstance(model, HiFiC):  # the file written as it is coded, the image freed once g_a has run
+            tiling = _tiling(args)  # passed by name: a call with **kwargs would hold the image until it returns
+            bits = compress_to_file(
+                model, loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"]
+            )
+            return height, width, loaded.notes, bits
+        encoded = model.compress(loaded.take(), **_tiling(args))
         write_hfc(dst, encoded)
-        height, width = x.shape[-2:]
+        return height, width, loaded.notes, encoded.estimated_bits
+
+    def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
+        height, width, notes, estimated_bits = result
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
-            f" (model estimate {encoded.estimated_bits / (height * width):.4f} bpp){note}"
+            f" (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
         )
 
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
@@ -211,7 +233,7 @@ def run_decompress(args: argparse.Namespace) -> int:
 
     realism_args = {} if beta is None else {"beta": beta}  # models without realism (GC2018) take no beta
 
-    def compute(data: bytes) -> torch.Tensor:
+    def compute(data: bytes, dst: Path) -> torch.Tensor:
         header = unpack(data)[0]
         release_memory_for(header.height * header.width)
         return model.decompress(data, **_tiling(args), uint8=True, **realism_args)

@@ -24,7 +24,7 @@ import functools
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import numpy as np
@@ -153,12 +153,14 @@ class StreamWriter:
     """Encode chunks of (symbol, table index) pairs into one byte stream.
 
     ``crc`` is the running CRC32 of the symbols coded so far (see :func:`symbols_crc`), starting
-    from the value given.
+    from the value given. The stream's bytes go to ``write`` as each chunk is coded (a file's
+    ``write``: a large image's stream never exists whole in memory), or by default to ``out``.
     """
 
-    def __init__(self, tables: CodingTables, crc: int = 0) -> None:
+    def __init__(self, tables: CodingTables, crc: int = 0, write: Callable[[bytes], object] | None = None) -> None:
         self.lookup = _Lookup(tables)
         self.out = bytearray()
+        self.write = self.out.extend if write is None else write
         self.crc = crc
 
     def add_chunk(self, symbols: torch.Tensor, indexes: torch.Tensor) -> None:
@@ -179,12 +181,15 @@ class StreamWriter:
             tac.encode_int16_normalized_cdf(plan.rows(start, end, width), torch.from_numpy(v[start:end]))
             for start, end, width in plan.runs
         ]
+        sizes = bytearray()
         for stream in streams:
-            write_varint(len(stream), self.out)
+            write_varint(len(stream), sizes)
+        self.write(sizes)
         for stream in streams:
-            self.out += stream
-        write_varint(len(escapes), self.out)
-        self.out += escapes
+            self.write(stream)
+        sizes.clear()
+        write_varint(len(escapes), sizes)
+        self.write(sizes + escapes)
 
     def getvalue(self) -> bytes:
         """The stream so far."""
@@ -270,18 +275,27 @@ class StreamReader:
             raise self._fail(f"{len(self.data) - self.pos} bytes left over after decoding (corrupt)")
 
 
-def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
-    """Code int64 ``symbols`` with the table rows ``indexes`` (same shape, any device) as one stream.
+def write_stream(
+    write: Callable[[bytes], object], tables: CodingTables, symbols: torch.Tensor, indexes: torch.Tensor
+) -> None:
+    """Code integer ``symbols`` with the table rows ``indexes`` (same shape, any device) as one stream, its
+    bytes passed to ``write`` chunk by chunk.
 
     The chunks in flat order, then the CRC32 of the symbols (uint32 little-endian): the stream
     checks itself when decoded (format version 2).
     """
-    writer = StreamWriter(tables)
+    writer = StreamWriter(tables, write=write)
     flat_symbols, flat_indexes = symbols.reshape(-1), indexes.reshape(-1)
     for start, end in chunk_bounds(flat_symbols.numel()):
         writer.add_chunk(flat_symbols[start:end], flat_indexes[start:end])
-    writer.out += struct.pack("<I", writer.crc)
-    return writer.getvalue()
+    write(struct.pack("<I", writer.crc))
+
+
+def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Tensor) -> bytes:
+    """The bytes of :func:`write_stream`'s stream."""
+    out = bytearray()
+    write_stream(out.extend, tables, symbols, indexes)
+    return bytes(out)
 
 
 def decode_stream(
