@@ -46,6 +46,20 @@ SIZE_FIELDS = ("encoder_widths", "latent_channels", "generator_widths", "residua
 KINDS = {"hific": "HiFiC", "gc2018": "GC2018"}
 
 
+def custom_sizes(arch: dict) -> str:
+    """The network sizes of an architecture that is no preset, e.g. ``g_a 8-96, C 64, g_s 96-8, 2 residual blocks``."""
+    parts = []
+    if arch.get("encoder_widths"):
+        parts.append(f"g_a {arch['encoder_widths'][0]}-{arch['encoder_widths'][-1]}")
+    if arch.get("latent_channels"):
+        parts.append(f"C {arch['latent_channels']}")
+    if arch.get("generator_widths"):
+        parts.append(f"g_s {arch['generator_widths'][0]}-{arch['generator_widths'][-1]}")
+    if arch.get("residual_blocks") is not None:
+        parts.append(f"{arch['residual_blocks']} residual blocks")
+    return ", ".join(parts) or "custom sizes"
+
+
 def model_label(ckpt: Path) -> str:
     """What the inference checkpoint says it is, e.g. ``HiFiC small, GANStage, 100 it.`` (kind, the preset whose
     network sizes it has, the stage that wrote it and that stage's length; parts it does not record are left out)."""
@@ -55,7 +69,7 @@ def model_label(ckpt: Path) -> str:
     parts = [KINDS.get(kind, kind)]
     if kind == "hific":
         preset = [n for n, p in ARCH_PRESETS.items() if all(arch.get(k) == p.to_dict()[k] for k in SIZE_FIELDS)]
-        parts[0] += f" {preset[0]}" if preset else " (custom sizes)"
+        parts[0] += f" {preset[0]}" if preset else f" ({custom_sizes(arch)})"
     config = payload.get("config") or {}
     stage = (config.get("stage") or {}).get("_target_", "")
     if stage:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
 import torch
 
 from hific_lit import HiFiC
+from hific_lit.arch import arch_preset
 from hific_lit.checkpoint import save_inference_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
@@ -28,6 +30,14 @@ def test_model_label_reads_kind_preset_stage_and_length(tmp_path: Path) -> None:
     assert demo.model_label(tmp_path / "gan.ckpt") == "HiFiC tiny, GANStage, 7 it."
     save_inference_checkpoint(HiFiC.from_preset("small").eval(), tmp_path / "bare.ckpt")
     assert demo.model_label(tmp_path / "bare.ckpt") == "HiFiC small"
+
+
+def test_model_label_lists_the_sizes_of_an_architecture_that_is_no_preset(tmp_path: Path) -> None:
+    demo = load_demo()
+    arch = replace(arch_preset("tiny"), encoder_widths=(4, 8, 8, 16, 12), latent_channels=6, residual_blocks=2)
+    save_inference_checkpoint(HiFiC(arch).eval(), tmp_path / "custom.ckpt", config={"max_iterations": 3})
+    label = "HiFiC (g_a 4-12, C 6, g_s 16-4, 2 residual blocks), 3 it."
+    assert demo.model_label(tmp_path / "custom.ckpt") == label
 
 
 def test_colour_offset_is_the_mean_shift_in_levels() -> None:
