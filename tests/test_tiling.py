@@ -18,6 +18,7 @@ from hific_lit.tiling import (
     MEMORY_SAFETY,
     MemoryBudgetError,
     NotTileableError,
+    RowSource,
     Stage,
     activation_peak_bytes,
     analysis_stage,
@@ -28,6 +29,7 @@ from hific_lit.tiling import (
     run_tiled,
     split_axis,
     synthesis_stages,
+    tile_rows,
     tiled_analysis,
     tiled_synthesis,
 )
@@ -204,3 +206,29 @@ def test_port_layers_tile_exactly() -> None:
     with torch.no_grad():
         whole = g_a(x)
     torch.testing.assert_close(tiled_analysis(g_a, x, budget), whole, atol=ATOL, rtol=0)
+
+
+def test_the_trunk_output_is_made_by_rows_of_tiles_as_the_upsampling_reaches_them(tiny: HiFiC) -> None:
+    """The same tiles, so the same bits, as running the trunk to its whole output first; never more than about one
+    row of the trunk's tiles held."""
+    y_hat = torch.round(torch.randn(1, tiny.arch.latent_channels, 40, 9) * 3)
+    trunk, up = synthesis_stages(tiny.g_s, uint8=True)
+    trunk_budget, up_budget = _budget_for(trunk, y_hat.shape, 4), 1200 * 2**10
+    trunk_plan = plan_tiles(trunk, y_hat.shape, y_hat.dtype, trunk_budget)
+    assert len(trunk_plan.rows) >= 3
+    h = run_tiled(trunk, y_hat, trunk_budget)
+    bands = list(tile_rows(trunk, y_hat, trunk_budget))
+    assert [(r0, r1) for r0, r1, _ in bands] == trunk_plan.rows
+    assert torch.equal(torch.cat([band for _, _, band in bands], dim=-2), h)
+    up_plan = plan_tiles(up, h.shape, h.dtype, up_budget)
+    assert len(up_plan.rows) > len(trunk_plan.rows) and len(up_plan.cols) > 1
+
+    source = RowSource(trunk, y_hat, trunk_budget)
+    held = []
+    rows = source.rows
+    source.rows = lambda r0, r1: (held.append(sum(b.shape[-2] for _, _, b in source._held)), rows(r0, r1))[1]
+    assert torch.equal(run_tiled(up, source, up_budget), run_tiled(up, h, up_budget))
+    largest = max(r1 - r0 for r0, r1 in trunk_plan.rows)
+    assert max(held) <= largest + 2 * up.overlap < h.shape[-2]
+    whole = run_tiled(up, run_tiled(trunk, y_hat, up_budget), up_budget)
+    assert torch.equal(tiled_synthesis(tiny.g_s, y_hat, up_budget, uint8=True), whole)

@@ -18,7 +18,8 @@ Receptive fields (paper sizes, Mentzer et al. 2020, App. A.1; any preset has the
   stride-2 transposed 3x3 convs and a 7x7 conv) reaches 9/8 latent pixels: a halo of 2, on tiles
   sized to the budget (it holds 60 channels at full resolution).
   The trunk's output (960 channels at latent resolution, 15 bytes per image pixel in float32) is
-  kept whole between the two stages, like the image itself.
+  never whole: its rows of tiles are made as the upsampling's tiles reach them and dropped once they
+  are passed (:class:`~hific_lit.tiling.tiles.RowSource`; the tiles, and so the result, are the same).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from hific_lit.tiling.tiles import (
     DEFAULT_MAX_MEMORY,
     MEMORY_SAFETY,
     MemoryBudgetError,
+    RowSource,
     TilePlan,
     activation_peak_bytes,
     bytes_per_pixel,
@@ -43,6 +45,7 @@ from hific_lit.tiling.tiles import (
     plan_tiles,
     run_tiled,
     split_axis,
+    tile_rows,
 )
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "MEMORY_SAFETY",
     "MemoryBudgetError",
     "NotTileableError",
+    "RowSource",
     "Stage",
     "TilePlan",
     "activation_peak_bytes",
@@ -62,6 +66,7 @@ __all__ = [
     "run_tiled",
     "split_axis",
     "synthesis_stages",
+    "tile_rows",
     "tiled_analysis",
     "tiled_synthesis",
 ]
@@ -162,4 +167,4 @@ def tiled_synthesis(
         trunk, up = synthesis_stages(g_s, uint8)
     except NotTileableError as exc:
         return _untiled(Uint8Output(g_s) if uint8 else g_s, y_hat, max_memory, exc)
-    return run_tiled(up, run_tiled(trunk, y_hat, max_memory, progress), max_memory, progress)
+    return run_tiled(up, RowSource(trunk, y_hat, max_memory, progress), max_memory, progress)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -214,16 +215,117 @@ def _scaled(value: int, scale: Fraction) -> int:
     return int(scaled)
 
 
-def _window(x: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None, r: slice, c: slice) -> torch.Tensor:
+class RowSource:
+    """The output of a tiled stage as the input of the next, made by rows of tiles only when the next stage
+    asks for their rows (in increasing order) and let go once it has moved past them, so that it never exists
+    whole (g_s's trunk output: 192-960 channels at latent resolution). Holds ``shape``, ``dtype``, ``device``."""
+
+    def __init__(self, stage: Stage, x: torch.Tensor, max_memory: int | None, progress: bool | None = False) -> None:
+        self._bands = tile_rows(stage, x, max_memory, progress)
+        first = next(self._bands)
+        self.shape = torch.Size((*first[2].shape[:2], _scaled(x.shape[-2], stage.scale), first[2].shape[-1]))
+        self.dtype, self.device = first[2].dtype, first[2].device
+        self._held = [first]
+
+    def rows(self, r0: int, r1: int) -> torch.Tensor:
+        """Rows ``r0:r1`` of the output (all columns); no later call may ask for rows before ``r0``."""
+        self._held = [band for band in self._held if band[1] > r0]
+        while not self._held or self._held[-1][1] < r1:
+            # what is still needed of the bands held is copied out, so that they go before the next one is made
+            self._held = [(r0, b1, band[..., r0 - b0 :, :].clone()) if b0 < r0 else (b0, b1, band)
+                          for b0, b1, band in self._held]  # fmt: skip
+            self._held.append(next(self._bands))
+        pieces = [band[..., max(r0, b0) - b0 : min(r1, b1) - b0, :] for b0, b1, band in self._held if b0 < r1]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-2)
+
+
+def _window(
+    x: torch.Tensor | RowSource, rows: torch.Tensor | None, cols: torch.Tensor | None, r: slice, c: slice
+) -> torch.Tensor:
     """Rows ``r`` and columns ``c`` of ``x``, or of ``x`` padded through the index maps ``rows`` / ``cols``."""
+    if isinstance(x, RowSource):
+        return x.rows(r.start, r.stop)[..., c]
     if rows is None or cols is None:
         return x[..., r, c]
     return x.index_select(-2, rows[r].to(x.device)).index_select(-1, cols[c].to(x.device))
 
 
+class _Input(NamedTuple):
+    """What a tiled stage reads: ``x`` (or a :class:`RowSource`), padded through the index maps when they are given."""
+
+    x: torch.Tensor | RowSource
+    rows: torch.Tensor | None
+    cols: torch.Tensor | None
+
+    @classmethod
+    def of(cls, x: torch.Tensor | RowSource, pad_multiple: int | None) -> _Input:
+        if pad_multiple is None:
+            return cls(x, None, None)
+        return cls(x, padded_indices(x.shape[-2], pad_multiple), padded_indices(x.shape[-1], pad_multiple))
+
+    @property
+    def shape(self) -> torch.Size:
+        size = self.x.shape[-2:] if self.rows is None else (len(self.rows), len(self.cols))
+        return torch.Size((*self.x.shape[:2], *size))
+
+    def window(self, r: slice, c: slice) -> torch.Tensor:
+        return _window(self.x, self.rows, self.cols, r, c)
+
+
+def _plan(stage: Stage, source: _Input, max_memory: int | None) -> TilePlan:
+    return plan_tiles(stage, source.shape, source.x.dtype, max_memory)
+
+
+def _tile_outputs(
+    stage: Stage, source: _Input, plan: TilePlan, progress: bool | None
+) -> Iterator[tuple[tuple[int, int, int, int], torch.Tensor]]:
+    """Each tile's kept output in order, rows of tiles one after the other: (its (first row, end row,
+    first column, end column) in the output, the output), on the module's device."""
+    device = next(stage.module.parameters()).device
+    before, after, s = stage.halo, stage.halo_after, stage.scale
+    height, width = source.shape[-2:]
+    hidden = True if progress is False else (None if progress is None else False)
+    tiles = itertools.product(plan.rows, plan.cols)
+    for (r0, r1), (c0, c1) in tqdm(tiles, total=plan.count, desc=f"{stage.name} tiles", disable=hidden, leave=False):
+        e0, f0 = max(0, r0 - before), max(0, c0 - before)
+        window = source.window(slice(e0, min(height, r1 + after)), slice(f0, min(width, c1 + after)))
+        with torch.no_grad():  # not around the yield: a generator must not hold a grad mode while suspended
+            result = stage.module(window.to(device).contiguous())
+        rows = slice(_scaled(r0 - e0, s), _scaled(r1 - e0, s))
+        cols = slice(_scaled(c0 - f0, s), _scaled(c1 - f0, s))
+        yield (_scaled(r0, s), _scaled(r1, s), _scaled(c0, s), _scaled(c1, s)), result[..., rows, cols]
+
+
+def tile_rows(
+    stage: Stage, x: torch.Tensor | RowSource, max_memory: int | None, progress: bool | None = False
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """:func:`run_tiled`'s output a row of tiles at a time: (first row, end row, those rows of the output)."""
+    source = _Input.of(x, None)
+    plan = _plan(stage, source, max_memory)
+    if plan.count == 1:
+        with torch.no_grad():
+            whole = stage.module(
+                source.window(slice(0, source.shape[-2]), slice(0, source.shape[-1])).to(_device(stage))
+            )
+        yield 0, whole.shape[-2], whole.to(x.device)
+        return
+    band: torch.Tensor | None = None
+    for (r0, r1, c0, c1), core in _tile_outputs(stage, source, plan, progress):
+        if c0 == 0:
+            size = (core.shape[0], core.shape[1], r1 - r0, _scaled(source.shape[-1], stage.scale))
+            band = torch.empty(size, dtype=core.dtype, device=x.device)
+        band[..., c0:c1] = core
+        if c1 == band.shape[-1]:
+            yield r0, r1, band
+
+
+def _device(stage: Stage) -> torch.device:
+    return next(stage.module.parameters()).device
+
+
 def run_tiled(
     stage: Stage,
-    x: torch.Tensor,
+    x: torch.Tensor | RowSource,
     max_memory: int | None,
     progress: bool | None = False,
     pad_multiple: int | None = None,
@@ -235,35 +337,19 @@ def run_tiled(
     ``progress``: a progress bar over the tiles; ``None`` shows one only on a terminal.
     ``pad_multiple``: ``x`` stands for itself padded to that multiple (:func:`hific_lit.padding.pad_to_multiple`);
     each tile gathers its padded rows and columns, so the padded image never exists whole.
+    ``x`` may be a :class:`RowSource`: the rows of another stage's output, made as the tiles need them.
     """
-    row_index = col_index = None
-    if pad_multiple is not None:
-        row_index, col_index = padded_indices(x.shape[-2], pad_multiple), padded_indices(x.shape[-1], pad_multiple)
-    batch, channels = x.shape[:2]
-    height, width = x.shape[-2:] if row_index is None else (len(row_index), len(col_index))
-    plan = plan_tiles(stage, torch.Size((batch, channels, height, width)), x.dtype, max_memory)
-    device = next(stage.module.parameters()).device
-    before, after, s = stage.halo, stage.halo_after, stage.scale
+    source = _Input.of(x, pad_multiple)
+    plan = _plan(stage, source, max_memory)
+    height, width = source.shape[-2:]
     out: torch.Tensor | None = None
-    tiles = itertools.product(plan.rows, plan.cols)
     with torch.no_grad():
         if plan.count == 1:
-            return stage.module(_window(x, row_index, col_index, slice(None), slice(None)).to(device)).to(x.device)
-        hidden = True if progress is False else (None if progress is None else False)
-        for (r0, r1), (c0, c1) in tqdm(
-            tiles, total=plan.count, desc=f"{stage.name} tiles", disable=hidden, leave=False
-        ):
-            e0, f0 = max(0, r0 - before), max(0, c0 - before)
-            window = _window(
-                x, row_index, col_index, slice(e0, min(height, r1 + after)), slice(f0, min(width, c1 + after))
-            )
-            tile = window.to(device).contiguous()
-            result = stage.module(tile)
+            return stage.module(source.window(slice(0, height), slice(0, width)).to(_device(stage))).to(x.device)
+        for (r0, r1, c0, c1), core in _tile_outputs(stage, source, plan, progress):
             if out is None:
-                size = (batch, result.shape[1], _scaled(height, s), _scaled(width, s))
-                out = torch.empty(size, dtype=result.dtype, device=x.device)
-            rows = slice(_scaled(r0 - e0, s), _scaled(r1 - e0, s))
-            cols = slice(_scaled(c0 - f0, s), _scaled(c1 - f0, s))
-            out[..., _scaled(r0, s) : _scaled(r1, s), _scaled(c0, s) : _scaled(c1, s)] = result[..., rows, cols]
+                size = (core.shape[0], core.shape[1], _scaled(height, stage.scale), _scaled(width, stage.scale))
+                out = torch.empty(size, dtype=core.dtype, device=x.device)
+            out[..., r0:r1, c0:c1] = core
     assert out is not None
     return out
