@@ -36,11 +36,11 @@ from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.hfc_writer import code_latent, write_hfc_to
-from hific_lit.latent_bands import decode_latent
+from hific_lit.latent_bands import decode_latent, decode_latent_rows
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
 from hific_lit.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
-from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
+from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource, tiled_analysis, tiled_synthesis
 
 _MAX_SYMBOLS_PER_BYTE = 1 << 18
 """A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
@@ -197,7 +197,7 @@ class HiFiC(nn.Module):
 
     def synthesis(
         self,
-        y_hat: torch.Tensor,
+        y_hat: torch.Tensor | RowSource,
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
         uint8: bool = False,
@@ -206,8 +206,9 @@ class HiFiC(nn.Module):
         """g_s: the padded reconstruction, float32 in [0, 1] (not yet clamped) or, with ``uint8``, rounded
         to 8 bits tile by tile; tiled like :meth:`analysis`; at realism ``beta`` (``Generator.betas``)."""
         weight = next(self.g_s.parameters())
+        y_hat = y_hat if isinstance(y_hat, RowSource) else y_hat.to(weight.device, weight.dtype)
         with self.g_s.applied(self.g_s.betas(beta, y_hat.shape[0], weight.device)):
-            x_hat = tiled_synthesis(self.g_s, y_hat.to(weight.device, weight.dtype), max_memory, progress, uint8)
+            x_hat = tiled_synthesis(self.g_s, y_hat, max_memory, progress, uint8)
         return x_hat if uint8 else x_hat.float()
 
     @torch.no_grad()
@@ -284,13 +285,14 @@ class HiFiC(nn.Module):
         """.hfc bytes (format 2, or 1) -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit
         (rounded tile by tile: large images in little memory); malformed input raises BitstreamError.
         ``beta``: the realism of a conditioned model's reconstruction (the file does not depend on it)."""
-        header, y_hat = self.decompress_latent(data)
+        header, y_hat = self.decompress_latent(data, by_rows=True)
         x_hat = crop(self.synthesis(y_hat, max_memory, progress, uint8, beta), header.height, header.width)
         return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     @torch.no_grad()
-    def decompress_latent(self, data: bytes) -> tuple[Header, torch.Tensor]:
-        """Check ``data`` against this model and decode y_hat (1, C, h, w), float32."""
+    def decompress_latent(self, data: bytes, by_rows: bool = False) -> tuple[Header, torch.Tensor | RowSource]:
+        """Check ``data`` against this model and decode y_hat (1, C, h, w), float32 (``by_rows``, format 2: in bands
+        for :meth:`synthesis`, in g_s's precision, each let go once used: ``decode_latent_rows``)."""
         header, z_stream, y_stream = unpack(data)
         self.require_coding()
         self._check_shapes(header)
@@ -298,6 +300,8 @@ class HiFiC(nn.Module):
             return header, format_v1.decode_latent(self, header, z_stream, y_stream)
         self._check_model(header)
         z_hat = self.entropy_bottleneck.decompress(z_stream, header.z_shape[1:])
+        if by_rows:
+            return header, decode_latent_rows(self, y_stream, z_hat, (1, *header.y_shape), next(self.g_s.parameters()))
         return header, decode_latent(self, y_stream, z_hat, (1, *header.y_shape))
 
     def compress_batch(

@@ -12,13 +12,14 @@ order as before (.hfc format 2 is unchanged).
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 
 from hific_lit.tiling.receptive import NotTileableError, Stage
-from hific_lit.tiling.tiles import run_tiled
+from hific_lit.tiling.tiles import RowSource, run_tiled
 
 if TYPE_CHECKING:
     from hific_lit.codec import HiFiC
@@ -27,6 +28,8 @@ BAND_ELEMENTS = 1 << 20
 """Latent elements (channels x rows x width) per band: float64 means and scales of 8 MiB each."""
 HYPER_ANALYSIS_MEMORY = 64 << 20
 """Working memory of h_a's tiles: its first layer runs at latent resolution (a 144 MP image: 0.2 GiB whole)."""
+Y_HAT_CHUNK_BYTES = 16 << 20
+"""Least bytes of a chunk of y_hat handed to g_s (:func:`decode_latent_rows`), above glibc's mmap threshold."""
 _NARROW = (torch.int16, torch.int32, torch.int64)
 
 
@@ -39,7 +42,7 @@ def _halo(model: HiFiC) -> tuple[int, int, int]:
 
 
 def hyper_bands(
-    model: HiFiC, z_hat: torch.Tensor, means: bool = True, scales: bool = True, band_elements: int = BAND_ELEMENTS
+    model: HiFiC, z_hat: torch.Tensor, means: bool = True, scales: bool = True, band_elements: int | None = None
 ) -> Iterator[tuple[int, int, torch.Tensor | None, torch.Tensor | None]]:
     """``(r0, r1, mu, sigma)`` for consecutive bands of latent rows ``[r0, r1)``, from the integer h_s.
 
@@ -49,7 +52,7 @@ def hyper_bands(
     before, after, up = _halo(model)
     z_rows, z_width = z_hat.shape[-2:]
     channels = model.arch.latent_channels
-    step = max(1, band_elements // max(1, channels * z_width * up * up))
+    step = max(1, (band_elements or BAND_ELEMENTS) // max(1, channels * z_width * up * up))
     for z0 in range(0, z_rows, step):
         z1 = min(z_rows, z0 + step)
         a, b = max(0, z0 - before), min(z_rows, z1 + after)
@@ -95,18 +98,48 @@ def quantize_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple
     return symbols, indexes, bits
 
 
-def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`quantize_latent`'s symbols:
-    the table indexes from the scales band by band, the symbols, then y_hat from the means band by band."""
+def _y_hat_bands(
+    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]
+) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """y_hat band by band from a y-stream of :func:`quantize_latent`'s symbols: the table indexes from the scales
+    band by band, the symbols, then (first row, end row, y_hat of those rows) from the means band by band."""
     conditional = model.conditional
     indexes = torch.empty(shape, dtype=torch.uint8)
     for r0, r1, _, sigma in hyper_bands(model, z_hat, means=False):
         indexes[:, :, r0:r1] = conditional.indexes(sigma)
     symbols = conditional.decompress_symbols(stream, indexes)
     del indexes
-    y_hat: torch.Tensor | None = None
     for r0, r1, mu, _ in hyper_bands(model, z_hat, scales=False):
+        yield r0, r1, conditional.dequantize(symbols[:, :, r0:r1], mu)
+
+
+def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`quantize_latent`'s symbols."""
+    y_hat: torch.Tensor | None = None
+    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape):
         if y_hat is None:
-            y_hat = torch.empty(shape, dtype=torch.float32, device=mu.device)
-        y_hat[:, :, r0:r1] = conditional.dequantize(symbols[:, :, r0:r1], mu)
+            y_hat = torch.empty(shape, dtype=torch.float32, device=band.device)
+        y_hat[:, :, r0:r1] = band
     return y_hat
+
+
+def decode_latent_rows(
+    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...], like: torch.Tensor
+) -> RowSource:
+    """:func:`decode_latent`'s y_hat as a :class:`~hific_lit.tiling.tiles.RowSource` for g_s, in the dtype and on the
+    device of ``like``: in chunks of :data:`Y_HAT_CHUNK_BYTES` or more (whole bands; large enough that the
+    allocator gives each back to the system when it goes), each dropped once g_s's trunk has passed it."""
+    chunks: collections.deque[tuple[int, int, torch.Tensor]] = collections.deque()
+    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape):
+        if not chunks or r0 >= chunks[-1][1]:
+            row_bytes = band[:, :, :1].numel() * like.element_size()
+            end = min(shape[-2], r0 + -(-Y_HAT_CHUNK_BYTES // (row_bytes * (r1 - r0))) * (r1 - r0))
+            chunks.append((r0, end, like.new_empty((*shape[:2], end - r0, shape[-1]))))
+        c0, _, chunk = chunks[-1]
+        chunk[:, :, r0 - c0 : r1 - c0] = band
+    return RowSource(_drained(chunks), shape[-2])
+
+
+def _drained(chunks: collections.deque) -> Iterator[tuple[int, int, torch.Tensor]]:
+    while chunks:
+        yield chunks.popleft()

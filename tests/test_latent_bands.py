@@ -93,3 +93,23 @@ def test_h_a_in_tiles_gives_the_hyperlatent_of_the_whole_latent(model: HiFiC, mo
     assert plan_tiles(stage, y.shape, y.dtype, bands.HYPER_ANALYSIS_MEMORY).count > 1
     with torch.no_grad():
         torch.testing.assert_close(bands.hyper_analysis(model, y), model.h_a(y), atol=1e-5, rtol=1e-5)
+
+
+def test_decompress_hands_g_s_y_hat_in_chunks_let_go_once_used(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hific_lit.padding import crop
+
+    data = model.compress(torch.rand(1, 3, 320, 96))
+    y_hat = model.decompress_latent(data)[1]
+    expected = crop(model.synthesis(y_hat, uint8=True), 320, 96)
+    monkeypatch.setattr(bands, "BAND_ELEMENTS", 1)  # one z row (4 latent rows) per band
+    monkeypatch.setattr(bands, "Y_HAT_CHUNK_BYTES", 1)  # one band per chunk
+    _, rows = model.decompress_latent(data, by_rows=True)
+    assert rows.shape == y_hat.shape and rows.dtype == y_hat.dtype
+    assert torch.equal(rows.window(slice(0, 12), slice(0, 8)), y_hat[..., :12, :])
+    assert [(b0, b1) for b0, b1, _ in rows._held] == [(0, 4), (4, 8), (8, 12)]
+    assert torch.equal(rows.window(slice(14, 20), slice(1, 3)), y_hat[..., 14:20, 1:3])
+    assert [(b0, b1) for b0, b1, _ in rows._held] == [(14, 16), (16, 20)], "chunks passed are let go"
+    assert torch.equal(model.decompress(data, uint8=True), expected)
+    assert torch.equal(
+        model.decompress(data, 2**20, uint8=True), crop(model.synthesis(y_hat, 2**20, uint8=True), 320, 96)
+    )

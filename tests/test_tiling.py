@@ -223,10 +223,10 @@ def test_the_trunk_output_is_made_by_rows_of_tiles_as_the_upsampling_reaches_the
     up_plan = plan_tiles(up, h.shape, h.dtype, up_budget)
     assert len(up_plan.rows) > len(trunk_plan.rows) and len(up_plan.cols) > 1
 
-    source = RowSource(trunk, y_hat, trunk_budget)
+    source = RowSource.of_stage(trunk, y_hat, trunk_budget)
     held = []
-    rows = source.rows
-    source.rows = lambda r0, r1: (held.append(sum(b.shape[-2] for _, _, b in source._held)), rows(r0, r1))[1]
+    window = source.window
+    source.window = lambda r, c: (held.append(sum(b.shape[-2] for _, _, b in source._held)), window(r, c))[1]
     assert torch.equal(run_tiled(up, source, up_budget), run_tiled(up, h, up_budget))
     largest = max(r1 - r0 for r0, r1 in trunk_plan.rows)
     assert max(held) <= largest + 2 * up.overlap < h.shape[-2]

@@ -154,7 +154,7 @@ def tiled_analysis(
 
 def tiled_synthesis(
     g_s: Generator,
-    y_hat: torch.Tensor,
+    y_hat: torch.Tensor | RowSource,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     progress: bool | None = False,
     uint8: bool = False,
@@ -162,9 +162,12 @@ def tiled_synthesis(
     """``g_s(y_hat)`` on tiles whose working memory stays within ``max_memory`` bytes (``None``: whole latent).
 
     ``uint8``: the image comes back rounded to 8 bits (converted tile by tile), a quarter of float32's memory.
+    ``y_hat`` may be a :class:`RowSource` (a latent decoded in bands, in g_s's precision): bands go once used.
     """
     try:
         trunk, up = synthesis_stages(g_s, uint8)
     except NotTileableError as exc:
+        if isinstance(y_hat, RowSource):
+            y_hat = y_hat.window(slice(0, y_hat.shape[-2]), slice(0, y_hat.shape[-1]))
         return _untiled(Uint8Output(g_s) if uint8 else g_s, y_hat, max_memory, exc)
-    return run_tiled(up, RowSource(trunk, y_hat, max_memory, progress), max_memory, progress)
+    return run_tiled(up, RowSource.of_stage(trunk, y_hat, max_memory, progress), max_memory, progress)

@@ -216,26 +216,35 @@ def _scaled(value: int, scale: Fraction) -> int:
 
 
 class RowSource:
-    """The output of a tiled stage as the input of the next, made by rows of tiles only when the next stage
-    asks for their rows (in increasing order) and let go once it has moved past them, so that it never exists
-    whole (g_s's trunk output: 192-960 channels at latent resolution). Holds ``shape``, ``dtype``, ``device``."""
+    """An input given by bands of rows, in order (``bands`` yields (first row, end row, those rows)), for a tiled
+    stage that asks for them in increasing order: each band is dropped once the stage has moved past it. The
+    output of another tiled stage (:meth:`of_stage`; g_s's trunk output, 192-960 channels at latent
+    resolution) or a latent decoded in bands then never exists whole. Holds ``shape``, ``dtype``, ``device``."""
 
-    def __init__(self, stage: Stage, x: torch.Tensor, max_memory: int | None, progress: bool | None = False) -> None:
-        self._bands = tile_rows(stage, x, max_memory, progress)
-        first = next(self._bands)
-        self.shape = torch.Size((*first[2].shape[:2], _scaled(x.shape[-2], stage.scale), first[2].shape[-1]))
+    def __init__(self, bands: Iterator[tuple[int, int, torch.Tensor]], height: int) -> None:
+        first = next(bands)
+        self._bands = bands
+        self.shape = torch.Size((*first[2].shape[:2], height, first[2].shape[-1]))
         self.dtype, self.device = first[2].dtype, first[2].device
         self._held = [first]
 
-    def rows(self, r0: int, r1: int) -> torch.Tensor:
-        """Rows ``r0:r1`` of the output (all columns); no later call may ask for rows before ``r0``."""
+    @classmethod
+    def of_stage(
+        cls, stage: Stage, x: torch.Tensor | RowSource, max_memory: int | None, progress: bool | None = False
+    ) -> RowSource:
+        """``stage.module(x)``, made a row of tiles at a time as they are asked for (:func:`tile_rows`)."""
+        return cls(tile_rows(stage, x, max_memory, progress), _scaled(x.shape[-2], stage.scale))
+
+    def window(self, r: slice, c: slice) -> torch.Tensor:
+        """Rows ``r`` and columns ``c``; no later call may ask for rows before ``r.start``."""
+        r0, r1 = r.start, r.stop
         self._held = [band for band in self._held if band[1] > r0]
         while not self._held or self._held[-1][1] < r1:
             # what is still needed of the bands held is copied out, so that they go before the next one is made
             self._held = [(r0, b1, band[..., r0 - b0 :, :].clone()) if b0 < r0 else (b0, b1, band)
                           for b0, b1, band in self._held]  # fmt: skip
             self._held.append(next(self._bands))
-        pieces = [band[..., max(r0, b0) - b0 : min(r1, b1) - b0, :] for b0, b1, band in self._held if b0 < r1]
+        pieces = [band[..., max(r0, b0) - b0 : min(r1, b1) - b0, c] for b0, b1, band in self._held if b0 < r1]
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-2)
 
 
@@ -244,7 +253,7 @@ def _window(
 ) -> torch.Tensor:
     """Rows ``r`` and columns ``c`` of ``x``, or of ``x`` padded through the index maps ``rows`` / ``cols``."""
     if isinstance(x, RowSource):
-        return x.rows(r.start, r.stop)[..., c]
+        return x.window(r, c)
     if rows is None or cols is None:
         return x[..., r, c]
     return x.index_select(-2, rows[r].to(x.device)).index_select(-1, cols[c].to(x.device))
