@@ -16,7 +16,7 @@ Writes ``outputs/bench/inference.json`` and prints a table. In one run it measur
    ``fp32`` on scikit-image photos, and the PSNR of each file decoded in the other precision.
 
 Usage: ``python scripts/bench_inference.py [--sizes 768x512 1024x1024] [--repeats 3] [--threads N] [--large 12000]``
-(2 CPU cores: ~20 minutes; ``--large 0`` skips part 4).
+(2 CPU cores: ~25 minutes; ``--large 0`` skips part 4, ~10 of them).
 """
 
 from __future__ import annotations
