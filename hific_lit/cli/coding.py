@@ -25,6 +25,7 @@ from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
 from hific_lit.files import bits_per_pixel
 from hific_lit.hfc_writer import compress_to_file
 from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
+from hific_lit.padding import crop
 from hific_lit.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
@@ -147,18 +148,18 @@ def _run_over_files(inputs: list[Path], outputs: list[Path], stages: FileStages,
     return SOME_FAILED if failures else 0
 
 
-class _LoadedImage:
-    """An image read ahead and the notes on its conversion; the model takes the image (:meth:`take`), so that
-    nothing else keeps it alive once the model is done with it."""
+class _Handed:
+    """What reading hands on to the model: the model takes it (:meth:`take`), so that nothing else keeps it alive
+    once the model is done with it (an image once g_a has run, a file's bytes once its latent is decoded)."""
 
-    def __init__(self, image: torch.Tensor, notes: list[str]) -> None:
-        self.image: torch.Tensor | None = image
-        self.notes = notes
+    def __init__(self, value: Any, notes: list[str] | None = None) -> None:
+        self.value = value
+        self.notes = notes or []
 
-    def take(self) -> torch.Tensor:
-        image, self.image = self.image, None
-        assert image is not None, "the image was taken already"
-        return image
+    def take(self) -> Any:
+        value, self.value = self.value, None
+        assert value is not None, "taken already"
+        return value
 
 
 def run_compress(args: argparse.Namespace) -> int:
@@ -172,12 +173,12 @@ def run_compress(args: argparse.Namespace) -> int:
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
 
-    def read(src: Path) -> _LoadedImage:
+    def read(src: Path) -> _Handed:
         notes: list[str] = []
-        return _LoadedImage(load_image(src, notes, args.max_pixels, uint8=True), notes)
+        return _Handed(load_image(src, notes, args.max_pixels, uint8=True), notes)
 
-    def compute(loaded: _LoadedImage, dst: Path) -> tuple[int, int, list[str], float]:
-        height, width = loaded.image.shape[-2:]
+    def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], float]:
+        height, width = loaded.value.shape[-2:]
         release_memory_for(height * width)
         if isinstance(model, HiFiC):  # the file written as it is coded, the image freed once g_a has run
             tiling = _tiling(args)  # passed by name: a call with **kwargs would hold the image until it returns
@@ -233,12 +234,18 @@ def run_decompress(args: argparse.Namespace) -> int:
 
     realism_args = {} if beta is None else {"beta": beta}  # models without realism (GC2018) take no beta
 
-    def compute(data: bytes, dst: Path) -> torch.Tensor:
-        header = unpack(data)[0]
+    def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
+        header = unpack(loaded.value)[0]
         release_memory_for(header.height * header.width)
-        return model.decompress(data, **_tiling(args), uint8=True, **realism_args)
+        if not isinstance(model, HiFiC):
+            return model.decompress(loaded.take(), **_tiling(args), uint8=True, **realism_args)
+        tiling = _tiling(args)
+        with torch.no_grad():  # model.decompress's steps, but the file's bytes go once its latent is decoded
+            header, y_hat = model.decompress_latent(loaded.take(), by_rows=True)
+            x_hat = model.synthesis(y_hat, tiling["max_memory"], tiling["progress"], True, beta)
+        return crop(x_hat, header.height, header.width)
 
-    stages = FileStages(read_hfc, compute, write)
+    stages = FileStages(lambda src: _Handed(read_hfc(src)), compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
 
 
