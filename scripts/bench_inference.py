@@ -10,8 +10,9 @@ Writes ``outputs/bench/inference.json`` and prints a table. In one run it measur
 3. the generator alone, as a multiple of its FLOP count over the measured throughput of its precision
    (1.0 would be every FLOP at the 960-channel layer's speed);
 4. ``hific compress`` and ``hific decompress`` of a ``--large`` square PNG (default 12000, 144 MP) with
-   the ``small`` model, each in a fresh process, at the default ``--max-memory`` and at 128M: peak resident
-   memory next to the issue's goal (1 GB + the image as 8-bit RGB + the weights), and the time;
+   the ``small`` model, each in a fresh process, at the default ``--max-memory`` (auto: 128M there) and at
+   384M: peak resident memory next to the issue's goal (1 GB + the image as 8-bit RGB + the weights), and
+   the time;
 5. with a trained ``--ckpt`` (default: the ``make demo`` model), file size and PSNR of ``auto`` against
    ``fp32`` on scikit-image photos, and the PSNR of each file decoded in the other precision.
 
@@ -137,8 +138,9 @@ def bench_codec(ckpt: Path, size: tuple[int, int], repeats: int, threads: int, t
     return rows
 
 
-LARGE_BUDGETS = (None, "128M")
-"""``--max-memory`` of part 4's runs: the default (384M), and a smaller one that leaves room for the whole latent."""
+LARGE_BUDGETS = (None, "384M")
+"""``--max-memory`` of part 4's runs: the default (``auto``: 128M at 16 MP and more), and 384M (the default for
+smaller images)."""
 
 
 def bench_large(side: int, tmp: Path) -> dict:

@@ -9,7 +9,7 @@ import torch
 
 from hific_lit import HiFiC
 from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.cli import main
+from hific_lit.cli import coding, main
 from hific_lit.image_io import load_image, save_image
 from hific_lit.tiling import (
     DEFAULT_MAX_MEMORY,
@@ -118,3 +118,36 @@ def test_8_bit_images_code_as_their_float_version_converted_tile_by_tile(model: 
     assert decoded.dtype == torch.uint8 and decoded.shape == (1, 3, 197, 175)
     expected = model.decompress(data, max_memory=max_memory).mul(255.0).round().to(torch.uint8)
     assert torch.equal(decoded, expected)
+
+
+def test_cli_default_budget_shrinks_for_large_images(
+    model: HiFiC, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--max-memory auto`` (the default) is 384M, and 128M from 16 MP on; a budget given is kept at any size."""
+    ckpt, image, hfc = tmp_path / "tiny.ckpt", tmp_path / "photo.png", tmp_path / "photo.hfc"
+    save_inference_checkpoint(model, ckpt)
+    save_image(torch.rand(1, 3, 150, 230), image)
+    seen: list[object] = []
+    encode, decode = coding.compress_to_file, HiFiC.synthesis
+
+    def spy_encode(*args: object, max_memory: int | None, **kwargs: object) -> float:
+        seen.append(max_memory)
+        return encode(*args, max_memory=max_memory, **kwargs)
+
+    def spy_decode(self: HiFiC, y_hat: torch.Tensor, max_memory: int | None, *args: object) -> torch.Tensor:
+        seen.append(max_memory)
+        return decode(self, y_hat, max_memory, *args)
+
+    monkeypatch.setattr(coding, "compress_to_file", spy_encode)
+    monkeypatch.setattr(HiFiC, "synthesis", spy_decode)
+
+    def both(*budget: str) -> list[object]:
+        seen.clear()
+        assert main(["compress", str(image), "-o", str(hfc), "--ckpt", str(ckpt), "-q", *budget]) == 0
+        assert main(["decompress", str(hfc), "-o", str(tmp_path / "out.png"), "--ckpt", str(ckpt), "-q", *budget]) == 0
+        return seen[:]
+
+    assert both() == both("--max-memory", "auto") == [DEFAULT_MAX_MEMORY] * 2 == [384 * 2**20] * 2
+    monkeypatch.setattr(coding, "LARGE_IMAGE_PIXELS", 150 * 230)
+    assert both() == [coding.LARGE_IMAGE_MAX_MEMORY] * 2 == [128 * 2**20] * 2
+    assert both("--max-memory", "1G") == [2**30] * 2

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
-from hific_lit.allocator import release_memory_for
+from hific_lit.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
 from hific_lit.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.cli.common import add_command, option_type, parse_realism
@@ -36,9 +36,25 @@ def _load_model(args: argparse.Namespace) -> HiFiC:
     return load_inference_checkpoint(args.ckpt, map_location=resolve_device(args.device), precision=args.precision)
 
 
-def _tiling(args: argparse.Namespace) -> dict[str, object]:
-    """The tiling arguments of compress / decompress: the memory budget and the progress bar over tiles."""
-    return {"max_memory": args.max_memory, "progress": False if args.quiet else None}
+AUTO_BUDGET = "auto"
+LARGE_IMAGE_MAX_MEMORY = 128 * 2**20
+"""``--max-memory auto`` (the default) from :data:`~hific_lit.allocator.LARGE_IMAGE_PIXELS` on: 144 MP with the
+``small`` model then peaks at 1.28 GiB (compress) and 1.31 GiB (decompress) instead of 1.45 and 1.67 GiB at 384M,
+within 1 GB + the 8-bit image + the model, and takes about as long (``scripts/bench_inference.py``, part 4)."""
+
+
+def _budget(text: str) -> int | str | None:
+    """``--max-memory``: ``auto``, or a budget as :func:`~hific_lit.tiling.parse_memory_budget` reads it."""
+    return AUTO_BUDGET if text.strip().lower() == AUTO_BUDGET else parse_memory_budget(text)
+
+
+def _tiling(args: argparse.Namespace, pixels: int) -> dict[str, object]:
+    """The tiling arguments of compress / decompress for an image of ``pixels``: the memory budget (``auto``:
+    :data:`DEFAULT_MAX_MEMORY`, or :data:`LARGE_IMAGE_MAX_MEMORY` for large images) and the progress bar."""
+    budget = args.max_memory
+    if budget == AUTO_BUDGET:
+        budget = LARGE_IMAGE_MAX_MEMORY if pixels >= LARGE_IMAGE_PIXELS else DEFAULT_MAX_MEMORY
+    return {"max_memory": budget, "progress": False if args.quiet else None}
 
 
 def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
@@ -181,12 +197,12 @@ def run_compress(args: argparse.Namespace) -> int:
         height, width = loaded.value.shape[-2:]
         release_memory_for(height * width)
         if isinstance(model, HiFiC):  # the file written as it is coded, the image freed once g_a has run
-            tiling = _tiling(args)  # passed by name: a call with **kwargs would hold the image until it returns
+            tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
             bits = compress_to_file(
                 model, loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"]
             )
             return height, width, loaded.notes, bits
-        encoded = model.compress(loaded.take(), **_tiling(args))
+        encoded = model.compress(loaded.take(), **_tiling(args, height * width))
         write_hfc(dst, encoded)
         return height, width, loaded.notes, encoded.estimated_bits
 
@@ -236,10 +252,11 @@ def run_decompress(args: argparse.Namespace) -> int:
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
         header = unpack(loaded.value)[0]
-        release_memory_for(header.height * header.width)
+        pixels = header.height * header.width
+        release_memory_for(pixels)
         if not isinstance(model, HiFiC):
-            return model.decompress(loaded.take(), **_tiling(args), uint8=True, **realism_args)
-        tiling = _tiling(args)
+            return model.decompress(loaded.take(), **_tiling(args, pixels), uint8=True, **realism_args)
+        tiling = _tiling(args, pixels)
         with torch.no_grad():  # model.decompress's steps, but the file's bytes go once its latent is decoded
             header, y_hat = model.decompress_latent(loaded.take(), by_rows=True)
             x_hat = model.synthesis(y_hat, tiling["max_memory"], tiling["progress"], True, beta)
@@ -310,11 +327,12 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
     )
     parser.add_argument(
         "--max-memory",
-        type=option_type(parse_memory_budget),
-        default=DEFAULT_MAX_MEMORY,
+        type=option_type(_budget),
+        default=AUTO_BUDGET,
         metavar="SIZE",
         help="working memory of the encoder and generator: they run on overlapping tiles that fit it; the .hfc "
-        f"file is the same as untiled (e.g. 256M, 2G, none; default {DEFAULT_MAX_MEMORY // 2**20}M)",
+        f"file is the same as untiled (e.g. 256M, 2G, none; default auto: {DEFAULT_MAX_MEMORY // 2**20}M, "
+        f"{LARGE_IMAGE_MAX_MEMORY // 2**20}M from {LARGE_IMAGE_PIXELS // 10**6} MP on)",
     )
     parser.add_argument(
         "--precision",
