@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -21,6 +24,20 @@ def astronaut() -> torch.Tensor:
     from skimage import data
 
     return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float().div(255.0)[None]
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], ModuleType]:
+    """``load_script(name)``: ``scripts/<name>.py`` imported as a module (the scripts are not a package)."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"script_{name}", scripts / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -13,18 +13,11 @@ from hific_lit import HiFiC
 from hific_lit.arch import arch_preset
 from hific_lit.checkpoint import save_inference_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
 
-
-def load_demo() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("demo_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_model_label_reads_kind_preset_stage_and_length(tmp_path: Path) -> None:
-    demo = load_demo()
+def test_model_label_reads_kind_preset_stage_and_length(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    demo = load_script("demo")
     config = {"stage": {"_target_": "hific_lit.lit.GANStage"}, "max_iterations": 7}
     save_inference_checkpoint(HiFiC.from_preset("tiny").eval(), tmp_path / "gan.ckpt", config=config)
     assert demo.model_label(tmp_path / "gan.ckpt") == "HiFiC tiny, GANStage, 7 it."
@@ -32,23 +25,25 @@ def test_model_label_reads_kind_preset_stage_and_length(tmp_path: Path) -> None:
     assert demo.model_label(tmp_path / "bare.ckpt") == "HiFiC small"
 
 
-def test_model_label_lists_the_sizes_of_an_architecture_that_is_no_preset(tmp_path: Path) -> None:
-    demo = load_demo()
+def test_model_label_lists_the_sizes_of_an_architecture_that_is_no_preset(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    demo = load_script("demo")
     arch = replace(arch_preset("tiny"), encoder_widths=(4, 8, 8, 16, 12), latent_channels=6, residual_blocks=2)
     save_inference_checkpoint(HiFiC(arch).eval(), tmp_path / "custom.ckpt", config={"max_iterations": 3})
     label = "HiFiC (g_a 4-12, C 6, g_s 16-4, 2 residual blocks), 3 it."
     assert demo.model_label(tmp_path / "custom.ckpt") == label
 
 
-def test_colour_offset_is_the_mean_shift_in_levels() -> None:
-    demo = load_demo()
+def test_colour_offset_is_the_mean_shift_in_levels(load_script: Callable[[str], ModuleType]) -> None:
+    demo = load_script("demo")
     x = torch.full((3, 4, 4), 0.5)
     shifted = x + torch.tensor([10.0, -5.0, 0.0]).view(3, 1, 1) / 255
     assert [round(v, 3) for v in demo.colour_offset(x, shifted)] == [10.0, -5.0, 0.0]
 
 
-def test_jpeg_is_matched_at_or_above_the_rate() -> None:
-    demo = load_demo()
+def test_jpeg_is_matched_at_or_above_the_rate(load_script: Callable[[str], ModuleType]) -> None:
+    demo = load_script("demo")
     x = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     quality, bpp, decoded = demo.jpeg_at(x, 2.0)
     assert bpp >= 2.0 and 1 <= quality <= 100 and decoded.shape == x.shape

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rate_control.py"
 
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rate_control_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_held_out_set_is_the_astronaut_and_the_photos_shrunk_as_the_training_photos(tmp_path: Path) -> None:
-    script = load_script()
+def test_held_out_set_is_the_astronaut_and_the_photos_shrunk_as_the_training_photos(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    script = load_script("rate_control")
     Image.new("RGB", (1200, 600), (10, 200, 30)).save(tmp_path / "wide.png")
     Image.new("RGB", (300, 200), (200, 10, 30)).save(tmp_path / "small.png")
     photos = script.held_out_photos(str(tmp_path / "*.png"))
@@ -30,7 +23,9 @@ def test_held_out_set_is_the_astronaut_and_the_photos_shrunk_as_the_training_pho
     assert photos["small"].shape == (1, 3, 200, 300)  # smaller photos stay as they are
 
 
-def test_a_missing_held_out_set_says_how_to_install_it(tmp_path: Path) -> None:
-    script = load_script()
+def test_a_missing_held_out_set_says_how_to_install_it(
+    load_script: Callable[[str], ModuleType], tmp_path: Path
+) -> None:
+    script = load_script("rate_control")
     with pytest.raises(SystemExit, match="apt-get install mate-backgrounds"):
         script.held_out_photos(str(tmp_path / "*.jpg"))
