@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hific_lit.entropy.coder import widened_to_hold
 from hific_lit.tiling.receptive import NotTileableError, Stage
 from hific_lit.tiling.tiles import RowSource, run_tiled
 
@@ -30,7 +31,6 @@ HYPER_ANALYSIS_MEMORY = 64 << 20
 """Working memory of h_a's tiles: its first layer runs at latent resolution (a 144 MP image: 0.2 GiB whole)."""
 Y_HAT_CHUNK_BYTES = 16 << 20
 """Least bytes of a chunk of y_hat handed to g_s (:func:`decode_latent_rows`), above glibc's mmap threshold."""
-_NARROW = (torch.int16, torch.int32, torch.int64)
 
 
 def _halo(model: HiFiC) -> tuple[int, int, int]:
@@ -75,10 +75,7 @@ def hyper_analysis(model: HiFiC, y: torch.Tensor) -> torch.Tensor:
 
 def _store(out: torch.Tensor, rows: slice, values: torch.Tensor) -> torch.Tensor:
     """Write int64 ``values`` into ``out[:, :, rows]``, widening ``out`` first (int16, int32, int64) if they need it."""
-    if values.numel():
-        low, high = int(values.min()), int(values.max())
-        while out.dtype != torch.int64 and not torch.iinfo(out.dtype).min <= low <= high <= torch.iinfo(out.dtype).max:
-            out = out.to(_NARROW[_NARROW.index(out.dtype) + 1])
+    out = widened_to_hold(out, values)
     out[:, :, rows] = values
     return out
 

@@ -298,6 +298,19 @@ def encode_stream(tables: CodingTables, symbols: torch.Tensor, indexes: torch.Te
     return bytes(out)
 
 
+_WIDER = {torch.int16: torch.int32, torch.int32: torch.int64}
+
+
+def widened_to_hold(out: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``out`` (int16, int32 or int64), converted to the next wider of those until it can hold every one of the
+    integer ``values``: symbols are kept narrow while they fit, and never lose a value."""
+    if values.numel():
+        low, high = int(values.min()), int(values.max())
+        while out.dtype in _WIDER and not torch.iinfo(out.dtype).min <= low <= high <= torch.iinfo(out.dtype).max:
+            out = out.to(_WIDER[out.dtype])
+    return out
+
+
 def decode_stream(
     data: bytes, tables: CodingTables, indexes: torch.Tensor, name: str, dtype: torch.dtype = torch.int64
 ) -> torch.Tensor:
@@ -315,10 +328,7 @@ def decode_stream(
     symbols = torch.empty(flat_indexes.numel(), dtype=dtype)
     for start, end in chunk_bounds(symbols.numel()):
         chunk = reader.read_chunk(flat_indexes[start:end])
-        if symbols.dtype != torch.int64 and chunk.numel():
-            limits = torch.iinfo(symbols.dtype)
-            if not (limits.min <= int(chunk.min()) and int(chunk.max()) <= limits.max):
-                symbols = symbols.long()
+        symbols = widened_to_hold(symbols, chunk)
         symbols[start:end] = chunk
     reader.finish()
     if reader.crc != expected:
