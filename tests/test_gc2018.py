@@ -110,7 +110,7 @@ def fitted() -> GC2018:
 def test_the_prior_codes_real_photos_below_the_bound(fitted: GC2018) -> None:
     x = load_sample_photo()  # the held-out astronaut
     data = fitted.compress(x)
-    header, _, stream = unpack(bytes(data))
+    header, _, stream, _ = unpack(bytes(data))
     height, width = x.shape[-2:]
     assert header.kind == 1 and header.y_shape == (TINY.latent_channels, height // 16, width // 16)
     assert len(stream) * 8 < bound_bits(TINY, height, width)

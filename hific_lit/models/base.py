@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from hific_lit.errors import BitstreamError, CheckpointError, SettingError
-from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, read_hfc, unpack, write_container
+from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
 from hific_lit.io.files import atomic_file
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
@@ -85,7 +85,9 @@ class LatentCode(NamedTuple):
 
     The shapes of the latent y and the hyperlatent z ((0, 0, 0) for a model without one), the hyperlatent
     stream, ``write_y(write)`` which codes the latent stream into ``write`` piece by piece (so that a large
-    image's stream never exists whole in memory), the ideal size in bits, and the latent likelihood's code.
+    image's stream never exists whole in memory), the ideal size in bits, the latent likelihood's code, and the
+    file's sections by name (what the file holds beyond the latent, e.g. an encode-time setting; none: a
+    version-2 file).
     """
 
     y_shape: tuple[int, int, int]
@@ -94,6 +96,7 @@ class LatentCode(NamedTuple):
     write_y: Callable[[Callable[[bytes], None]], None]
     bits: float
     likelihood: int = 0
+    sections: Mapping[str, bytes] | None = None
 
 
 def as_image_batch(x: torch.Tensor) -> torch.Tensor:
@@ -150,6 +153,8 @@ class Codec(nn.Module):
     kind: ClassVar[str]
     arch_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
+    file_sections: ClassVar[frozenset[str]] = frozenset()
+    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused."""
     arch: Any
     g_a: nn.Module
     g_s: nn.Module
@@ -198,9 +203,7 @@ class Codec(nn.Module):
         """(latent shape, hyperlatent shape) of a ``height`` x ``width`` image coded by this model."""
         raise NotImplementedError
 
-    def decode_latent(
-        self, header: Header, z_stream: bytes, y_stream: bytes, by_rows: bool
-    ) -> torch.Tensor | RowSource:
+    def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
         """The decoded latent of a checked file, as :meth:`synthesis` takes it (``by_rows``: in bands if it can)."""
         raise NotImplementedError
 
@@ -269,7 +272,7 @@ class Codec(nn.Module):
             self.fingerprint(), height, width, code.y_shape, code.z_shape, 0, 0, likelihood=code.likelihood,
             kind=self.kind_code,
         )  # fmt: skip
-        return write_container(f, header, code.z_stream, code.write_y)
+        return write_container(f, header, code.z_stream, code.write_y, code.sections)
 
     @torch.no_grad()
     def compress(
@@ -327,10 +330,10 @@ class Codec(nn.Module):
             latent = self.analysis(x, max_memory, progress)
         return [self.compress_latent(latent[i : i + 1], height, width) for i in range(x.shape[0])]
 
-    def check_header(self, header: Header) -> None:
+    def check_header(self, header: Header, sections: Iterable[str] = ()) -> None:
         """Refuse (:class:`BitstreamError`) a file this model did not make or whose header cannot be right: its
-        model kind, its latent shapes for its image size, stream lengths too short for them, and (format 2) its
-        fingerprint and latent likelihood."""
+        model kind, its latent shapes for its image size, stream lengths too short for them, sections this model
+        does not read, and (format 2 on) its fingerprint."""
         if header.kind != self.kind_code:
             found = MODEL_KINDS.get(header.kind, f"unknown ({header.kind})")
             raise BitstreamError(
@@ -351,6 +354,12 @@ class Codec(nn.Module):
                     f"the header claims a {header.height}x{header.width} image, but its {name} stream of {length} "
                     f"bytes cannot hold {math.prod(shape)} symbols (corrupt header)"
                 )
+        for name in sections:
+            if name not in self.file_sections:
+                raise BitstreamError(
+                    f"the file holds a {name!r} section, which this {self.kind} model does not read; decode it with "
+                    "the checkpoint that encoded it"
+                )
         if header.version < 2:
             return  # a version-1 file's fingerprint is checked by the model's reader of that format
         expected = self.fingerprint()
@@ -364,10 +373,10 @@ class Codec(nn.Module):
     def decompress_latent(self, data: bytes, by_rows: bool = False) -> tuple[Header, torch.Tensor | RowSource]:
         """Check ``data`` against this model and decode its latent (``by_rows``: in bands for :meth:`synthesis`,
         each let go once used, where the model can)."""
-        header, z_stream, y_stream = unpack(data)
+        unpacked = unpack(data)
         self.require_coding()
-        self.check_header(header)
-        return header, self.decode_latent(header, z_stream, y_stream, by_rows)
+        self.check_header(unpacked.header, unpacked.sections)
+        return unpacked.header, self.decode_latent(unpacked, by_rows)
 
     def decompress(
         self,
