@@ -13,21 +13,22 @@ coding; the container, the checks of a file against the model and the fingerprin
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, BinaryIO, ClassVar, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, BinaryIO, ClassVar
 
 import torch
 from torch import nn
 
-from hific_lit.errors import BitstreamError, CheckpointError, SettingError
+from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
-from hific_lit.io.files import atomic_file
+from hific_lit.io.files import atomic_file, atomic_write_bytes
+from hific_lit.models.rate import RateCoder, rate_of_steps, rate_request, search_rate
+from hific_lit.models.values import Capabilities, Compressed, FileEstimate, LatentCode, as_image_batch, one_image
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -38,90 +39,6 @@ A header claiming more is corrupt; checking it avoids allocating latents for a b
 
 FingerprintPart = tuple[str, torch.Tensor, torch.dtype | None]
 """A named tensor that decoding depends on, and the float type it is hashed in (``None``: as stored)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RealismRange:
-    """Realism chosen at decode time (MRIC, Agustsson et al. 2023): β in [0, ``beta_max``], ``default_beta``
-    when none is asked for. The same file decodes at any β."""
-
-    beta_max: float
-    default_beta: float
-
-    def beta(self, realism: float) -> float:
-        """The β of a realism in 0..1 (0: lowest distortion, 1: ``beta_max``)."""
-        if not 0.0 <= realism <= 1.0:
-            raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
-        return realism * self.beta_max
-
-
-@dataclasses.dataclass(frozen=True)
-class Capabilities:
-    """What a model can do beyond coding at its one operating point; callers ask this, never the model's class.
-
-    ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
-    """
-
-    realism: RealismRange | None = None
-
-
-class Compressed(bytes):
-    """What :meth:`Codec.compress` returns: the bytes of a .hfc file, carrying the model's rate estimate.
-
-    ``estimated_bits`` is -log2 of the likelihoods of the coded symbols under the entropy models, the
-    size an ideal entropy coder would reach (the file adds its header, CRCs and the coder's overhead).
-    """
-
-    estimated_bits: float
-
-    def __new__(cls, data: bytes, estimated_bits: float) -> Compressed:
-        obj = super().__new__(cls, data)
-        obj.estimated_bits = estimated_bits
-        return obj
-
-
-class LatentCode(NamedTuple):
-    """What a .hfc file holds for one image's latent, the latent stream not yet coded.
-
-    The shapes of the latent y and the hyperlatent z ((0, 0, 0) for a model without one), the hyperlatent
-    stream, ``write_y(write)`` which codes the latent stream into ``write`` piece by piece (so that a large
-    image's stream never exists whole in memory), the ideal size in bits, the latent likelihood's code, and the
-    file's sections by name (what the file holds beyond the latent, e.g. an encode-time setting; none: a
-    version-2 file).
-    """
-
-    y_shape: tuple[int, int, int]
-    z_shape: tuple[int, int, int]
-    z_stream: bytes
-    write_y: Callable[[Callable[[bytes], None]], None]
-    bits: float
-    likelihood: int = 0
-    sections: Mapping[str, bytes] | None = None
-
-
-def as_image_batch(x: torch.Tensor) -> torch.Tensor:
-    """Check that ``x`` is one or more RGB images (3, H, W) / (B, 3, H, W), float in [0, 1] or uint8; return it 4-D."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected an image tensor, got {type(x).__name__}")
-    if x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
-        raise ValueError(f"expected an RGB image of shape (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x
-    if not x.is_floating_point():
-        raise ValueError(f"expected a float image in [0, 1] or a uint8 image, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("the image contains NaN or infinite values")
-    return x
-
-
-def one_image(x: torch.Tensor) -> torch.Tensor:
-    """:func:`as_image_batch` of a single image: (1, 3, H, W)."""
-    x = as_image_batch(x)
-    if x.shape[0] != 1:
-        raise ValueError(f"compress codes one image; got a batch of {x.shape[0]} (use compress_batch)")
-    return x
 
 
 def fingerprint_digest(arch: Mapping[str, Any], parts: Iterable[FingerprintPart]) -> bytes:
@@ -147,7 +64,7 @@ class Codec(nn.Module):
     the transforms whose precision may be reduced), and implements ``forward``, :meth:`update`,
     :attr:`coding_ready`, :meth:`analysis`, :meth:`code_latent`, :meth:`expected_shapes`, :meth:`decode_latent`,
     :meth:`synthesis` and :meth:`fingerprint_parts`. Realism-conditioned models override :attr:`capabilities`
-    and :meth:`set_default_beta`.
+    and :meth:`set_default_beta`; rate-conditioned ones :attr:`capabilities` and :meth:`rate_coder`.
     """
 
     kind: ClassVar[str]
@@ -226,6 +143,10 @@ class Codec(nn.Module):
         """Decode at realism ``beta`` when none is asked for (realism-conditioned models only)."""
         raise self.not_realism_conditioned()
 
+    def rate_coder(self, latent: torch.Tensor) -> RateCoder:
+        """One latent (1, ...) of :meth:`analysis` ready to be coded at any rate (rate-conditioned models only)."""
+        raise NotImplementedError(f"this {self.kind} model has one rate")
+
     def settle_tails(self, steps: int) -> None:
         """Before building the coding tables after a short run: finish fitting what bounds them (HiFiC's
         hyperprior tails); a model whose tables have no learned bounds (GC2018's categorical prior) has none."""
@@ -276,22 +197,58 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def compress(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self,
+        x: torch.Tensor,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False,
+        *,
+        rate: float | None = None,
+        target_bpp: float | None = None,
+        max_bytes: int | None = None,
     ) -> Compressed:
         """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
         rate estimate. ``max_memory`` and ``progress`` go to the transforms' tiling; the file does not depend on them.
+        A rate-capable model (:attr:`Capabilities.rate`) takes one of ``rate`` (R in 0..1), ``target_bpp`` (a file
+        within ±2 % of it, or the reachable end with a note) and ``max_bytes`` (the highest rate that fits;
+        :mod:`hific_lit.models.rate`); a model with one rate refuses them (:class:`SettingError`).
         """
         x = one_image(x)
         self.require_coding()
-        return self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)  # refuse a bad setting before g_a runs
+        latent = self.analysis(x, max_memory, progress)
+        return self.compress_latent(latent, *x.shape[-2:], rate=rate, target_bpp=target_bpp, max_bytes=max_bytes)
 
     @torch.no_grad()
-    def compress_latent(self, latent: torch.Tensor, height: int, width: int) -> Compressed:
-        """The .hfc bytes of one latent (1, ...) of :meth:`analysis`, of an image of ``height`` x ``width``."""
+    def compress_latent(
+        self,
+        latent: torch.Tensor,
+        height: int,
+        width: int,
+        *,
+        rate: float | None = None,
+        target_bpp: float | None = None,
+        max_bytes: int | None = None,
+    ) -> Compressed:
+        """The .hfc bytes of one latent (1, ...) of :meth:`analysis`, of an image of ``height`` x ``width`` (the rate
+        options as :meth:`compress`)."""
         self.require_coding()
-        code, out = self.code_latent(latent), io.BytesIO()
+        request = rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)
+        if request is None:
+            code = self.code_latent(latent)
+            return Compressed(self._file_bytes(code, height, width), code.bits)
+        coder = self.rate_coder(latent)
+
+        def encode(steps: int) -> tuple[bytes, float]:
+            code = coder.code(steps)
+            return self._file_bytes(code, height, width), code.bits
+
+        choice = search_rate(request, coder.estimate_bits, encode, height * width)
+        return Compressed(choice.data, choice.bits, rate_of_steps(choice.steps), choice.note)
+
+    def _file_bytes(self, code: LatentCode, height: int, width: int) -> bytes:
+        out = io.BytesIO()
         self.write_code(code, height, width, out)
-        return Compressed(out.getbuffer(), code.bits)
+        return out.getvalue()
 
     def compress_to_file(
         self,
@@ -299,9 +256,14 @@ class Codec(nn.Module):
         path: str | os.PathLike,
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
-    ) -> float:
+        *,
+        rate: float | None = None,
+        target_bpp: float | None = None,
+        max_bytes: int | None = None,
+    ) -> FileEstimate:
         """:meth:`compress` of one image written to the .hfc file ``path`` (atomically: a failure leaves no file, and
-        an existing one untouched); the model's estimate of its size in bits. The same bytes as :meth:`compress`.
+        an existing one untouched); the model's estimate of its size in bits, with the rate and note of
+        :class:`Compressed`. The same bytes as :meth:`compress`.
 
         Nothing here keeps ``x`` once the analysis has run, nor the float latent once its symbols exist: when the
         caller passes its only reference as a plain argument (a call through ``*args`` or ``**kwargs`` holds its
@@ -309,26 +271,32 @@ class Codec(nn.Module):
         """
         x = one_image(x)
         self.require_coding()
+        request = rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)
         height, width = x.shape[-2:]
         with torch.no_grad():  # not a decorator: its wrapper would hold the image until the call returns
             latent = self.analysis(x, max_memory, progress)
             del x
-            code = self.code_latent(latent)
+            if request is not None and request.steps is None:  # a search: the candidates are coded in memory
+                found = self.compress_latent(latent, height, width, target_bpp=target_bpp, max_bytes=max_bytes)
+                atomic_write_bytes(path, found)
+                return FileEstimate(found.estimated_bits, found.rate, found.note)
+            code = self.code_latent(latent) if request is None else self.rate_coder(latent).code(request.steps)
             del latent
             with atomic_file(path) as f:
                 self.write_code(code, height, width, f)
-        return code.bits
+        return FileEstimate(code.bits, None if request is None else rate_of_steps(request.steps))
 
     def compress_batch(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False, **rate: Any
     ) -> list[Compressed]:
-        """A batch (B, 3, H, W) -> one .hfc file per image (the analysis runs on the whole batch)."""
+        """A batch (B, 3, H, W) -> one .hfc file per image (the analysis runs on the whole batch); ``rate``: the rate
+        options of :meth:`compress`, for each image."""
         x = as_image_batch(x)
         self.require_coding()
         height, width = x.shape[-2:]
         with torch.no_grad():
             latent = self.analysis(x, max_memory, progress)
-        return [self.compress_latent(latent[i : i + 1], height, width) for i in range(x.shape[0])]
+        return [self.compress_latent(latent[i : i + 1], height, width, **rate) for i in range(x.shape[0])]
 
     def check_header(self, header: Header, sections: Iterable[str] = ()) -> None:
         """Refuse (:class:`BitstreamError`) a file this model did not make or whose header cannot be right: its
