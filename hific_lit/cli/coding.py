@@ -15,13 +15,22 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
-from hific_lit.cli.common import add_command, option_type, parse_realism
-from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
-from hific_lit.io.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.cli.common import (
+    add_command,
+    option_type,
+    parse_max_bytes,
+    parse_rate,
+    parse_realism,
+    parse_target_bpp,
+)
+from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
+from hific_lit.io.checkpoint import RATE_KEY, REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
+from hific_lit.models.rate import rate_of_steps, section_rate_steps
+from hific_lit.models.values import FileEstimate
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
 from hific_lit.runtime.precision import PRECISIONS
@@ -181,31 +190,43 @@ def run_compress(args: argparse.Namespace) -> int:
 
     Images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated inputs are converted to
     RGB, with a note) become .hfc files. Prints each file's size, its bpp from the bytes on disk and
-    the model's estimate.
+    the model's estimate. A rate-conditioned model (hific info CKPT says) codes at --rate, or per image at
+    --target-bpp or within --max-bytes.
     """
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
+    rate = {"rate": args.rate, "target_bpp": args.target_bpp, "max_bytes": args.max_bytes}
+    if model.capabilities.rate is None and any(v is not None for v in rate.values()):
+        raise SettingError(
+            f"{args.ckpt}: this model has one rate (trained without arch.rate_conditioning); drop --rate, "
+            "--target-bpp and --max-bytes"
+        )
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
         return _Handed(load_image(src, notes, args.max_pixels, uint8=True), notes)
 
-    def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], float]:
+    def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], FileEstimate]:
         height, width = loaded.value.shape[-2:]
         release_memory_for(height * width)
         tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
         # the file is written as it is coded, and the image freed once the analysis has run
-        bits = model.compress_to_file(loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"])
+        bits = model.compress_to_file(
+            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], rate=args.rate,
+            target_bpp=args.target_bpp, max_bytes=args.max_bytes,
+        )  # fmt: skip
         return height, width, loaded.notes, bits
 
-    def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
+    def write(src: Path, dst: Path, result: tuple[int, int, list[str], FileEstimate]) -> str:
         height, width, notes, estimated_bits = result
         size = dst.stat().st_size
+        notes = notes + ([estimated_bits.note] if estimated_bits.note else [])
         note = f" ({'; '.join(notes)})" if notes else ""
+        rate = "" if estimated_bits.rate is None else f", rate {estimated_bits.rate:.4f}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
-            f" (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
+            f"{rate} (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
         )
 
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
@@ -250,10 +271,15 @@ def file_info(path: Path) -> dict[str, object]:
     """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
     data = read_hfc(path)
     try:
-        header = unpack(data).header
+        header, _, _, sections = unpack(data)
+        steps = section_rate_steps(sections)
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
+    if sections:
+        info["sections"] = ", ".join(sections)
+    if steps is not None:
+        info["rate"] = round(rate_of_steps(steps), 6)
     info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
     info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
     return info
@@ -263,7 +289,8 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
 def checkpoint_info(path: Path) -> dict[str, object]:
-    """What an inference checkpoint holds: model kind, latent size, and whether it decodes at any realism (MRIC)."""
+    """What an inference checkpoint holds: model kind, latent size, whether it decodes at any realism (MRIC) and
+    whether it codes at any rate."""
     payload = read_inference_checkpoint(path, mmap=True)
     arch = payload.get("arch") or {}
     info: dict[str, object] = {"file": str(path), "model": payload.get("model", "hific")}
@@ -273,15 +300,22 @@ def checkpoint_info(path: Path) -> dict[str, object]:
     if realism is not None:
         default = round(realism["default_beta"] / realism["beta_max"], 4)
         info.update(beta_max=realism["beta_max"], default_realism=default)
+    rate = payload.get(RATE_KEY)
+    info["rate"] = (
+        "no (one rate)" if rate is None else "yes (hific compress --rate 0..1, --target-bpp B, --max-bytes N)"
+    )
+    if rate is not None:
+        info.update(rate_anchors=rate["anchors"], default_rate=rate["default_rate"])
     return info
 
 
 def run_info(args: argparse.Namespace) -> int:
     """Show the header, sizes and bpp of .hfc files, or what a checkpoint supports.
 
-    Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes and
-    bits per pixel. No checkpoint needed. Given a checkpoint (.ckpt, .pt, .pth), shows its model and whether
-    it decodes at any realism (--realism). A bad file is one line on stderr; the others go on.
+    Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes, the rate it
+    was coded at (rate-conditioned models) and bits per pixel. No checkpoint needed. Given a checkpoint (.ckpt,
+    .pt, .pth), shows its model and whether it decodes at any realism (--realism) and codes at any rate
+    (--rate). A bad file is one line on stderr; the others go on.
     """
     infos = []
     for path in args.files:
@@ -337,6 +371,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
+    )
+    rate = compress.add_mutually_exclusive_group()
+    rate.add_argument(
+        "--rate",
+        type=option_type(parse_rate),
+        metavar="R",
+        help="rate-conditioned models (hific info CKPT says): 0 = the lowest rate trained ... 1 = the highest, any "
+        "value between (stored in the file); default: the checkpoint's (0.5)",
+    )
+    rate.add_argument(
+        "--target-bpp",
+        type=option_type(parse_target_bpp),
+        metavar="B",
+        help="rate-conditioned models: per image, the rate whose file is within 2%% of B bits per pixel (or the "
+        "lowest / highest rate, with a note, when B is out of reach)",
+    )
+    rate.add_argument(
+        "--max-bytes",
+        type=option_type(parse_max_bytes),
+        metavar="N",
+        help="rate-conditioned models: per image, the highest rate whose file fits N bytes (never more; an image "
+        "that does not fit even at the lowest rate fails)",
     )
     example = "hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)

@@ -19,6 +19,8 @@ from hific_lit.training.losses import LossConfig
 
 REGIME_FIELDS = ("target_bpp", "lambda_a", "lambda_b")
 """The loss fields each ``regime`` sets."""
+ANCHOR_FIELDS = ("anchor_targets", "anchor_lambda_a")
+"""The loss fields a rate-conditioned model's ``regime`` sets too (``regime=rate``); empty for the others."""
 
 
 def register_configs() -> None:
@@ -33,6 +35,7 @@ def register_configs() -> None:
         store.store(group="arch", name=name, node=node)
     loss = {"_target_": "hific_lit.training.losses.LossConfig", **asdict(LossConfig())}
     loss |= {field: f"${{regime.{field}}}" for field in REGIME_FIELDS}
+    loss |= {field: f"${{oc.select:regime.{field},null}}" for field in ANCHOR_FIELDS}
     store.store(group="loss", name="default", node=loss)
 
 

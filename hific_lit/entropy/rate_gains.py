@@ -75,7 +75,7 @@ class AppliedGains:
     ``n_c``, and the inverse gains; what coding and decoding one file at that rate use."""
 
     def __init__(self, steps: torch.Tensor, mantissas: torch.Tensor, inverse: torch.Tensor, rate_steps: int) -> None:
-        self.rate_steps = rate_steps
+        self.rate_steps, self.steps = rate_steps, steps
         octaves = torch.div(steps, STEPS_PER_OCTAVE, rounding_mode="floor")
         self.mantissa = mantissas[steps - octaves * STEPS_PER_OCTAVE]
         self.shift = MANTISSA_BITS - octaves

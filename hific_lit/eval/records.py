@@ -53,6 +53,8 @@ class ImageResult:
     decode_s: float | None = None
     beta: float | None = None
     """The realism weight our reconstruction was decoded at (realism-conditioned models, ``realism_betas``)."""
+    rate: float | None = None
+    """The rate R our file was coded at (rate-conditioned models: the one asked for, or found for a target bpp)."""
 
 
 def mean_of(rows: list[ImageResult], key: str) -> float | None:
@@ -65,6 +67,8 @@ def means(rows: list[ImageResult]) -> dict[str, float | int | None]:
     """Means over images of bpp and each quality metric, the image count, and how many images a
     baseline could not bring up to our bpp (``unmatched``)."""
     out: dict[str, float | int | None] = {key: mean_of(rows, key) for key in ("bpp", *QUALITY_METRICS)}
+    if any(r.rate is not None for r in rows):
+        out["rate"] = mean_of(rows, "rate")
     out["images"] = len(rows)
     out["unmatched"] = sum(not r.matched for r in rows)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,9 +24,11 @@ from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
+from hific_lit.io.container import read_hfc, unpack
 from hific_lit.io.files import atomic_write_bytes, bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, encode_image, load_image, to_uint8
 from hific_lit.models.base import Codec
+from hific_lit.models.rate import rate_of_steps, section_rate_steps
 
 
 @dataclass
@@ -65,19 +68,26 @@ def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) 
 
 @torch.no_grad()
 def code_with_model(
-    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None
+    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None, coding: Mapping | None = None
 ) -> tuple[np.ndarray, float, float]:
-    """Compress ``original`` to ``hfc_path``, decompress what is on disk (at realism ``beta``, for a
-    realism-conditioned model); (uint8 image, encode s, decode s)."""
+    """Compress ``original`` to ``hfc_path`` (with the rate options ``coding`` of a rate-conditioned model:
+    ``rate`` or ``target_bpp``), decompress what is on disk (at realism ``beta``, for a realism-conditioned
+    model); (uint8 image, encode s, decode s)."""
     x = torch.from_numpy(original).permute(2, 0, 1).float().div(255.0).to(next(model.parameters()).device)
     start = time.perf_counter()
-    data = model.compress(x)
+    data = model.compress(x, **(coding or {}))
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
     x_hat = model.decompress_file(hfc_path, beta=beta)
     decode_s = time.perf_counter() - start
     return to_uint8(x_hat), encode_s, decode_s
+
+
+def file_rate(hfc_path: Path) -> float | None:
+    """The rate R a .hfc file was coded at (its ``rate`` section), or None (a model with one rate)."""
+    steps = section_rate_steps(unpack(read_hfc(hfc_path)).sections)
+    return None if steps is None else rate_of_steps(steps)
 
 
 def realism_method(beta: float) -> str:
@@ -156,15 +166,20 @@ def evaluate_image(
     scorers: Scorers,
     with_viewer: bool = True,
     betas: list[float] | None = None,
+    coding: Mapping | None = None,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
     """Ours, then each baseline at our bpp, on one image: result rows, viewer variants (none unless
     ``with_viewer``), decoded images by method. With ``betas`` (a realism-conditioned model), our file is
-    also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each."""
+    also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each.
+    ``coding``: the rate options of a rate-conditioned model (:func:`code_with_model`)."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
-    recon, encode_s, decode_s = code_with_model(model, original, hfc)
+    recon, encode_s, decode_s = code_with_model(model, original, hfc, coding=coding)
     recon_png = encode_image(recon)
     atomic_write_bytes(out_dir / "reconstructions" / f"{image}.png", recon_png)
-    ours = _result(checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s)
+    ours = _result(
+        checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s,
+        rate=file_rate(hfc),
+    )  # fmt: skip
     rows, decoded = [ours], {"hific": recon}
     variants = [
         ViewerVariant("Original", encode_image(original), "image/png"),
@@ -212,6 +227,7 @@ def evaluate_checkpoint(
     feature_cache: dict[str, torch.Tensor] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     betas: list[float] | None = None,
+    coding: Mapping | None = None,
 ) -> CheckpointResults:
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
@@ -219,6 +235,7 @@ def evaluate_checkpoint(
     first ``viewer_images`` images). ``feature_cache`` keeps the originals' FID features across calls.
     An image of more than ``max_pixels`` pixels stops the evaluation with an ImageTooLargeError.
     ``betas``: also decode each file at these realism weights (realism-conditioned models; see :func:`evaluate_image`).
+    ``coding``: the rate options every image is coded with (rate-conditioned models: one point of the RD curve).
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
@@ -227,7 +244,7 @@ def evaluate_checkpoint(
         original = to_uint8(load_image(path, max_pixels=max_pixels, option="max_pixels=N"))
         with_viewer = len(viewer) < viewer_images
         image_rows, variants, decoded = evaluate_image(
-            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas
+            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas, coding
         )
         rows += image_rows
         if fid is not None:

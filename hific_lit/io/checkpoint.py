@@ -33,6 +33,7 @@ FORMAT_VERSION = 3
 3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``)."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
 REALISM_KEY = "realism"
+RATE_KEY = "rate"
 """Realism-conditioned models (MRIC): ``{"beta_max", "default_beta"}``, the β range and the β decoded by default."""
 TRANSFORMS = ("g_a.", "g_s.")
 """State-dict prefixes of the networks whose precision may be reduced (nothing that decides symbols)."""
@@ -69,7 +70,8 @@ def save_inference_checkpoint(
 
     The coding tables are built first if they were not (:meth:`~hific_lit.models.base.Codec.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
-    A realism-conditioned model also stores its β range and default β (key ``realism``).
+    A realism-conditioned model also stores its β range and default β (key ``realism``), a rate-conditioned one
+    its anchors and default rate (key ``rate``).
     """
     model.update()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -85,6 +87,9 @@ def save_inference_checkpoint(
     realism = model.capabilities.realism
     if realism is not None:
         payload[REALISM_KEY] = {"beta_max": realism.beta_max, "default_beta": realism.default_beta}
+    rate = model.capabilities.rate
+    if rate is not None:
+        payload[RATE_KEY] = {"anchors": rate.anchors, "default_rate": rate.default}
     if discriminator is not None:
         payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
     atomic_write(path, lambda f: torch.save(payload, f))
