@@ -142,7 +142,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         for name, path in checkpoints.items()
     }
     betas = realism_betas(models, cfg.get("realism_betas"))
-    points = rate_points(models, cfg.get("rates"), cfg.get("target_bpps"))
+    curve = rate_points(models, cfg.get("rates"), cfg.get("target_bpps"))
     images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
@@ -153,7 +153,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         missing.setdefault("kid", "no FID feature extractor given")
     codecs = available_codecs(list(cfg.baselines), missing)
     rows, results, points, realism_points, viewers, feature_cache = [], {}, [], [], {}, {}
-    for (checkpoint, model), (suffix, coding) in itertools.product(models.items(), points):
+    for (checkpoint, model), (suffix, coding) in itertools.product(models.items(), curve):
         name = checkpoint + suffix
         res = evaluate_checkpoint(
             model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,

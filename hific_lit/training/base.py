@@ -95,6 +95,8 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
         gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
             missing or ``None`` means no clipping.
+        rate_gain_lr_factor: a rate-conditioned model's gains learn at this multiple of the codec's learning rate
+            (1: the same; short CPU runs need the anchors to part faster than Adam's steps of about lr each allow).
     """
 
     optimizer_names: tuple[str, ...] = ("codec", "aux")
@@ -109,6 +111,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         discriminator_optimizer: OptimizerFactory = default_adam,
         lr_schedule: LRSchedule | None = None,
         gradient_clip: Mapping[str, float | None] | None = None,
+        rate_gain_lr_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -130,6 +133,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
                 f"gradient_clip names unknown optimizers {sorted(unknown)}; known: codec, aux, discriminator"
             )
         self.iteration = 0
+        self.rate_gain_lr_factor = rate_gain_lr_factor
         self._check_anchors(arch, loss)
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, self.coding_table_buffers())
 
@@ -179,7 +183,13 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         their state with the run, so a resumed run continues the schedule where it stopped.
         """
         groups = self.parameter_groups()
+        gains = [] if self.model.rate_gains is None else list(self.model.rate_gains.parameters())
+        if gains:  # the gains in a group of their own, at rate_gain_lr_factor times the codec's learning rate
+            own = {id(p) for p in gains}
+            groups["codec"] = [{"params": [p for p in groups["codec"] if id(p) not in own]}, {"params": gains}]
         optimizers = [self.optimizer_factories[name](groups[name]) for name in self.optimizer_names]
+        if gains:
+            optimizers[self.optimizer_names.index("codec")].param_groups[1]["lr"] *= self.rate_gain_lr_factor
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_schedule.multiplier) for opt in optimizers]
         return optimizers, schedulers
 
