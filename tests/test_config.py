@@ -32,8 +32,9 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options() -> None:
-    assert set(options("arch")) == {"hific", "jt", "small", "tiny", "gc2018", "gc2018_small", "gc2018_tiny"}
-    assert set(options("regime")) == {"low", "med", "high"}
+    presets = {"hific", "jt", "small", "tiny", "hific_rate", "small_rate", "gc2018", "gc2018_small", "gc2018_tiny"}
+    assert set(options("arch")) == presets
+    assert set(options("regime")) == {"low", "med", "high", "rate"}
     assert set(options("stage")) == {"base", "gan", "gc2018", "gc2018_mse"}
     assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
     assert set(options("logger")) == {"wandb", "csv", "none"}

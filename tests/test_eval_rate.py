@@ -29,7 +29,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = HiFiC(dataclasses.replace(ARCH_PRESETS["tiny"], rate_conditioning=True))
     with torch.no_grad():
         model.rate_gains.log_gain.copy_(torch.linspace(-2.0, 1.0, 3)[:, None].expand(3, 8))
-        model.rate_gains.log_inverse_gain.copy_(-model.rate_gains.log_gain)
     save_inference_checkpoint(model, folder / "rate.pt")
     save_inference_checkpoint(HiFiC.from_preset("tiny"), folder / "fixed.pt")
     return {"rate": folder / "rate.pt", "fixed": folder / "fixed.pt"}

@@ -29,7 +29,7 @@ def spread(model: HiFiC, low: float = -2.0, high: float = 1.0) -> HiFiC:
     with torch.no_grad():
         base = torch.linspace(low, high, gains.anchors)[:, None]
         gains.log_gain.copy_(base + 0.2 * torch.rand(gains.log_gain.shape))
-        gains.log_inverse_gain.copy_(-gains.log_gain + 0.1 * torch.rand(gains.log_gain.shape))
+        gains.log_inverse_ratio.copy_(0.1 * torch.rand(gains.log_gain.shape))
     model.update(force=True)
     return model
 

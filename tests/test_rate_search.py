@@ -102,7 +102,6 @@ def rate_model() -> HiFiC:
     model = HiFiC(dataclasses.replace(ARCH_PRESETS["tiny"], rate_conditioning=True)).eval()
     with torch.no_grad():
         model.rate_gains.log_gain.copy_(torch.linspace(-2.5, 1.0, 3)[:, None] + 0.2 * torch.rand(3, 8))
-        model.rate_gains.log_inverse_gain.copy_(-model.rate_gains.log_gain)
     model.update()
     return model
 

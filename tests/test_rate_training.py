@@ -4,6 +4,10 @@ images against its own target (the paper's regimes), in both stages; warm start 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,7 +101,7 @@ def test_warm_start_from_a_fixed_rate_model_keeps_the_gains_at_one(tmp_path: Pat
     for key, value in fixed.state_dict().items():
         if "tables" not in key and "_int." not in key:
             assert torch.equal(state[key], value), key
-    assert not conditioned.rate_gains.log_gain.any() and not conditioned.rate_gains.log_inverse_gain.any()
+    assert not conditioned.rate_gains.log_gain.any() and not conditioned.rate_gains.log_inverse_ratio.any()
     x = torch.rand(1, 3, 64, 64)
     fixed.eval(), conditioned.eval()
     assert torch.allclose(fixed(x).x_hat, conditioned(x, rate=0.2).x_hat, atol=1e-6)
@@ -110,3 +114,32 @@ def test_warm_start_from_a_fixed_rate_model_keeps_the_gains_at_one(tmp_path: Pat
     again = HiFiC(TINY_RATE)
     load_codec_weights(again, tmp_path / "rate.ckpt")  # a rate-conditioned source brings its gains
     assert torch.equal(again.rate_gains.log_gain, conditioned.rate_gains.log_gain)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_decides_each_anchor_on_the_global_batch(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    run_dir, probe = tmp_path / "run", tmp_path / "probe"
+    args = [
+        "debug=fdr", "data.samples_per_epoch=16", "data.val_tiles=1", "arch=tiny", "arch.rate_conditioning=true",
+        "regime=rate", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data.batch_size=8",
+        "loss.warmup_iterations=0", "logger=csv", f"hydra.run.dir={run_dir}",
+        "+callbacks.rank_probe._target_=rank_probe.RankProbe", f"+callbacks.rank_probe.dirpath={probe}",
+    ]  # fmt: skip
+    env = os.environ | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root / "tests"), os.environ.get("PYTHONPATH")) if p)
+    cmd = [sys.executable, str(root / "scripts" / "train.py"), *args]
+    result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [[json.loads(line) for line in (probe / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    for step0, step1 in zip(*ranks, strict=True):
+        rates = step0["rates"] + step1["rates"]  # the global batch: 4 images per rank
+        bpps = step0["image_bpp_rounded"] + step1["image_bpp_rounded"]
+        for k, anchor in enumerate((0.0, 0.5, 1.0)):
+            mine = [b for r, b in zip(rates, bpps, strict=True) if r == anchor]
+            key = f"anchor{k}/decision_bpp"
+            if not mine:  # no image at this anchor in this batch (what is logged is an earlier batch's)
+                continue
+            assert step0[key] == step1[key] == pytest.approx(sum(mine) / len(mine), rel=1e-5)
+            weight = REGIMES.rate_weight(sum(mine) / len(mine), step0["iteration"] - 1, k)
+            assert step0[f"anchor{k}/rate_weight"] == step1[f"anchor{k}/rate_weight"] == weight

@@ -1,11 +1,13 @@
 """Gain units: one model for every rate, the rate R in [0, 1] chosen at encode time.
 
 After Cui et al. 2021 ("Asymmetric Gained Deep Image Compression With Continuous Rate Adaptation", CVPR;
-arXiv:2003.02012): K learned vectors of per-channel gains (the *anchors*, trained with K rate targets), a
-learned inverse gain per anchor before synthesis (asymmetric: not tied to 1/gain), and any rate between two
-anchors by exponential interpolation, ``g = g_k^(1-l) · g_k+1^l``, i.e. linear in log2 g. As QVRF (Tong et al.
-2023) and Kamisli et al. 2024 (arXiv:2402.18930) scale the quantization step, the gain here scales the residual
-that the mean-scale model codes, so that the hyperprior (h_a, h_s, the z tables) is the same at every rate::
+arXiv:2003.02012): K learned vectors of per-channel gains (the *anchors*, trained with K rate targets), a learned
+inverse gain per anchor before synthesis (asymmetric: not tied to 1/gain; learned here as its ratio to 1/gain,
+``g' = 2^b / g``, so that from the start the decoder undoes the gain and b learns only the reconstruction's
+offset), and any rate between two anchors by exponential interpolation, ``g = g_k^(1-l) · g_k+1^l`` (linear in
+log2 g). As QVRF (Tong et al. 2023) and Kamisli et al. 2024 (arXiv:2402.18930) scale the quantization step, the
+gain here scales the residual that the mean-scale model codes, so that the hyperprior (h_a, h_s, the z tables) is
+the same at every rate::
 
     symbols = round((y − μ) · g)        coded with the table of scale σ · g
     ŷ       = symbols · g' + μ          g' the inverse gain, before g_s
@@ -20,7 +22,8 @@ identically on any device (.hfc format 2's promise; docs/hfc-format.md, "The rat
 ``n_c = round((A_k·(65535 − f) + A_k+1·f) / 65535)`` 1/256 octaves (``R_q·(K − 1) = 65535·k + f``), the exact
 number ``g_c = M_(n mod 256) · 2^(n div 256) / 2^30``, and the table index comes from
 ``floor(q_σ · g_c)`` (``q_σ`` = σ in units of 2^-16, exact from the integer h_s) by the same integer thresholds as
-an unconditioned model's. The inverse gain only shapes pixels (like g_s) and is computed in floating point.
+an unconditioned model's. The inverse gain ``g' = 2^b / g_c`` (b interpolated like the gains, from its float
+anchors) only shapes pixels, like g_s, and is computed in floating point.
 """
 
 from __future__ import annotations
@@ -72,15 +75,15 @@ def _interpolation(steps: int, anchors: int) -> tuple[int, int]:
 
 class AppliedGains:
     """The gains of one rate R_q: the exact per-channel gain (float64 values of the rationals above), the steps
-    ``n_c``, and the inverse gains; what coding and decoding one file at that rate use."""
+    ``n_c``, and the inverse gains ``2^b / g``; what coding and decoding one file at that rate use."""
 
-    def __init__(self, steps: torch.Tensor, mantissas: torch.Tensor, inverse: torch.Tensor, rate_steps: int) -> None:
+    def __init__(self, steps: torch.Tensor, mantissas: torch.Tensor, ratio: torch.Tensor, rate_steps: int) -> None:
         self.rate_steps, self.steps = rate_steps, steps
         octaves = torch.div(steps, STEPS_PER_OCTAVE, rounding_mode="floor")
         self.mantissa = mantissas[steps - octaves * STEPS_PER_OCTAVE]
         self.shift = MANTISSA_BITS - octaves
         self.gain = torch.ldexp(self.mantissa.double(), -self.shift)
-        self.inverse = inverse.double()
+        self.inverse = torch.exp2(ratio.double()) / self.gain
 
     @staticmethod
     def _per_channel(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -121,7 +124,8 @@ def scale_units(scales: torch.Tensor) -> torch.Tensor:
 
 
 class RateGains(nn.Module):
-    """K anchors of learned per-channel log2 gains and log2 inverse gains, all 0 at first (gain 1: the model starts
+    """K anchors of learned per-channel log2 gains g and log2 ratios b of the inverse gain to 1/g (g' = 2^b / g),
+    all 0 at first (gains 1, inverse gains 1: the model starts
     as the fixed-rate one it may be warm-started from); their frozen integers for coding (:class:`FrozenGains`)."""
 
     def __init__(self, anchors: int, channels: int) -> None:
@@ -129,7 +133,7 @@ class RateGains(nn.Module):
         if anchors < 2:
             raise ValueError(f"a rate-conditioned model needs at least 2 anchors, got {anchors}")
         self.log_gain = nn.Parameter(torch.zeros(anchors, channels))
-        self.log_inverse_gain = nn.Parameter(torch.zeros(anchors, channels))
+        self.log_inverse_ratio = nn.Parameter(torch.zeros(anchors, channels))
         self.frozen = FrozenGains()
 
     @property
@@ -149,8 +153,8 @@ class RateGains(nn.Module):
         return torch.round(rate.float() * (self.anchors - 1)).long()
 
     def forward(self, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gain, inverse gain), each (B, C, 1, 1), at R (B,) in [0, 1], interpolated exponentially between the
-        neighbouring anchors (differentiable; exactly 2^log_gain at an anchor)."""
+        """(gain g, inverse gain 2^b / g), each (B, C, 1, 1), at R (B,) in [0, 1], interpolated exponentially between
+        the neighbouring anchors (differentiable; exactly 2^log_gain at an anchor)."""
         position = rate.float().clamp(0.0, 1.0) * (self.anchors - 1)
         k = position.floor().long().clamp(max=self.anchors - 2)
         weight = (position - k)[:, None]
@@ -159,7 +163,8 @@ class RateGains(nn.Module):
             log2 = table[k] * (1.0 - weight) + table[k + 1] * weight
             return torch.exp2(log2)[:, :, None, None]
 
-        return interpolate(self.log_gain), interpolate(self.log_inverse_gain)
+        gain = interpolate(self.log_gain)
+        return gain, interpolate(self.log_inverse_ratio) / gain
 
     @torch.no_grad()
     def update(self, force: bool = False) -> None:
@@ -175,14 +180,15 @@ class RateGains(nn.Module):
         self.frozen.mantissas = torch.round(torch.exp2(r / STEPS_PER_OCTAVE) * 2.0**MANTISSA_BITS).long().to(device)
 
     def at(self, rate_steps: int) -> AppliedGains:
-        """The gains of the rate R_q (``rate_steps``) from the frozen integers (and the float inverse gains)."""
+        """The gains of the rate R_q (``rate_steps``) from the frozen integers (and the float inverse ratios)."""
         k, f = _interpolation(rate_steps, self.anchors)
         anchors = self.frozen.anchors.cpu()
         steps = _round_div(anchors[k] * (RATE_STEPS - f) + anchors[k + 1] * f, RATE_STEPS)
         weight = f / RATE_STEPS
-        inverse_log2 = self.log_inverse_gain.detach().double().cpu()
-        inverse = torch.exp2(inverse_log2[k] * (1.0 - weight) + inverse_log2[k + 1] * weight)
-        return AppliedGains(steps, self.frozen.mantissas.cpu(), inverse, rate_steps)
+        ratio = self.log_inverse_ratio.detach().double().cpu()
+        return AppliedGains(
+            steps, self.frozen.mantissas.cpu(), ratio[k] * (1.0 - weight) + ratio[k + 1] * weight, rate_steps
+        )
 
 
 def _round_div(numerator: torch.Tensor, denominator: int) -> torch.Tensor:

@@ -341,7 +341,7 @@ class HiFiC(Codec):
         parts = [*built, ("medians", self.entropy_bottleneck.quantiles[:, 0, 1], torch.float64)]
         parts += [(f"g_s.{k}", v, torch.bfloat16) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
         if self.rate_gains is not None:  # the inverse gains shape the pixels, as g_s does
-            parts.append(("rate_gains.log_inverse_gain", self.rate_gains.log_inverse_gain, torch.bfloat16))
+            parts.append(("rate_gains.log_inverse_ratio", self.rate_gains.log_inverse_ratio, torch.bfloat16))
         return arch, parts
 
     def settle_tails(self, steps: int, lr: float = 0.5) -> float:
