@@ -69,7 +69,7 @@ def test_max_error_must_be_a_small_integer(bad: object) -> None:
 
 
 def test_tables_rows_are_the_discretized_logistic() -> None:
-    cdf, length, offset, log_thresholds, log_steps = build_tables()
+    cdf, length, offset, _, log_steps = build_tables()
     assert cdf.shape[0] == len(scale_grid()) * MEAN_BUCKETS
     # row of scale 20, bucket 2: p(v) = sigmoid((v + 1/2 - d) / s) - sigmoid((v - 1/2 - d) / s)
     row = 20 * MEAN_BUCKETS + 2

@@ -266,7 +266,7 @@ class ResidualCoder(CodingBuffers):
         return bytes(writer.out) + struct.pack("<I", writer.crc)
 
     def decode(self, data: bytes, x_hat: torch.Tensor, max_error: int) -> torch.Tensor:
-        """The uint8 (3, H, W) image within ``max_error`` of the original, from :meth:`encode`'s stream and ``x_hat``."""
+        """The uint8 (3, H, W) image within ``max_error`` of the original, from :meth:`encode` and ``x_hat``."""
         step, log_step, xp = self._plan(x_hat, max_error)
         if len(data) < 4:
             raise BitstreamError("residual stream: too short to hold its CRC32 (truncated)")
