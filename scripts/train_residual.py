@@ -49,7 +49,7 @@ def load_photo(path: Path, short_side: int = SHORT_SIDE) -> torch.Tensor:
 def decoded_pair(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, x_hat): ``x`` through the model's real coding path, x_hat as 8-bit pixels (what decompress writes)."""
     with torch.inference_mode():
-        data = model.compress(x)[0]
+        data = model.compress(x)
         return x, model.decompress(data, uint8=True)[0]
 
 

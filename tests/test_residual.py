@@ -21,6 +21,14 @@ from hific_lit.entropy.residual import (
     save_residual_coder,
     to_phases,
 )
+from hific_lit.entropy.residual_section import (
+    ResidualSection,
+    XHatMismatchError,
+    check_x_hat,
+    pack_section,
+    unpack_section,
+    x_hat_checksum,
+)
 from hific_lit.entropy.residual_tables import (
     MEAN_BUCKETS,
     UNITS,
@@ -181,3 +189,20 @@ def test_library_codecs_meet_the_bound(k: int) -> None:
     assert all(e.measured_error <= k for e in found)
     lossless = [e for e in found if not next(c for c in library_codecs() if c.name == e.codec).near]
     assert all(e.measured_error == 0 for e in lossless)
+
+
+def test_section_round_trip_and_x_hat_check() -> None:
+    x, x_hat = jpeg_pair(20, 30)
+    crc = x_hat_checksum(x_hat)
+    section = pack_section(2, torch.bfloat16, torch.device("cpu"), b"12345678", crc, b"stream-bytes")
+    parsed = unpack_section(section)
+    assert parsed == ResidualSection(2, "bf16", "cpu", b"12345678", crc, b"stream-bytes")
+    check_x_hat(parsed, x_hat)
+    other = x_hat.clone()
+    other[1, 7, 9] ^= 1
+    with pytest.raises(XHatMismatchError, match="decode on cpu with --precision bf16"):
+        check_x_hat(parsed, other)
+    with pytest.raises(BitstreamError, match="residual section"):
+        unpack_section(section[:10])
+    with pytest.raises(BitstreamError, match="residual section"):
+        unpack_section(bytes([200]) + section[1:])
