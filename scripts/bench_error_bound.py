@@ -31,7 +31,14 @@ import numpy as np
 import torch
 
 from hific_lit.checkpoint import load_inference_checkpoint
-from hific_lit.data.sample import SAMPLE_TRAIN_PHOTOS, SAMPLE_VAL_PHOTO, expand_photos, sample_photo_path, shrink, upright
+from hific_lit.data.sample import (
+    SAMPLE_TRAIN_PHOTOS,
+    SAMPLE_VAL_PHOTO,
+    expand_photos,
+    sample_photo_path,
+    shrink,
+    upright,
+)
 from hific_lit.entropy.residual import load_residual_coder, quantize_residual
 from hific_lit.eval.lossless import _imagecodecs, bounded_encodings
 from hific_lit.image_io import open_image, pil_to_tensor

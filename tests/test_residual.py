@@ -192,7 +192,7 @@ def test_library_codecs_meet_the_bound(k: int) -> None:
 
 
 def test_section_round_trip_and_x_hat_check() -> None:
-    x, x_hat = jpeg_pair(20, 30)
+    _, x_hat = jpeg_pair(20, 30)
     crc = x_hat_checksum(x_hat)
     section = pack_section(2, torch.bfloat16, torch.device("cpu"), b"12345678", crc, b"stream-bytes")
     parsed = unpack_section(section)
