@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--grid", type=int, default=4, help="phases: a grid x grid cell, coded coarse to fine")
     parser.add_argument("--max-errors", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [decoded_pair(model, load_photo(path)) for path in paths]
     val = decoded_pair(model, load_photo(sample_photo_path(SAMPLE_VAL_PHOTO)))
     print(f"{len(pairs)} training photos decoded in {time.perf_counter() - start:.0f} s", flush=True)
-    coder = ResidualCoder(width=args.width)
+    coder = ResidualCoder(width=args.width, grid=args.grid)
     optimizer = torch.optim.Adam(coder.nets.parameters(), lr=args.lr)
     decay = int(0.8 * args.iterations)
     start = time.perf_counter()
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if error > k:
             print(f"the bound K={k} was broken: max error {error}", file=sys.stderr)
             return 1
-    save_residual_coder(coder, args.out, {"base_ckpt": str(args.ckpt), "iterations": args.iterations})
+    save_residual_coder(coder, args.out, {"base_ckpt": str(args.ckpt), "args": vars(args)})
     print(f"saved {args.out}")
     return 0
 

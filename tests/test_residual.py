@@ -12,13 +12,14 @@ from skimage import data
 
 from hific_lit.entropy import residual as residual_module
 from hific_lit.entropy.residual import (
-    PHASES,
     ResidualCoder,
     dequantize_residual,
     load_residual_coder,
     quantize_residual,
     residual_step,
     save_residual_coder,
+    from_phases,
+    phase_order,
     to_phases,
 )
 from hific_lit.entropy.residual_section import (
@@ -54,7 +55,7 @@ def jpeg_pair(height: int, width: int, quality: int = 15) -> tuple[torch.Tensor,
 @pytest.fixture(scope="module")
 def coder() -> ResidualCoder:
     torch.manual_seed(3)
-    coder = ResidualCoder(width=8).eval()
+    coder = ResidualCoder(width=8, grid=2).eval()
     coder.update()
     return coder
 
@@ -105,13 +106,21 @@ def test_rows_pick_the_nearest_centre_and_the_fraction_bucket(step: int) -> None
     assert (row // MEAN_BUCKETS == nearest).double().mean() > 0.999
 
 
-def test_phases_cover_every_pixel_once() -> None:
+def test_phase_order_is_coarse_to_fine() -> None:
+    assert phase_order(2) == ((0, 0), (1, 1), (0, 1), (1, 0))
+    order = phase_order(4)
+    assert order[:4] == ((0, 0), (2, 2), (0, 2), (2, 0))
+    assert set(order[4:8]) == {(1, 1), (1, 3), (3, 1), (3, 3)} and len(set(order)) == 16
+
+
+@pytest.mark.parametrize("grid", [2, 4])
+def test_phases_cover_every_pixel_once(grid: int) -> None:
     t = torch.arange(5 * 7).view(1, 1, 5, 7)
-    phases = to_phases(t)
-    assert phases.shape == (1, 4, 1, 3, 4)
-    a, b = PHASES[1]
-    assert torch.equal(phases[0, 1, 0, :2, :3], t[0, 0, a::2, b::2])
-    assert torch.equal(residual_module._from_phases(phases[0], 5, 7), t[0])
+    phases = to_phases(t, grid)
+    assert phases.shape == (1, grid * grid, 1, -(-5 // grid), -(-7 // grid))
+    a, b = phase_order(grid)[1]
+    assert torch.equal(phases[0, 1, 0, : len(range(a, 5, grid)), : len(range(b, 7, grid))], t[0, 0, a::grid, b::grid])
+    assert torch.equal(from_phases(phases[0], 5, 7, grid), t[0])
 
 
 @pytest.mark.parametrize("k", [0, 1, 4])
@@ -134,7 +143,7 @@ def test_bands_give_the_same_outputs(coder: ResidualCoder, monkeypatch: pytest.M
     monkeypatch.undo()
     with torch.no_grad():
         out = [
-            coder._band_outputs(2, to_phases(x_hat[None])[0], torch.zeros(4, 3, 20, 12, dtype=torch.int16), 3, b)
+            coder._band_outputs(2, to_phases(x_hat[None], 2)[0], torch.zeros(4, 3, 20, 12, dtype=torch.int16), 3, b)
             for b in [(0, 20), (0, 7), (7, 13), (13, 20)]
         ]
     assert torch.equal(out[0], torch.cat(out[1:], 1))
@@ -153,7 +162,7 @@ def test_corrupt_streams_are_refused(coder: ResidualCoder) -> None:
 def test_training_lowers_the_rate() -> None:
     torch.manual_seed(0)
     x, x_hat = jpeg_pair(64, 64)
-    coder = ResidualCoder(width=8)
+    coder = ResidualCoder(width=8, grid=4)
     optimizer = torch.optim.Adam(coder.nets.parameters(), lr=3e-3)
     k = torch.tensor([0, 2])
     first = None

@@ -8,12 +8,12 @@ CVPR 2021), applied on top of a learned codec's decoding ``x_hat`` as Mentzer et
 Better Lossless Compression Using Lossy Compression" (CVPR 2020) do for lossless coding.
 
 The entropy model of ``q`` sees what the decoder has: all of ``x_hat`` and the part of ``q`` decoded
-so far. The image is cut into its four 2x2 phases (pixel ``(2i + a, 2j + b)`` is in phase ``(a, b)``),
-coded in the order ``PHASES``; the network of phase ``p`` sees ``x_hat`` (all four phases, as 12
-channels at half resolution) and the dequantized residual of phases ``0 .. p-1``, and predicts
-per pixel and colour a logistic mean and log-scale, plus three coefficients that shift G's mean by
-R's residual and B's by R's and G's (PixelCNN++'s channel conditioning, Salimans et al. 2017,
-Sec. 2.2), so that R, G and B are coded in that order. For coding, each phase network is frozen
+so far. The image is cut into the phases of a G x G grid (pixel ``(G i + a, G j + b)`` is in phase
+``(a, b)``; G = 4 by default), coded coarse to fine (:func:`phase_order`, as Adam7 interlacing or
+FLIF's): the network of phase ``p`` sees ``x_hat`` (all phases, as 3 G**2 channels at 1/G resolution)
+and the dequantized residual of phases ``0 .. p-1``, and predicts per pixel and colour a logistic
+mean and log-scale, plus three coefficients that shift G's mean by R's residual and B's by R's and
+G's (PixelCNN++'s channel conditioning, Salimans et al. 2017, Sec. 2.2), so that R, G and B are coded in that order. For coding, each phase network is frozen
 into an :class:`~hific_lit.entropy.integer.IntegerConvNet`: its inputs are multiples of 2**-6 and
 its arithmetic exact, so that encoder and decoder choose the same table rows on any device, given
 the same ``x_hat`` (which the container checks).
@@ -46,8 +46,31 @@ from hific_lit.entropy.tables import CodingBuffers, CodingTables
 from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.files import atomic_write
 
-PHASES = ((0, 0), (1, 1), (0, 1), (1, 0))
-"""Coding order of the 2x2 phases: the diagonal second, so that the last two see decoded neighbours on all sides."""
+DEFAULT_GRID = 4
+
+
+def phase_order(grid: int) -> tuple[tuple[int, int], ...]:
+    """The positions ``(a, b)`` of a ``grid`` x ``grid`` cell in coding order, coarse to fine (as Adam7 interlacing).
+
+    A position whose coordinates are both multiples of ``s`` (and not of ``2s``) belongs to level ``s``;
+    levels go from the coarsest, and within one the diagonal positions (both coordinates odd multiples
+    of ``s``) come first, so that the others see decoded neighbours on all four sides. Grid 2:
+    ``(0, 0), (1, 1), (0, 1), (1, 0)``.
+    """
+    if grid < 1 or grid & (grid - 1):
+        raise ValueError(f"the phase grid must be a power of 2, got {grid}")
+
+    def level(position: tuple[int, int]) -> tuple[int, bool, int, int]:
+        a, b = position
+        s = grid
+        while a % s or b % s:
+            s //= 2
+        diagonal = a % (2 * s) == s and b % (2 * s) == s
+        return -s, not diagonal, a, b
+
+    return tuple(sorted(((a, b) for a in range(grid) for b in range(grid)), key=level))
+
+
 INPUT_SHIFT = 6
 """Network inputs are ``(x_hat - 128) / 64``, ``step * q / 64`` and ``step / 64``: exact multiples of 2**-6."""
 INPUT_BOUND = 8.0
@@ -84,48 +107,49 @@ def dequantize_residual(x_hat: torch.Tensor, q: torch.Tensor, max_error: int) ->
     return (x_hat.to(torch.int16) + step * q.to(torch.int16)).clamp_(0, 255).to(torch.uint8)
 
 
-def to_phases(t: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, 4, C, ceil(H/2), ceil(W/2)), the phases in ``PHASES`` order; odd sides are
-    completed by repeating the last row / column."""
+def to_phases(t: torch.Tensor, grid: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, grid**2, C, ceil(H/grid), ceil(W/grid)), the phases in :func:`phase_order`; sides
+    that are not multiples of ``grid`` are completed by repeating the last row / column."""
     h, w = t.shape[-2:]
-    if h % 2 or w % 2:
-        t = torch.cat([t, t[..., -1:, :]], -2) if h % 2 else t
-        t = torch.cat([t, t[..., -1:]], -1) if w % 2 else t
-    return torch.stack([t[..., a::2, b::2] for a, b in PHASES], 1)
+    rows = torch.arange(-(-h // grid) * grid, device=t.device).clamp_(max=h - 1)
+    cols = torch.arange(-(-w // grid) * grid, device=t.device).clamp_(max=w - 1)
+    t = t.index_select(-2, rows).index_select(-1, cols)
+    return torch.stack([t[..., a::grid, b::grid] for a, b in phase_order(grid)], 1)
 
 
-def phase_valid(height: int, width: int, phase: int) -> torch.Tensor:
-    """(ceil(H/2), ceil(W/2)) bool: where ``phase`` holds a pixel of the image (not one added for an odd side)."""
-    a, b = PHASES[phase]
-    rows_ok = torch.arange(0, (height + 1) // 2) * 2 + a < height
-    cols_ok = torch.arange(0, (width + 1) // 2) * 2 + b < width
+def phase_valid(height: int, width: int, phase: int, grid: int) -> torch.Tensor:
+    """(ceil(H/grid), ceil(W/grid)) bool: where ``phase`` holds a pixel of the image (not one added to fill the grid)."""
+    a, b = phase_order(grid)[phase]
+    rows_ok = torch.arange(-(-height // grid)) * grid + a < height
+    cols_ok = torch.arange(-(-width // grid)) * grid + b < width
     return rows_ok[:, None] & cols_ok[None, :]
 
 
-def phases_valid(height: int, width: int) -> torch.Tensor:
-    """(4, 1, ceil(H/2), ceil(W/2)) bool: :func:`phase_valid` of every phase; the residual is 0 elsewhere."""
-    return torch.stack([phase_valid(height, width, p) for p in range(len(PHASES))])[:, None]
+def phases_valid(height: int, width: int, grid: int) -> torch.Tensor:
+    """(grid**2, 1, h, w) bool: :func:`phase_valid` of every phase; the residual counts as 0 elsewhere."""
+    return torch.stack([phase_valid(height, width, p, grid) for p in range(grid * grid)])[:, None]
 
 
 def phase_inputs(x_hat_phases: torch.Tensor, dequantized: torch.Tensor, phase: int, step: torch.Tensor) -> torch.Tensor:
-    """The network input of ``phase``: (B, 13 + 3 phase, h, w) float, every value a multiple of 2**-6.
+    """The network input of ``phase``: (B, 3 P + 3 phase + 1, h, w) float, every value a multiple of 2**-6.
 
-    ``x_hat_phases`` (B, 4, 3, h, w) uint8; ``dequantized`` (B, 4, 3, h, w) the dequantized residual
-    ``step * q`` (only phases before ``phase`` are read); ``step`` (B,) each image's 2K + 1.
+    ``x_hat_phases`` (B, P, 3, h, w) uint8 (P phases); ``dequantized`` (B, P, 3, h, w) the dequantized
+    residual ``step * q`` (only phases before ``phase`` are read); ``step`` (B,) each image's 2K + 1.
     """
-    b, _, _, h, w = x_hat_phases.shape
+    b, phases, _, h, w = x_hat_phases.shape
     scale = 1.0 / (1 << INPUT_SHIFT)
-    parts = [(x_hat_phases.reshape(b, 12, h, w).float() - 128.0) * scale]
+    parts = [(x_hat_phases.reshape(b, 3 * phases, h, w).float() - 128.0) * scale]
     if phase:
         parts.append(dequantized[:, :phase].reshape(b, 3 * phase, h, w).float() * scale)
     parts.append((step.view(b, 1, 1, 1).float() * scale).expand(b, 1, h, w))
     return torch.cat(parts, 1)
 
 
-def phase_network(phase: int, width: int = 32, layers: int = 3) -> nn.Sequential:
-    """The float network of ``phase``: ``layers`` 3x3 convolutions of ``width`` channels with ReLUs, then a 1x1 to 9."""
+def phase_network(phase: int, phases: int, width: int = 32, layers: int = 3) -> nn.Sequential:
+    """The float network of ``phase`` (of ``phases``): ``layers`` 3x3 convolutions of ``width`` channels with
+    ReLUs, then a 1x1 to 9."""
     modules: list[nn.Module] = []
-    channels = 13 + 3 * phase
+    channels = 3 * phases + 3 * phase + 1
     for _ in range(layers):
         modules += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
         channels = width
@@ -170,10 +194,11 @@ class ResidualCoder(CodingBuffers):
     :meth:`encode` / :meth:`decode` then code ``q`` into a self-checking stream.
     """
 
-    def __init__(self, width: int = 32, layers: int = 3) -> None:
+    def __init__(self, width: int = 32, layers: int = 3, grid: int = DEFAULT_GRID) -> None:
         super().__init__()
-        self.width, self.layers = width, layers
-        self.nets = nn.ModuleList(phase_network(p, width, layers) for p in range(len(PHASES)))
+        self.width, self.layers, self.grid = width, layers, grid
+        phases = len(phase_order(grid))
+        self.nets = nn.ModuleList(phase_network(p, phases, width, layers) for p in range(phases))
         self.exact = nn.ModuleList(IntegerConvNet(net) for net in self.nets)
         self.tables = CodingTables()
         self.register_buffer("log_thresholds", torch.zeros(0, dtype=torch.int64))
@@ -209,15 +234,15 @@ class ResidualCoder(CodingBuffers):
         """
         step = (2 * max_error + 1).view(-1, 1, 1, 1)
         r = x.to(torch.int16) - x_hat.to(torch.int16)
-        q = to_phases(torch.sign(r) * torch.div(r.abs() + (step - 1) // 2, step, rounding_mode="floor"))
-        q = q * phases_valid(x.shape[-2], x.shape[-1]).to(x.device)
-        xp = to_phases(x_hat)
+        q = to_phases(torch.sign(r) * torch.div(r.abs() + (step - 1) // 2, step, rounding_mode="floor"), self.grid)
+        q = q * phases_valid(x.shape[-2], x.shape[-1], self.grid).to(x.device)
+        xp = to_phases(x_hat, self.grid)
         dequantized = q * step[:, None]
         total = torch.zeros(x.shape[0], device=x.device)
         for p, net in enumerate(self.nets):
             out = net(phase_inputs(xp, dequantized, p, step))
             mean = channel_means(out, dequantized[:, p])
-            valid = phase_valid(x.shape[-2], x.shape[-1], p).to(x.device)
+            valid = phase_valid(x.shape[-2], x.shape[-1], p, self.grid).to(x.device)
             cost = logistic_bits(q[:, p], mean, out[:, 3:6], step)
             total = total + (cost * valid).sum((1, 2, 3))
         return total
@@ -244,17 +269,18 @@ class ResidualCoder(CodingBuffers):
         if x_hat.dtype != torch.uint8 or x_hat.dim() != 3 or x_hat.shape[0] != 3:
             raise ValueError(f"x_hat must be a (3, H, W) uint8 image, got {tuple(x_hat.shape)} {x_hat.dtype}")
         step = residual_step(max_error)
-        return step, int(self.log_steps[max_error]), to_phases(x_hat[None].cpu())[0]
+        return step, int(self.log_steps[max_error]), to_phases(x_hat[None].cpu(), self.grid)[0]
 
     def encode(self, x: torch.Tensor, x_hat: torch.Tensor, max_error: int) -> bytes:
         """The stream of ``q`` for the uint8 (3, H, W) images ``x`` and ``x_hat``: chunks, then the symbols' CRC32."""
         step, log_step, xp = self._plan(x_hat, max_error)
         height, width = x.shape[-2:]
-        q = to_phases(quantize_residual(x.cpu(), x_hat.cpu(), max_error)[None])[0] * phases_valid(height, width)
+        q = quantize_residual(x.cpu(), x_hat.cpu(), max_error)[None]
+        q = to_phases(q, self.grid)[0] * phases_valid(height, width, self.grid)
         dequantized = q * step
         writer = StreamWriter(self.tables)
-        for phase in range(len(PHASES)):
-            valid = phase_valid(height, width, phase)
+        for phase in range(len(self.nets)):
+            valid = phase_valid(height, width, phase, self.grid)
             for band in self._bands(*xp.shape[-2:]):
                 out = self._band_outputs(phase, xp, dequantized, step, band)
                 mask = valid[band[0] : band[1]]
@@ -274,8 +300,8 @@ class ResidualCoder(CodingBuffers):
         height, width = x_hat.shape[-2:]
         q = torch.zeros(xp.shape, dtype=torch.int16)
         dequantized = torch.zeros(xp.shape, dtype=torch.int16)
-        for phase in range(len(PHASES)):
-            valid = phase_valid(height, width, phase)
+        for phase in range(len(self.nets)):
+            valid = phase_valid(height, width, phase, self.grid)
             for band in self._bands(*xp.shape[-2:]):
                 out = self._band_outputs(phase, xp, dequantized, step, band)
                 mask = valid[band[0] : band[1]]
@@ -291,7 +317,7 @@ class ResidualCoder(CodingBuffers):
         reader.finish()
         if reader.crc != struct.unpack("<I", data[-4:])[0]:
             raise BitstreamError("residual stream: the decoded symbols do not match the encoder's (symbol CRC32)")
-        return dequantize_residual(x_hat.cpu(), _from_phases(q, height, width), max_error)
+        return dequantize_residual(x_hat.cpu(), from_phases(q, height, width, self.grid), max_error)
 
 
 def _add(writer: StreamWriter, symbols: torch.Tensor, rows_: torch.Tensor) -> None:
@@ -304,12 +330,12 @@ def _read(reader: StreamReader, rows_: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
 
 
-def _from_phases(phases: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`to_phases` for one image: (4, C, h, w) -> (C, H, W)."""
+def from_phases(phases: torch.Tensor, height: int, width: int, grid: int) -> torch.Tensor:
+    """Inverse of :func:`to_phases` for one image: (grid**2, C, h, w) -> (C, H, W)."""
     c, h, w = phases.shape[1:]
-    out = torch.empty(c, 2 * h, 2 * w, dtype=phases.dtype)
-    for p, (a, b) in enumerate(PHASES):
-        out[:, a::2, b::2] = phases[p]
+    out = torch.empty(c, grid * h, grid * w, dtype=phases.dtype)
+    for p, (a, b) in enumerate(phase_order(grid)):
+        out[:, a::grid, b::grid] = phases[p]
     return out[:, :height, :width]
 
 
@@ -324,6 +350,7 @@ def save_residual_coder(coder: ResidualCoder, path: str | os.PathLike, meta: dic
         "format": CODER_FORMAT,
         "width": coder.width,
         "layers": coder.layers,
+        "grid": coder.grid,
         "state_dict": {k: v.detach().cpu() for k, v in coder.state_dict().items()},
         "meta": meta or {},
     }
@@ -336,7 +363,7 @@ def load_residual_coder(path: str | os.PathLike) -> ResidualCoder:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != CODER_FORMAT:
             raise ValueError("not a residual coder file")
-        coder = ResidualCoder(int(payload["width"]), int(payload["layers"]))
+        coder = ResidualCoder(int(payload["width"]), int(payload["layers"]), int(payload["grid"]))
         coder.load_state_dict(payload["state_dict"])
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path}: cannot load a residual coder ({str(exc).splitlines()[0]})") from None
