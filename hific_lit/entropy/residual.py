@@ -215,7 +215,7 @@ class ResidualCoder(CodingBuffers):
             exact.update(net, INPUT_BOUND)
         cdf, length, offset, log_thresholds, log_steps = build_tables()
         self.tables.assign(cdf, length, offset)
-        self.log_thresholds, self.log_steps = log_thresholds, log_steps
+        self.log_thresholds, self.log_steps = log_thresholds.clone(), log_steps.clone()
 
     def fingerprint(self) -> bytes:
         """BLAKE2b-8 over the frozen networks and tables: what decoding depends on."""

@@ -18,6 +18,7 @@ once by :func:`build_tables`), so that the encoder and any decoder pick the same
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -55,6 +56,7 @@ def bucket_centres() -> torch.Tensor:
     return (torch.arange(MEAN_BUCKETS, dtype=torch.float64) + 0.5) / MEAN_BUCKETS - 0.5
 
 
+@functools.cache
 def build_tables() -> tuple[torch.Tensor, ...]:
     """(cdf, length, offset, log_thresholds, log_steps) of the residual's coding.
 
@@ -62,7 +64,7 @@ def build_tables() -> tuple[torch.Tensor, ...]:
     centred at ``bucket_centres()[bucket]``: ``p(v) = F((v + 1/2 - d) / s) - F((v - 1/2 - d) / s)``, the
     tails in the overflow bin. ``log_thresholds`` (RESIDUAL_SCALES - 1, int64) are the log-scale
     midpoints between neighbouring scales and ``log_steps`` (MAX_ERROR_LIMIT + 1, int64) ``ln(2K + 1)``,
-    both in units of 2**-16 (see :func:`rows`).
+    both in units of 2**-16 (see :func:`rows`). Built once per process; callers copy what they keep.
     """
     scales = scale_grid()
     radius = torch.ceil(scales * logistic_tail_quantile()).long().clamp_(1, min(RADIUS_LIMIT, MAX_RADIUS))
