@@ -14,12 +14,12 @@ from hific_lit.entropy import residual as residual_module
 from hific_lit.entropy.residual import (
     ResidualCoder,
     dequantize_residual,
+    from_phases,
     load_residual_coder,
+    phase_order,
     quantize_residual,
     residual_step,
     save_residual_coder,
-    from_phases,
-    phase_order,
     to_phases,
 )
 from hific_lit.entropy.residual_section import (

@@ -13,10 +13,11 @@ so far. The image is cut into the phases of a G x G grid (pixel ``(G i + a, G j 
 FLIF's): the network of phase ``p`` sees ``x_hat`` (all phases, as 3 G**2 channels at 1/G resolution)
 and the dequantized residual of phases ``0 .. p-1``, and predicts per pixel and colour a logistic
 mean and log-scale, plus three coefficients that shift G's mean by R's residual and B's by R's and
-G's (PixelCNN++'s channel conditioning, Salimans et al. 2017, Sec. 2.2), so that R, G and B are coded in that order. For coding, each phase network is frozen
-into an :class:`~hific_lit.entropy.integer.IntegerConvNet`: its inputs are multiples of 2**-6 and
-its arithmetic exact, so that encoder and decoder choose the same table rows on any device, given
-the same ``x_hat`` (which the container checks).
+G's (PixelCNN++'s channel conditioning, Salimans et al. 2017, Sec. 2.2), so that R, G and B are coded in
+that order. For coding, each phase network is frozen into an
+:class:`~hific_lit.entropy.integer.IntegerConvNet`: its inputs are multiples of 2**-6 and its
+arithmetic exact, so that encoder and decoder choose the same table rows on any device, given the
+same ``x_hat`` (which the container checks).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def to_phases(t: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 def phase_valid(height: int, width: int, phase: int, grid: int) -> torch.Tensor:
-    """(ceil(H/grid), ceil(W/grid)) bool: where ``phase`` holds a pixel of the image (not one added to fill the grid)."""
+    """(ceil(H/grid), ceil(W/grid)) bool: where ``phase`` holds a pixel of the image, not one added to fill the grid."""
     a, b = phase_order(grid)[phase]
     rows_ok = torch.arange(-(-height // grid)) * grid + a < height
     cols_ok = torch.arange(-(-width // grid)) * grid + b < width
