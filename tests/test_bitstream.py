@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.bitstream import (
+from hific_lit.errors import BitstreamError
+from hific_lit.io.container import (
     HEADER_SIZE,
     HEADER_SIZES,
     MAGIC,
@@ -22,7 +23,6 @@ from hific_lit.bitstream import (
     unpack,
     write_hfc,
 )
-from hific_lit.errors import BitstreamError
 
 
 @pytest.fixture(scope="module")

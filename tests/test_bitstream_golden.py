@@ -15,10 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hific_lit import HiFiC, format_v1
-from hific_lit.bitstream import unpack
-from hific_lit.image_io import save_image, to_uint8
-from hific_lit.padding import pad_to_multiple
+from hific_lit import HiFiC
+from hific_lit.io.container import unpack
+from hific_lit.io.images import save_image, to_uint8
+from hific_lit.models.hific import format_v1
+from hific_lit.nn.padding import pad_to_multiple
 
 EXPECTED = Path(__file__).parent / "expected"
 GOLDEN_V1 = EXPECTED / "golden_tiny.hfc"

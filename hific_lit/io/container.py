@@ -25,14 +25,18 @@ a message naming the problem; :func:`read_hfc` and :func:`write_hfc` read and (a
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from hific_lit.errors import BitstreamError
-from hific_lit.files import atomic_write_bytes
+from hific_lit.io.files import atomic_write_bytes
 
 MAGIC = b"HFIC"
 FORMAT_VERSION = 2
@@ -48,7 +52,7 @@ HEADER_SIZES = {version: fields.size + 8 for version, fields in _FIELDS.items()}
 """Header bytes, both CRCs included: 62 in version 1, 60 in version 2."""
 HEADER_SIZE = HEADER_SIZES[FORMAT_VERSION]
 MODEL_KINDS = {0: "hific", 1: "gc2018"}
-"""Byte 15 of a version-2 header: the model that wrote the file. A GC2018 file (:mod:`hific_lit.gc2018`) has
+"""Byte 15 of a version-2 header: the model that wrote the file. A GC2018 file (:mod:`hific_lit.models.gc2018`) has
 no hyperlatent: its z shape is (0, 0, 0) and its hyperlatent stream is empty."""
 
 
@@ -75,11 +79,12 @@ class Header:
 
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
-    """Header, CRCs and both streams as the bytes of a .hfc file (of ``header.version``)."""
+    """Header, CRCs and both streams as the bytes of a .hfc file (of ``header.version``; :func:`write_container`)."""
     if (header.z_length, header.y_length) != (len(z_stream), len(y_stream)):
         raise ValueError("the header's stream lengths do not match the streams")
-    head = pack_header(header, zlib.crc32(y_stream, zlib.crc32(z_stream)))  # the payload's CRC, uncopied
-    return b"".join((head, z_stream, y_stream))
+    out = io.BytesIO()
+    write_container(out, header, z_stream, lambda write: write(y_stream))
+    return out.getvalue()
 
 
 def pack_header(header: Header, payload_crc: int) -> bytes:
@@ -100,6 +105,42 @@ def pack_header(header: Header, payload_crc: int) -> bytes:
         raise ValueError(f"cannot write .hfc format version {header.version}")
     head = fields + struct.pack("<I", payload_crc)
     return head + struct.pack("<I", zlib.crc32(head))
+
+
+class _Payload:
+    """Passes bytes on to a file, counting them and their CRC32."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.size, self.crc = f, 0, 0
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.size += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+
+
+def write_container(
+    f: BinaryIO, header: Header, z_stream: bytes, write_y: Callable[[Callable[[bytes], None]], None]
+) -> int:
+    """Write a .hfc file (of ``header.version``) at ``f``'s position (``f`` seekable; left at the end of the file);
+    the bytes written. The one writer of .hfc files (:func:`pack` writes through it into memory).
+
+    The header goes first in the file but is written last, over a placeholder, once the stream lengths and the
+    payload's CRC32 are known (``header``'s lengths are replaced): ``write_y(write)`` codes the latent stream
+    into ``write`` piece by piece, so a large image's stream (~60 MB for a 144-megapixel photo with the
+    ``small`` model) never exists whole in memory, nor do the copies that joining header and streams makes.
+    """
+    start = f.tell()
+    f.write(bytes(HEADER_SIZES[header.version]))
+    payload = _Payload(f)
+    payload.write(z_stream)
+    write_y(payload.write)
+    header = dataclasses.replace(header, z_length=len(z_stream), y_length=payload.size - len(z_stream))
+    end = f.tell()
+    f.seek(start)
+    f.write(pack_header(header, payload.crc))
+    f.seek(end)
+    return end - start
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
