@@ -3,18 +3,19 @@ and which decoding settings reproduce x_hat exactly (docs/error-bound.md).
 
 Usage::
 
-    python scripts/bench_error_bound.py --ckpt outputs/demo/gan/inference.ckpt --coder outputs/residual/demo.pt
+    python scripts/bench_error_bound.py --ckpt outputs/demo/gan/bounded.ckpt   # from scripts/train_residual.py
 
 Photos, each shrunk (Lanczos) to a shorter side of 512 as the demo model trains: the held-out set is
 the 12 photos of Debian's ``mate-backgrounds`` (``/usr/share/backgrounds/mate/nature``, trained on by
 neither the demo model nor the residual coder) and scikit-image's astronaut (the demo's validation
 photo); the bound is checked on those 13 and on the 7 other bundled photos (20 in all). For each photo
-and K: the model's .hfc (its real bytes), x_hat as decompress writes it (8 bits), the residual coded by
-the residual coder (real bytes), decoded and compared with the original on every pixel; the library
+and K: the error-bounded .hfc file (``compress(max_error=K)``, its real bytes), decoded by ``decompress`` and
+compared with the original on every pixel; the library
 codecs of :mod:`hific_lit.eval.lossless` on the same photo, each decoded and measured; and JPEG-XL
 (lossless) on the same quantized residual (``q mod 256`` as an 8-bit image), the library alternative
 to the learned residual model. Part 2 decodes photos under each setting and compares x_hat with the
-reference decoding. Writes ``outputs/bench/error_bound.json`` and prints a summary.
+reference decoding, and decodes an error-bounded file with g_s in bfloat16 (refused or not). Writes
+``outputs/bench/error_bound.json`` and prints a summary.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import (
     SAMPLE_TRAIN_PHOTOS,
     SAMPLE_VAL_PHOTO,
@@ -39,13 +39,17 @@ from hific_lit.data.sample import (
     shrink,
     upright,
 )
-from hific_lit.entropy.residual import load_residual_coder, quantize_residual
-from hific_lit.eval.lossless import _imagecodecs, bounded_encodings
-from hific_lit.image_io import open_image, pil_to_tensor
+from hific_lit.entropy.residual import quantize_residual
+from hific_lit.entropy.residual_section import XHatMismatchError
+from hific_lit.eval.lossless import bounded_encodings, imagecodecs_module
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.images import open_image, pil_to_tensor
 
 HELD_OUT = "/usr/share/backgrounds/mate/nature/*.jpg"
 OUTPUT = Path("outputs/bench/error_bound.json")
 SHORT_SIDE = 512
+NEAR_CODECS = ("jpegls", "jpegxl-q")
+"""At K >= 1 (webp-q, slower, measured above JPEG-XL's quantized pixels on the astronaut, is left out)."""
 
 
 def load_photo(path: Path) -> torch.Tensor:
@@ -55,14 +59,14 @@ def load_photo(path: Path) -> torch.Tensor:
 
 def residual_with_jpegxl(x: torch.Tensor, x_hat: torch.Tensor, k: int) -> int | None:
     """Bytes of JPEG-XL (lossless) coding ``q mod 256`` as an 8-bit RGB image (q decodes from it given x_hat)."""
-    ic = _imagecodecs()
+    ic = imagecodecs_module()
     if ic is None:
         return None
     q = quantize_residual(x, x_hat, k).permute(1, 2, 0).numpy()
     return len(ic.jpegxl_encode(np.ascontiguousarray((q % 256).astype(np.uint8)), lossless=True, effort=7))
 
 
-def measure_photo(model, coder, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool) -> dict:
+def measure_photo(model, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool) -> dict:
     """Everything measured on one photo."""
     pixels = x.shape[1] * x.shape[2]
     with torch.inference_mode():
@@ -73,19 +77,20 @@ def measure_photo(model, coder, name: str, x: torch.Tensor, max_errors: list[int
     lossless = {e.codec: e for e in bounded_encodings(x.permute(1, 2, 0).numpy(), 0)} if held_out else {}
     for k in max_errors:
         start = time.perf_counter()
-        stream = coder.encode(x, x_hat, k)
-        encode_s = time.perf_counter() - start
-        decoded = coder.decode(stream, x_hat, k)
+        with torch.inference_mode():
+            data = model.compress(x, max_error=k)
+            encode_s = time.perf_counter() - start
+            decoded = model.decompress(data, uint8=True)[0]
         entry = {
-            "residual_bpp": 8 * len(stream) / pixels,
-            "total_bpp": 8 * (len(hfc) + len(stream)) / pixels,
+            "total_bpp": 8 * len(data) / pixels,
+            "residual_share": 1 - len(hfc) / len(data),
             "max_error": int((decoded.int() - x.int()).abs().max()),
             "encode_s": encode_s,
             "decode_s": time.perf_counter() - start - encode_s,
         }
         if held_out:
-            near = bounded_encodings(x.permute(1, 2, 0).numpy(), k) if k else list(lossless.values())
-            library = {e.codec: e for e in near} | {c: e for c, e in lossless.items()}
+            near = bounded_encodings(x.permute(1, 2, 0).numpy(), k, NEAR_CODECS) if k else []
+            library = {e.codec: e for e in near} | lossless
             entry["library_bpp"] = {c: e.bpp(*x.shape[1:]) for c, e in library.items()}
             entry["library_max_error"] = {c: e.measured_error for c, e in library.items()}
             jxl = residual_with_jpegxl(x, x_hat, k)
@@ -94,6 +99,18 @@ def measure_photo(model, coder, name: str, x: torch.Tensor, max_errors: list[int
         record[f"K={k}"] = entry
         print(f"  {name} K={k}: {entry['total_bpp']:.3f} bpp, max error {entry['max_error']}", flush=True)
     return record
+
+
+def mismatch_refused(model, x: torch.Tensor) -> str:
+    """Decode an error-bounded file (K = 1) with g_s in bfloat16: what happens."""
+    data = model.compress(x, max_error=1)
+    other = copy.deepcopy(model)
+    other.g_s.to(torch.bfloat16)
+    try:
+        decoded = other.decompress(data, uint8=True)[0]
+    except XHatMismatchError as exc:
+        return f"refused: {exc}"
+    return f"decoded (x_hat identical), max error {int((decoded.int() - x.int()).abs().max())}"
 
 
 def decoding_settings(model, x: torch.Tensor) -> dict[str, bool]:
@@ -135,9 +152,11 @@ def summarize(records: list[dict], max_errors: list[int]) -> dict:
         codecs = sorted({c for e in entries for c, err in e["library_max_error"].items() if err <= k})
         library = {c: statistics.mean(e["library_bpp"][c] for e in entries) for c in codecs}
         ours = statistics.mean(e["total_bpp"] for e in entries)
+        share = statistics.mean(e["residual_share"] for e in entries)
         best = min(library, key=library.get)
         summary[f"K={k}"] = {
             "ours_bpp": ours,
+            "residual_share": share,
             "hfc_bpp": statistics.mean(r["hfc_bpp"] for r in held),
             "residual_jpegxl_plus_hfc_bpp": statistics.mean(
                 e["residual_jpegxl_bpp"] + r["hfc_bpp"] for e, r in zip(entries, held, strict=True)
@@ -155,24 +174,23 @@ def summarize(records: list[dict], max_errors: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", default="outputs/demo/gan/inference.ckpt")
-    parser.add_argument("--coder", default="outputs/residual/demo.pt")
+    parser.add_argument("--ckpt", default="outputs/demo/gan/bounded.ckpt", help="a checkpoint with a residual coder")
     parser.add_argument("--max-errors", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--held-out", default=HELD_OUT)
     parser.add_argument("--settings-photos", type=int, default=2, help="photos decoded under each setting (part 2)")
     parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args()
     model = load_inference_checkpoint(args.ckpt)
-    coder = load_residual_coder(args.coder)
     photos = [(p.stem, p, True) for p in expand_photos([args.held_out])]
     photos.append((SAMPLE_VAL_PHOTO, sample_photo_path(SAMPLE_VAL_PHOTO), True))
     photos += [(name, sample_photo_path(name), False) for name in SAMPLE_TRAIN_PHOTOS]
     records = []
     for name, path, held_out in photos:
-        records.append(measure_photo(model, coder, name, load_photo(path), args.max_errors, held_out))
+        records.append(measure_photo(model, name, load_photo(path), args.max_errors, held_out))
     settings = {name: decoding_settings(model, load_photo(path)) for name, path, _ in photos[: args.settings_photos]}
+    mismatch = mismatch_refused(model, load_photo(photos[0][1]))
     summary = summarize(records, args.max_errors)
-    result = {"ckpt": args.ckpt, "coder": args.coder, "summary": summary, "settings": settings, "photos": records}
+    result = {"ckpt": args.ckpt, "summary": summary, "settings": settings, "bf16_decode": mismatch, "photos": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     for k, s in summary.items():
@@ -181,6 +199,7 @@ def main() -> None:
         print(f"   library: {library}; ours vs best ({s['best_library']}) {100 * s['ours_vs_best']:+.1f} %")
     for name, found in settings.items():
         print(f"x_hat identical, {name}: " + ", ".join(f"{s}: {v}" for s, v in found.items()))
+    print(f"bounded file decoded with g_s in bfloat16: {mismatch}")
     print(f"wrote {args.out}")
 
 

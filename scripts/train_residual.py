@@ -2,17 +2,18 @@
 
 Usage::
 
-    python scripts/train_residual.py --ckpt outputs/demo/gan/inference.ckpt --out outputs/residual/demo.pt
+    python scripts/train_residual.py --ckpt outputs/demo/gan/inference.ckpt --out outputs/demo/gan/bounded.ckpt
 
 Each training photo (scikit-image's bundled ones but the astronaut, and the demo's Debian wallpapers
 ``/usr/share/backgrounds/*_by_*.jpg``), shrunk to a shorter side of 512 as the demo trains, goes once
 through the model's real coding path (``compress`` then ``decompress`` to 8 bits), giving (x, x_hat)
 pairs. The four phase networks of :class:`~hific_lit.entropy.residual.ResidualCoder` then learn the
-rate of the quantized residual on random 128x128 crops (at even offsets, so that phases keep their
+rate of the quantized residual on random 96x96 crops (at even offsets, so that phases keep their
 meaning), each crop with a bound K drawn from ``--max-errors``; Adam, the learning rate x0.1 for
 the last fifth. At the end the networks are frozen (``update()``), the astronaut's residual is
-really coded at each K, the decoding checked against the bound, and the coder saved with
-:func:`~hific_lit.entropy.residual.save_residual_coder`.
+really coded at each K through ``compress(max_error=K)``, the decoding checked against the bound, and the
+model saved with its residual coder as a new inference checkpoint (``--out``): ``hific compress --max-error K``
+takes it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import (
     SAMPLE_TRAIN_PHOTOS,
     SAMPLE_VAL_PHOTO,
@@ -34,8 +34,9 @@ from hific_lit.data.sample import (
     shrink,
     upright,
 )
-from hific_lit.entropy.residual import ResidualCoder, save_residual_coder
-from hific_lit.image_io import open_image, pil_to_tensor
+from hific_lit.entropy.residual import ResidualCoder
+from hific_lit.io.checkpoint import load_inference_checkpoint, read_inference_checkpoint, save_inference_checkpoint
+from hific_lit.io.images import open_image, pil_to_tensor
 
 DEFAULT_PHOTOS = "/usr/share/backgrounds/*_by_*.jpg"
 SHORT_SIDE = 512
@@ -77,12 +78,14 @@ def bits_per_pixel(coder: ResidualCoder, x: torch.Tensor, x_hat: torch.Tensor, m
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="inference checkpoint of the model whose residuals are coded")
-    parser.add_argument("--out", default="outputs/residual/coder.pt")
+    parser.add_argument(
+        "--out", required=True, help="the inference checkpoint to write: the model and its residual coder"
+    )
     parser.add_argument("--photos", nargs="*", default=[DEFAULT_PHOTOS], help="glob patterns of training photos")
-    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=700)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--grid", type=int, default=4, help="phases: a grid x grid cell, coded coarse to fine")
     parser.add_argument("--max-errors", type=int, nargs="+", default=[0, 1, 2, 4])
@@ -115,15 +118,17 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - start
             print(f"it {iteration} train {3 * loss.item():.3f} bpp | astronaut {rates} | {elapsed:.0f} s", flush=True)
     coder.update()
-    x, x_hat = val
+    model.attach_residual_coder(coder)
+    save_inference_checkpoint(model, args.out, read_inference_checkpoint(args.ckpt).get("config"))
+    x = val[0]
     for k in args.max_errors:
-        data = coder.encode(x, x_hat, k)
-        error = int((coder.decode(data, x_hat, k).int() - x.int()).abs().max())
-        print(f"astronaut K={k}: {8 * len(data) / (x.shape[1] * x.shape[2]):.3f} bpp coded, max error {error}")
+        data = model.compress(x, max_error=k)
+        error = int((model.decompress(data, uint8=True)[0].int() - x.int()).abs().max())
+        print(f"astronaut K={k}: {8 * len(data) / (x.shape[1] * x.shape[2]):.3f} bpp (.hfc file), max error {error}")
         if error > k:
-            print(f"the bound K={k} was broken: max error {error}", file=sys.stderr)
+            Path(args.out).unlink()
+            print(f"the bound K={k} was broken (max error {error}); {args.out} removed", file=sys.stderr)
             return 1
-    save_residual_coder(coder, args.out, {"base_ckpt": str(args.ckpt), "args": vars(args)})
     print(f"saved {args.out}")
     return 0
 

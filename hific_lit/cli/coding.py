@@ -16,18 +16,21 @@ import torch
 from tqdm import tqdm
 
 from hific_lit.cli.common import add_command, option_type, parse_realism
-from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
-from hific_lit.io.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.entropy.residual_section import unpack_section
+from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
+from hific_lit.io.checkpoint import REALISM_KEY, RESIDUAL_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
+from hific_lit.models.error_bound import NO_CODER
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
 from hific_lit.runtime.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
 def _load_model(args: argparse.Namespace) -> Codec:
@@ -186,6 +189,11 @@ def run_compress(args: argparse.Namespace) -> int:
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
+    bound = model.capabilities.error_bound
+    if args.max_error is not None and (bound is None or not 0 <= args.max_error <= bound):
+        raise SettingError(
+            f"{args.ckpt}: {NO_CODER}" if bound is None else f"--max-error {args.max_error}: choose K in 0..{bound}"
+        )
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
@@ -196,13 +204,18 @@ def run_compress(args: argparse.Namespace) -> int:
         release_memory_for(height * width)
         tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
         # the file is written as it is coded, and the image freed once the analysis has run
-        bits = model.compress_to_file(loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"])
+        bits = model.compress_to_file(
+            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], max_error=args.max_error
+        )
         return height, width, loaded.notes, bits
 
     def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
         height, width, notes, estimated_bits = result
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
+        if args.max_error is not None:
+            residual = unpack(dst.read_bytes())[0].residual_length
+            note = f", max error {args.max_error} (residual {100 * residual / size:.1f} % of the file){note}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
             f" (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
@@ -235,11 +248,20 @@ def run_decompress(args: argparse.Namespace) -> int:
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
         header = unpack(loaded.value)[0]
+        if header.residual_length and not args.no_residual and dst.suffix.lower() in LOSSY_SUFFIXES:
+            raise SettingError(
+                f"{dst}: the file is error-bounded; a lossy {dst.suffix} would break the bound: write PNG or TIFF"
+            )
         pixels = header.height * header.width
         release_memory_for(pixels)
         tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
         return model.decompress(
-            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta
+            loaded.take(),
+            max_memory=tiling["max_memory"],
+            progress=tiling["progress"],
+            uint8=True,
+            beta=beta,
+            residual=not args.no_residual,
         )
 
     stages = FileStages(lambda src: _Handed(read_hfc(src)), compute, write)
@@ -256,6 +278,11 @@ def file_info(path: Path) -> dict[str, object]:
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
     info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
     info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
+    if header.residual_length:
+        section = unpack_section(data[len(data) - header.residual_length :])
+        info["max_error"] = section.max_error
+        info["residual"] = f"{100 * header.residual_length / len(data):.1f} % of the file"
+        info["x_hat_from"] = f"{section.precision} on {section.device} (decode so)"
     return info
 
 
@@ -273,6 +300,8 @@ def checkpoint_info(path: Path) -> dict[str, object]:
     if realism is not None:
         default = round(realism["default_beta"] / realism["beta_max"], 4)
         info.update(beta_max=realism["beta_max"], default_realism=default)
+    bounded = RESIDUAL_KEY in payload
+    info["error_bound"] = "yes (hific compress --max-error K)" if bounded else "no (no residual coder)"
     return info
 
 
@@ -338,6 +367,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
     )
+    compress.add_argument(
+        "--max-error",
+        type=int,
+        metavar="K",
+        help="keep every 8-bit pixel value of the decoding within K of the image's (0 = lossless, up to 127): the "
+        "residual is coded in the file (checkpoints with a residual coder; hific info CKPT says). Decode in the "
+        "encoder's precision and device (docs/error-bound.md)",
+    )
     example = "hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
@@ -352,6 +389,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="models trained with realism conditioning (MRIC; hific info CKPT says): 0 = lowest distortion (beta 0) "
         "... 1 = most realistic (the model's largest beta); the same file decodes at any R. Default: the "
         "checkpoint's (1 unless it stores another)",
+    )
+    decompress.add_argument(
+        "--no-residual",
+        action="store_true",
+        help="for error-bounded files: the model's decoding alone, without the residual (and without the bound)",
     )
     info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
     info.add_argument(

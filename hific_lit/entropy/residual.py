@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import pickle
 import struct
 from collections.abc import Iterator
 
@@ -45,7 +43,6 @@ from hific_lit.entropy.residual_tables import (
 )
 from hific_lit.entropy.tables import CodingBuffers, CodingTables
 from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.files import atomic_write
 
 DEFAULT_GRID = 4
 
@@ -343,31 +340,23 @@ def from_phases(phases: torch.Tensor, height: int, width: int, grid: int) -> tor
 CODER_FORMAT = "hific-lit residual coder"
 
 
-def save_residual_coder(coder: ResidualCoder, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Write a frozen coder (its networks, float and integer, and tables) atomically to ``path``."""
+def coder_payload(coder: ResidualCoder) -> dict:
+    """A frozen coder as plain data (its layout, networks and tables), stored in the model's checkpoint."""
     if not coder.built:
         raise ValueError("freeze the residual coder with update() before saving it")
-    payload = {
-        "format": CODER_FORMAT,
-        "width": coder.width,
-        "layers": coder.layers,
-        "grid": coder.grid,
-        "state_dict": {k: v.detach().cpu() for k, v in coder.state_dict().items()},
-        "meta": meta or {},
-    }
-    atomic_write(path, lambda f: torch.save(payload, f))
+    state = {k: v.detach().cpu() for k, v in coder.state_dict().items()}
+    return {"format": CODER_FORMAT, "width": coder.width, "layers": coder.layers, "grid": coder.grid, "state": state}
 
 
-def load_residual_coder(path: str | os.PathLike) -> ResidualCoder:
-    """A coder saved by :func:`save_residual_coder`; :class:`CheckpointError` for anything else."""
+def coder_from_payload(payload: object, source: str) -> ResidualCoder:
+    """The coder of :func:`coder_payload`; :class:`CheckpointError` naming ``source`` for anything else."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(payload, dict) or payload.get("format") != CODER_FORMAT:
-            raise ValueError("not a residual coder file")
+            raise ValueError("not a residual coder")
         coder = ResidualCoder(int(payload["width"]), int(payload["layers"]), int(payload["grid"]))
-        coder.load_state_dict(payload["state_dict"])
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: cannot load a residual coder ({str(exc).splitlines()[0]})") from None
+        coder.load_state_dict(payload["state"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{source}: cannot load its residual coder ({str(exc).splitlines()[0]})") from None
     if not coder.built:
-        raise CheckpointError(f"{path}: the residual coder is not frozen")
+        raise CheckpointError(f"{source}: its residual coder is not frozen")
     return coder.eval()

@@ -1,7 +1,7 @@
 """Library codecs that keep every pixel within K of the original: what the error bound is measured against.
 
 At K = 0 the lossless codecs: PNG (Pillow, zlib level 9), lossless WebP (Pillow/libwebp, ``method=6``,
-``quality=100``: its slowest, smallest setting), lossless JPEG-XL (libjxl, effort 9), lossless
+``quality=100``: its slowest, smallest setting), lossless JPEG-XL (libjxl, effort 7, its default), lossless
 JPEG 2000 (OpenJPEG, 5/3 wavelet) and JPEG-LS (CharLS). At K >= 1 the near-lossless ones, each with a
 guaranteed per-pixel bound: JPEG-LS with NEAR = K (ISO/IEC 14495-1), and JPEG-XL or WebP coding
 ``floor((x + K) / (2K + 1))``, the pixels quantized with step 2K + 1, losslessly (decoded as
@@ -26,7 +26,8 @@ from PIL import Image, features
 
 
 @functools.cache
-def _imagecodecs() -> ModuleType | None:
+def imagecodecs_module() -> ModuleType | None:
+    """The optional imagecodecs package, or None."""
     try:
         import imagecodecs
     except ImportError:
@@ -86,9 +87,9 @@ def library_codecs() -> tuple[LibraryCodec, ...]:
     codecs = [_lossless("png", _pillow("PNG", optimize=True, compress_level=9), _pillow_decode)]
     if features.check("webp"):
         codecs.append(_lossless("webp", webp, _pillow_decode))
-    ic = _imagecodecs()
+    ic = imagecodecs_module()
     if ic is not None:
-        jxl = functools.partial(ic.jpegxl_encode, lossless=True, effort=9)
+        jxl = functools.partial(ic.jpegxl_encode, lossless=True, effort=7)
         codecs += [
             _lossless("jpegxl", jxl, ic.jpegxl_decode),
             _lossless("jpeg2000", functools.partial(ic.jpeg2k_encode, level=0, reversible=True), ic.jpeg2k_decode),

@@ -18,6 +18,9 @@ Byte layout of format version 2 (all integers little-endian; docs/hfc-format.md 
         56    4  CRC32 of bytes 0..55 (the header above)
         60       hyperlatent stream, then latent stream (each ends with the CRC32 of its symbols)
 
+Version 3 is version 2 with a third section, the residual of the error bound (``hific compress --max-error K``):
+its length (uint32) at offset 52 moves both CRCs 4 bytes on (header of 64 bytes), and the section follows the
+latent stream (:mod:`hific_lit.entropy.residual_section`). Files without it are still written as version 2.
 Version 1 (still read) has no likelihood byte and holds the CRC32 of all symbols in the header
 instead of each stream. Any malformed input raises :class:`~hific_lit.errors.BitstreamError` with
 a message naming the problem; :func:`read_hfc` and :func:`write_hfc` read and (atomically) write files.
@@ -39,18 +42,22 @@ from hific_lit.errors import BitstreamError
 from hific_lit.io.files import atomic_write_bytes
 
 MAGIC = b"HFIC"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+PLAIN_VERSION = 2
+"""The version written for files without a residual section (those a version-2 reader decodes)."""
 SUFFIX = ".hfc"
 FINGERPRINT_SIZE = 8
 _FIELDS = {
     1: struct.Struct("<4sH8sIIHIIHIIIII"),
     2: struct.Struct("<4sH8sBBIIHIIHIIII"),
+    3: struct.Struct("<4sH8sBBIIHIIHIIIII"),
 }
-"""The header up to the payload CRC; version 1's ends with the symbols' CRC32."""
+"""The header up to the payload CRC; version 1's ends with the symbols' CRC32, version 3's with the residual
+section's length."""
 HEADER_SIZES = {version: fields.size + 8 for version, fields in _FIELDS.items()}
-"""Header bytes, both CRCs included: 62 in version 1, 60 in version 2."""
-HEADER_SIZE = HEADER_SIZES[FORMAT_VERSION]
+"""Header bytes, both CRCs included: 62 in version 1, 60 in version 2, 64 in version 3."""
+HEADER_SIZE = HEADER_SIZES[PLAIN_VERSION]
 MODEL_KINDS = {0: "hific", 1: "gc2018"}
 """Byte 15 of a version-2 header: the model that wrote the file. A GC2018 file (:mod:`hific_lit.models.gc2018`) has
 no hyperlatent: its z shape is (0, 0, 0) and its hyperlatent stream is empty."""
@@ -62,7 +69,8 @@ class Header:
 
     ``likelihood`` is the latent likelihood's code (version 2; version 1 files are Gaussian);
     ``symbols_crc`` is the CRC32 of all symbols (version 1 only; version 2 streams check themselves);
-    ``kind`` the model kind (:data:`MODEL_KINDS`, version 2; version 1 files are HiFiC).
+    ``kind`` the model kind (:data:`MODEL_KINDS`, version 2; version 1 files are HiFiC); ``residual_length`` the
+    bytes of the residual section (version 3; 0 in earlier versions).
     """
 
     fingerprint: bytes
@@ -72,10 +80,11 @@ class Header:
     z_shape: tuple[int, int, int]
     z_length: int
     y_length: int
-    version: int = FORMAT_VERSION
+    version: int = PLAIN_VERSION
     likelihood: int = 0
     symbols_crc: int | None = None
     kind: int = 0
+    residual_length: int = 0
 
 
 def pack(header: Header, z_stream: bytes, y_stream: bytes) -> bytes:
@@ -92,7 +101,7 @@ def pack_header(header: Header, payload_crc: int) -> bytes:
     :data:`HEADER_SIZES` bytes, its own CRC32 last. The payload follows it in the file."""
     if len(header.fingerprint) != FINGERPRINT_SIZE:
         raise ValueError(f"the fingerprint must be {FINGERPRINT_SIZE} bytes, not {len(header.fingerprint)}")
-    if max(header.z_length, header.y_length, header.height, header.width) >= 1 << 32:
+    if max(header.z_length, header.y_length, header.residual_length, header.height, header.width) >= 1 << 32:
         raise ValueError("the image or a stream is too large for the .hfc format (4 GiB / 2**32 pixels a side)")
     sizes = (header.height, header.width, *header.y_shape, *header.z_shape, header.z_length, header.y_length)
     if header.version == 1:
@@ -101,6 +110,10 @@ def pack_header(header: Header, payload_crc: int) -> bytes:
         fields = _FIELDS[1].pack(MAGIC, 1, header.fingerprint, *sizes, header.symbols_crc)
     elif header.version == 2:
         fields = _FIELDS[2].pack(MAGIC, 2, header.fingerprint, header.likelihood, header.kind, *sizes)
+    elif header.version == 3:
+        fields = _FIELDS[3].pack(
+            MAGIC, 3, header.fingerprint, header.likelihood, header.kind, *sizes, header.residual_length
+        )
     else:
         raise ValueError(f"cannot write .hfc format version {header.version}")
     head = fields + struct.pack("<I", payload_crc)
@@ -120,22 +133,31 @@ class _Payload:
 
 
 def write_container(
-    f: BinaryIO, header: Header, z_stream: bytes, write_y: Callable[[Callable[[bytes], None]], None]
+    f: BinaryIO,
+    header: Header,
+    z_stream: bytes,
+    write_y: Callable[[Callable[[bytes], None]], None],
+    residual: bytes = b"",
 ) -> int:
-    """Write a .hfc file (of ``header.version``) at ``f``'s position (``f`` seekable; left at the end of the file);
-    the bytes written. The one writer of .hfc files (:func:`pack` writes through it into memory).
+    """Write a .hfc file (of ``header.version``, version 3 when there is a ``residual`` section) at ``f``'s
+    position (``f`` seekable; left at the end of the file); the bytes written. The one writer of .hfc files
+    (:func:`pack` writes through it into memory).
 
     The header goes first in the file but is written last, over a placeholder, once the stream lengths and the
     payload's CRC32 are known (``header``'s lengths are replaced): ``write_y(write)`` codes the latent stream
     into ``write`` piece by piece, so a large image's stream (~60 MB for a 144-megapixel photo with the
     ``small`` model) never exists whole in memory, nor do the copies that joining header and streams makes.
     """
+    if residual:
+        header = dataclasses.replace(header, version=3)
     start = f.tell()
     f.write(bytes(HEADER_SIZES[header.version]))
     payload = _Payload(f)
     payload.write(z_stream)
     write_y(payload.write)
-    header = dataclasses.replace(header, z_length=len(z_stream), y_length=payload.size - len(z_stream))
+    y_length = payload.size - len(z_stream)
+    payload.write(residual)
+    header = dataclasses.replace(header, z_length=len(z_stream), y_length=y_length, residual_length=len(residual))
     end = f.tell()
     f.seek(start)
     f.write(pack_header(header, payload.crc))
@@ -144,7 +166,13 @@ def write_container(
 
 
 def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
-    """Validate ``data`` and split it into (header, hyperlatent stream, latent stream).
+    """Validate ``data`` and split it into (header, hyperlatent stream, latent stream) (:func:`unpack_all`)."""
+    return unpack_all(data)[:3]
+
+
+def unpack_all(data: bytes) -> tuple[Header, bytes, bytes, bytes]:
+    """Validate ``data`` and split it into (header, hyperlatent stream, latent stream, residual section), the
+    section empty before version 3.
 
     Checks, in order: length, magic, version, header CRC, sizes, stream lengths, payload CRC.
     """
@@ -171,11 +199,13 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
         raise BitstreamError("the .hfc header is corrupt (its CRC32 does not match)")
     fields = _FIELDS[version].unpack_from(data)
     (payload_crc,) = struct.unpack_from("<I", data, size - 8)
+    residual_length = 0
     if version == 1:
         _, _, fingerprint, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length, symbols_crc = fields
         likelihood = kind = 0
     else:
-        _, _, fingerprint, likelihood, kind, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields
+        _, _, fingerprint, likelihood, kind, height, width, yc, yh, yw, zc, zh, zw, z_length, y_length = fields[:15]
+        residual_length = fields[15] if version == 3 else 0
         symbols_crc = None
         if kind not in MODEL_KINDS:
             raise BitstreamError(
@@ -183,19 +213,20 @@ def unpack(data: bytes) -> tuple[Header, bytes, bytes]:
                 " (corrupt or a newer writer)"
             )
     shapes = ((yc, yh, yw), (zc, zh, zw))
-    header = Header(fingerprint, height, width, *shapes, z_length, y_length, version, likelihood, symbols_crc, kind)
+    header = Header(
+        fingerprint, height, width, *shapes, z_length, y_length, version, likelihood, symbols_crc, kind, residual_length
+    )
     z_sizes = (zc, zh, zw) if MODEL_KINDS[kind] == "hific" else (1,)
     if min(height, width, yc, yh, yw, *z_sizes) == 0:
         raise BitstreamError("the .hfc header has a zero image or latent size")
     payload = data[size:]
-    if len(payload) != z_length + y_length:
-        kind = "is truncated" if len(payload) < z_length + y_length else "has trailing bytes"
-        raise BitstreamError(
-            f"the .hfc file {kind}: the header announces {z_length + y_length} payload bytes, found {len(payload)}"
-        )
+    total = z_length + y_length + residual_length
+    if len(payload) != total:
+        kind = "is truncated" if len(payload) < total else "has trailing bytes"
+        raise BitstreamError(f"the .hfc file {kind}: the header announces {total} payload bytes, found {len(payload)}")
     if zlib.crc32(payload) != payload_crc:
         raise BitstreamError("the .hfc payload is corrupt (its CRC32 does not match)")
-    return header, payload[:z_length], payload[z_length:]
+    return header, payload[:z_length], payload[z_length : z_length + y_length], payload[z_length + y_length :]
 
 
 LIKELIHOOD_NAMES = {0: "gaussian", 1: "logistic"}
@@ -211,6 +242,8 @@ def header_fields(header: Header) -> dict[str, object]:
             fields["likelihood"] = LIKELIHOOD_NAMES.get(header.likelihood, f"unknown ({header.likelihood})")
     fields.update(height=header.height, width=header.width, y_shape=header.y_shape, z_shape=header.z_shape)
     fields.update(z_length=header.z_length, y_length=header.y_length)
+    if header.version >= 3:
+        fields["residual_length"] = header.residual_length
     if header.symbols_crc is not None:
         fields["symbols_crc"] = f"{header.symbols_crc:08x}"
     return fields

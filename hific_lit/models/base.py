@@ -25,9 +25,12 @@ from typing import Any, BinaryIO, ClassVar, NamedTuple
 import torch
 from torch import nn
 
+from hific_lit.entropy.residual import ResidualCoder
+from hific_lit.entropy.residual_tables import MAX_ERROR_LIMIT
 from hific_lit.errors import BitstreamError, CheckpointError, SettingError
 from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, read_hfc, unpack, write_container
 from hific_lit.io.files import atomic_file
+from hific_lit.models.error_bound import add_residual, check_max_error, with_residual
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -60,9 +63,12 @@ class Capabilities:
     """What a model can do beyond coding at its one operating point; callers ask this, never the model's class.
 
     ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
+    ``error_bound``: the largest maximum error K that ``compress(max_error=K)`` keeps on every pixel value (``None``:
+    no residual coder is attached, see :mod:`hific_lit.models.error_bound`).
     """
 
     realism: RealismRange | None = None
+    error_bound: int | None = None
 
 
 class Compressed(bytes):
@@ -173,8 +179,19 @@ class Codec(nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this model can do beyond its one operating point (none by default)."""
-        return Capabilities()
+        """What this model can do beyond its one operating point: the error bound when a residual coder is attached."""
+        return Capabilities(error_bound=None if self.residual_coder is None else MAX_ERROR_LIMIT)
+
+    @property
+    def residual_coder(self) -> ResidualCoder | None:
+        """The residual coder of the error bound (trained on this model's residuals), or ``None``."""
+        return self.__dict__.get("_residual_coder")
+
+    def attach_residual_coder(self, coder: ResidualCoder | None) -> None:
+        """Give this model a frozen residual coder (kept beside the model's weights, not in its state dict)."""
+        if coder is not None and not coder.built:
+            raise ValueError("freeze the residual coder with update() before attaching it")
+        self.__dict__["_residual_coder"] = coder
 
     # What each model implements.
     def update(self, force: bool = False) -> None:
@@ -273,14 +290,26 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def compress(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self,
+        x: torch.Tensor,
+        max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False,
+        max_error: int | None = None,
     ) -> Compressed:
         """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
         rate estimate. ``max_memory`` and ``progress`` go to the transforms' tiling; the file does not depend on them.
+        ``max_error`` K: every 8-bit pixel value of the decoding within K of the image's (a version-3 file with a
+        residual section; :mod:`~hific_lit.models.error_bound`, ``capabilities.error_bound``).
         """
         x = one_image(x)
         self.require_coding()
-        return self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        if max_error is not None:
+            check_max_error(self.residual_coder, max_error)
+        plain = self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        if max_error is None:
+            return plain
+        bounded = with_residual(self, plain, x, max_error, max_memory, progress)
+        return Compressed(bounded, plain.estimated_bits + 8 * (len(bounded) - len(plain)))
 
     @torch.no_grad()
     def compress_latent(self, latent: torch.Tensor, height: int, width: int) -> Compressed:
@@ -296,6 +325,7 @@ class Codec(nn.Module):
         path: str | os.PathLike,
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
+        max_error: int | None = None,
     ) -> float:
         """:meth:`compress` of one image written to the .hfc file ``path`` (atomically: a failure leaves no file, and
         an existing one untouched); the model's estimate of its size in bits. The same bytes as :meth:`compress`.
@@ -304,6 +334,11 @@ class Codec(nn.Module):
         caller passes its only reference as a plain argument (a call through ``*args`` or ``**kwargs`` holds its
         arguments until it returns), the image is freed while the latent is coded.
         """
+        if max_error is not None:  # the residual needs the image and x_hat whole
+            data = self.compress(x, max_memory, progress, max_error)
+            with atomic_file(path) as f:
+                f.write(data)
+            return data.estimated_bits
         x = one_image(x)
         self.require_coding()
         height, width = x.shape[-2:]
@@ -376,17 +411,25 @@ class Codec(nn.Module):
         progress: bool | None = False,
         uint8: bool = False,
         beta: float | torch.Tensor | None = None,
+        residual: bool = True,
     ) -> torch.Tensor:
         """.hfc bytes -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit (rounded tile by tile:
         large images in little memory); malformed input raises :class:`BitstreamError`. ``beta``: the realism of a
         realism-conditioned model's reconstruction (the file does not depend on it). The bytes are let go once the
-        latent is decoded (when the caller passes its only reference as a plain argument)."""
+        latent is decoded (when the caller passes its only reference as a plain argument). An error-bounded file
+        (version 3) decodes within its bound K, or is refused when this decoding of x_hat is not the encoder's;
+        ``residual=False`` gives the model's decoding without the bound."""
         if beta is not None and self.capabilities.realism is None:
             raise not_conditioned_error()
         with torch.no_grad():  # not a decorator: its wrapper would hold the bytes until the call returns
             header, latent = self.decompress_latent(data, by_rows=True)
+            section = data[len(data) - header.residual_length :] if header.residual_length and residual else b""
             del data
-            x_hat = crop(self.synthesis(latent, max_memory, progress, uint8, beta), header.height, header.width)
+            bounded = uint8 or bool(section)
+            x_hat = crop(self.synthesis(latent, max_memory, progress, bounded, beta), header.height, header.width)
+            if section:
+                x_hat = add_residual(self.residual_coder, section, x_hat)
+                return x_hat if uint8 else x_hat.float().div_(255.0)
         return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     def decompress_file(

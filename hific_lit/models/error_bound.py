@@ -1,0 +1,75 @@
+"""The error bound on top of any model: every pixel value within K of the original (``compress(max_error=K)``).
+
+After the latent is coded, the encoder decodes the file exactly as :meth:`~hific_lit.models.base.Codec.decompress`
+does (8-bit x_hat), codes the residual quantized with step 2K + 1 with the model's residual coder
+(:class:`~hific_lit.entropy.residual.ResidualCoder`, trained on that model's residuals by
+``scripts/train_residual.py`` and stored in its checkpoint) and appends it as the residual section of a
+version-3 .hfc file (:mod:`hific_lit.entropy.residual_section`). The decoder checks that its x_hat is the
+encoder's (CRC32) and that it holds the same residual coder before it adds the residual; otherwise it refuses
+in one line that says how to decode instead. docs/error-bound.md has the measurements.
+"""
+
+from __future__ import annotations
+
+import io
+
+import torch
+
+from hific_lit.entropy.residual import ResidualCoder, residual_step
+from hific_lit.entropy.residual_section import check_x_hat, pack_section, unpack_section, x_hat_checksum
+from hific_lit.errors import BitstreamError, SettingError
+from hific_lit.io.container import unpack, write_container
+
+NO_CODER = (
+    "this checkpoint has no residual coder, so it cannot bound the error: train one on its residuals "
+    "(python scripts/train_residual.py --ckpt CKPT --out BOUNDED.ckpt, docs/error-bound.md)"
+)
+
+
+def check_max_error(coder: ResidualCoder | None, max_error: int) -> None:
+    """Refuse (:class:`SettingError`) a bound that is not an integer in 0..127, or a model without a residual coder."""
+    try:
+        residual_step(max_error)
+    except ValueError as exc:
+        raise SettingError(f"--max-error: {exc}") from None
+    if coder is None:
+        raise SettingError(NO_CODER)
+
+
+def as_pixels(x: torch.Tensor) -> torch.Tensor:
+    """One image (1, 3, H, W), uint8 or float in [0, 1], as the (3, H, W) 8-bit pixels the bound is kept on."""
+    x = x[0]
+    return x.cpu() if x.dtype == torch.uint8 else x.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu()
+
+
+def with_residual(codec, plain: bytes, x: torch.Tensor, max_error: int, max_memory, progress) -> bytes:
+    """The version-3 file: ``plain`` (the model's .hfc bytes for ``x``) with the residual section appended.
+
+    x_hat is decoded from ``plain`` by ``codec.decompress`` itself, as any decoder will.
+    """
+    coder = codec.residual_coder
+    x_hat = codec.decompress(plain, max_memory=max_memory, progress=progress, uint8=True)[0].cpu()
+    stream = coder.encode(as_pixels(x), x_hat, max_error)
+    weight = next(codec.g_s.parameters())
+    section = pack_section(max_error, weight.dtype, weight.device, coder.fingerprint(), x_hat_checksum(x_hat), stream)
+    header, z_stream, y_stream = unpack(plain)
+    out = io.BytesIO()
+    write_container(out, header, z_stream, lambda write: write(y_stream), residual=section)
+    return out.getvalue()
+
+
+def add_residual(coder: ResidualCoder | None, section_bytes: bytes, x_hat: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) uint8 within K of the original: ``x_hat`` (the decoder's, 8-bit) plus the section's residual."""
+    section = unpack_section(section_bytes)
+    if coder is None:
+        raise BitstreamError(
+            f"the file is error-bounded (K={section.max_error}) but this checkpoint has no residual coder: decode it "
+            "with the checkpoint that encoded it, or pass --no-residual for the model's decoding without the bound"
+        )
+    if section.coder_fingerprint != coder.fingerprint():
+        raise BitstreamError(
+            f"the file's residual was coded by another residual coder (fingerprint {section.coder_fingerprint.hex()}, "
+            f"this checkpoint's is {coder.fingerprint().hex()}): decode it with the checkpoint that encoded it"
+        )
+    check_x_hat(section, x_hat[0])
+    return coder.decode(section.stream, x_hat[0].cpu(), section.max_error)[None]
