@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import numpy as np
@@ -58,6 +58,7 @@ class LibraryCodec:
     name: str
     encode: Callable[[np.ndarray, int], bytes]
     decode: Callable[[bytes, int], np.ndarray]
+    suffix: str
     near: bool = False
     quantizer: bool = False
 
@@ -76,41 +77,53 @@ def _dequantized(decode: Callable[[bytes], np.ndarray]) -> Callable[[bytes, int]
     return run
 
 
-def _lossless(name: str, encode: Callable[[np.ndarray], bytes], decode: Callable[[bytes], np.ndarray]) -> LibraryCodec:
-    return LibraryCodec(name, lambda pixels, k: encode(pixels), lambda data, k: decode(data))
+def _lossless(
+    name: str, suffix: str, encode: Callable[[np.ndarray], bytes], decode: Callable[[bytes], np.ndarray]
+) -> LibraryCodec:
+    return LibraryCodec(name, lambda pixels, k: encode(pixels), lambda data, k: decode(data), suffix)
 
 
 @functools.cache
 def library_codecs() -> tuple[LibraryCodec, ...]:
     """The codecs available here (PNG and WebP always; the rest with ``imagecodecs``)."""
     webp = _pillow("WEBP", lossless=True, quality=100, method=6, exact=True)
-    codecs = [_lossless("png", _pillow("PNG", optimize=True, compress_level=9), _pillow_decode)]
+    codecs = [_lossless("png", ".png", _pillow("PNG", optimize=True, compress_level=9), _pillow_decode)]
     if features.check("webp"):
-        codecs.append(_lossless("webp", webp, _pillow_decode))
+        codecs.append(_lossless("webp", ".webp", webp, _pillow_decode))
     ic = imagecodecs_module()
     if ic is not None:
         jxl = functools.partial(ic.jpegxl_encode, lossless=True, effort=7)
         codecs += [
-            _lossless("jpegxl", jxl, ic.jpegxl_decode),
-            _lossless("jpeg2000", functools.partial(ic.jpeg2k_encode, level=0, reversible=True), ic.jpeg2k_decode),
-            LibraryCodec(
-                "jpegls", lambda pixels, k: ic.jpegls_encode(pixels, level=k), lambda d, k: ic.jpegls_decode(d), True
+            _lossless("jpegxl", ".jxl", jxl, ic.jpegxl_decode),
+            _lossless(
+                "jpeg2000", ".jp2", functools.partial(ic.jpeg2k_encode, level=0, reversible=True), ic.jpeg2k_decode
             ),
-            LibraryCodec("jpegxl-q", _quantized(jxl), _dequantized(ic.jpegxl_decode), True, True),
+            LibraryCodec(
+                "jpegls",
+                lambda pixels, k: ic.jpegls_encode(pixels, level=k),
+                lambda d, k: ic.jpegls_decode(d),
+                ".jls",
+                near=True,
+            ),
+            LibraryCodec("jpegxl-q", _quantized(jxl), _dequantized(ic.jpegxl_decode), ".q.jxl", True, True),
         ]
     if features.check("webp"):
-        codecs.append(LibraryCodec("webp-q", _quantized(webp), _dequantized(_pillow_decode), True, True))
+        codecs.append(LibraryCodec("webp-q", _quantized(webp), _dequantized(_pillow_decode), ".q.webp", True, True))
     return tuple(codecs)
 
 
 @dataclass(frozen=True)
 class BoundedEncoding:
-    """One codec's file for one image at one K: its size and the largest error of its decoding."""
+    """One codec's file for one image at one K: its size, the largest error of its decoding, the file and the
+    decoding themselves."""
 
     codec: str
     max_error: int
     num_bytes: int
     measured_error: int
+    suffix: str = ""
+    data: bytes = field(default=b"", repr=False)
+    decoded: np.ndarray | None = field(default=None, repr=False)
 
     def bpp(self, height: int, width: int) -> float:
         """Bits per pixel of the file."""
@@ -131,5 +144,5 @@ def bounded_encodings(
         data = codec.encode(np.ascontiguousarray(pixels), max_error)
         decoded = codec.decode(data, max_error)
         error = int(np.abs(decoded.astype(np.int16) - pixels.astype(np.int16)).max())
-        out.append(BoundedEncoding(codec.name, max_error, len(data), error))
+        out.append(BoundedEncoding(codec.name, max_error, len(data), error, codec.suffix, data, decoded))
     return out
