@@ -66,14 +66,17 @@ def residual_with_jpegxl(x: torch.Tensor, x_hat: torch.Tensor, k: int) -> int | 
     return len(ic.jpegxl_encode(np.ascontiguousarray((q % 256).astype(np.uint8)), lossless=True, effort=7))
 
 
-def measure_photo(model, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool) -> dict:
-    """Everything measured on one photo."""
+def measure_photo(
+    model, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool, library: bool = True
+) -> dict:
+    """Everything measured on one photo (``library``: the library codecs too, on a held-out photo)."""
     pixels = x.shape[1] * x.shape[2]
     with torch.inference_mode():
         hfc = model.compress(x)
         x_hat = model.decompress(hfc, uint8=True)[0]
     record = {"photo": name, "size": list(x.shape[1:]), "held_out": held_out, "hfc_bpp": 8 * len(hfc) / pixels}
     record["psnr"] = float(10 * np.log10(255**2 / ((x.double() - x_hat.double()) ** 2).mean()))
+    held_out = held_out and library
     lossless = {e.codec: e for e in bounded_encodings(x.permute(1, 2, 0).numpy(), 0)} if held_out else {}
     for k in max_errors:
         start = time.perf_counter()
@@ -179,14 +182,28 @@ def main() -> None:
     parser.add_argument("--held-out", default=HELD_OUT)
     parser.add_argument("--settings-photos", type=int, default=2, help="photos decoded under each setting (part 2)")
     parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--ours-only",
+        action="store_true",
+        help="the held-out photos coded by the model alone: no library codecs, part 2",
+    )
     args = parser.parse_args()
     model = load_inference_checkpoint(args.ckpt)
     photos = [(p.stem, p, True) for p in expand_photos([args.held_out])]
     photos.append((SAMPLE_VAL_PHOTO, sample_photo_path(SAMPLE_VAL_PHOTO), True))
     photos += [(name, sample_photo_path(name), False) for name in SAMPLE_TRAIN_PHOTOS]
+    if args.ours_only:
+        photos = [p for p in photos if p[2]]
     records = []
     for name, path, held_out in photos:
-        records.append(measure_photo(model, name, load_photo(path), args.max_errors, held_out))
+        records.append(measure_photo(model, name, load_photo(path), args.max_errors, held_out, not args.ours_only))
+    if args.ours_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"ckpt": args.ckpt, "photos": records}, indent=1))
+        for k in args.max_errors:
+            rate = statistics.mean(r[f"K={k}"]["total_bpp"] for r in records)
+            print(f"K={k}: ours {rate:.3f} bpp, max error {max(r[f'K={k}']['max_error'] for r in records)}")
+        return
     settings = {name: decoding_settings(model, load_photo(path)) for name, path, _ in photos[: args.settings_photos]}
     mismatch = mismatch_refused(model, load_photo(photos[0][1]))
     summary = summarize(records, args.max_errors)

@@ -34,7 +34,7 @@ from hific_lit.data.sample import (
     shrink,
     upright,
 )
-from hific_lit.entropy.residual import ResidualCoder
+from hific_lit.entropy.residual import DEFAULT_GRID, ResidualCoder
 from hific_lit.io.checkpoint import load_inference_checkpoint, read_inference_checkpoint, save_inference_checkpoint
 from hific_lit.io.images import open_image, pil_to_tensor
 
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crop", type=int, default=96)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--grid", type=int, default=4, help="phases: a grid x grid cell, coded coarse to fine")
+    parser.add_argument("--grid", type=int, default=DEFAULT_GRID, help="phases: a grid x grid cell, coarse to fine")
     parser.add_argument("--max-errors", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
