@@ -6,10 +6,19 @@ image at full, 1/2 and 1/4 resolution (3x3 average pooling with stride 2 between
 layer), then a 4x4 stride-1 conv to one logit map. The GAN objective is least squares (LSGAN,
 ``f(y) = (y - 1)^2``, ``g(y) = y^2``); the generator also matches D's intermediate
 features of x and x_hat (pix2pixHD's feature-matching loss, weight 10 in the paper).
+
+Where the paper leaves a detail open, the TF1 port (Justin-Tan/generative-compression at 38d34c8,
+``network.py`` ``multiscale_discriminator``, ``model.py`` lines 119-133) decides, and
+``tests/fixtures/gc2018`` (made by running the port's own code) pins it: TF ``same`` padding of every conv
+and pooling, InstanceNorm with epsilon 1e-6, Glorot-uniform kernels with zero biases; D's loss summed over the
+three scales and not halved; G's least-squares term on the full-resolution D only; feature matching summed
+over all layers of all scales. pix2pixHD's variants are options (``pooling="centered"``; the ``loss_*``
+arguments). docs/fidelity.md, rows G5-G7 and G15-G19.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -18,20 +27,62 @@ from torch import nn
 
 DiscriminatorOutput = list[list[torch.Tensor]]
 """Per scale, the features of each layer, the logits last."""
+POOLINGS = ("same", "centered")
+"""Downsampling between scales: TF's ``average_pooling2d(3, 2, 'same')`` (the port) or pix2pixHD's
+``AvgPool2d(3, 2, padding=1, count_include_pad=False)``."""
+FEATURE_MATCHING = ("sum", "pix2pixhd")
+"""Feature matching over D's layers: the port's plain sum, or pix2pixHD's weights ``4 / layers`` and ``1 / scales``."""
+ADVERSARIAL_SCALES = ("full", "all")
+"""Which scales' logits G's least-squares term reads: the full-resolution D only (the port) or every scale."""
+INSTANCE_NORM_EPS = 1e-6
+"""``tf.contrib.layers.instance_norm``'s epsilon (the port's D)."""
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TF's ``same`` padding of one axis (before, after): output ``ceil(size / stride)``, the extra pixel after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution with TF's ``same`` zero padding (asymmetric for odd sizes), as ``tf.layers.conv2d``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0])
+        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1])
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+def same_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """TF's ``average_pooling2d(pool_size=3, strides=2, padding='same')``: the padding is left out of each mean."""
+    top, bottom = same_padding(x.shape[-2], 3, 2)
+    left, right = same_padding(x.shape[-1], 3, 2)
+    pads = (left, right, top, bottom)
+    total = F.avg_pool2d(F.pad(x, pads), 3, stride=2)
+    counts = F.avg_pool2d(F.pad(torch.ones_like(x[:1, :1]), pads), 3, stride=2)
+    return total / counts
 
 
 class PatchDiscriminator(nn.Module):
-    """One scale: 4x4 stride-2 convs of ``widths`` (InstanceNorm after all but the first), then a 4x4 conv to 1."""
+    """One scale: 4x4 stride-2 convs of ``widths`` (InstanceNorm after all but the first), then a 4x4 conv to 1.
+
+    Glorot-uniform kernels and zero biases (``tf.layers.conv2d``'s defaults, the port's D).
+    """
 
     def __init__(self, widths: Sequence[int] = (64, 128, 256, 512), in_channels: int = 3) -> None:
         super().__init__()
         layers = []
         for i, width in enumerate(widths):
-            norm: nn.Module = nn.InstanceNorm2d(width, affine=True) if i else nn.Identity()
-            conv = nn.Conv2d(widths[i - 1] if i else in_channels, width, 4, stride=2, padding=1)
+            norm: nn.Module = nn.InstanceNorm2d(width, eps=INSTANCE_NORM_EPS, affine=True) if i else nn.Identity()
+            conv = SameConv2d(widths[i - 1] if i else in_channels, width, 4, stride=2)
             layers.append(nn.Sequential(conv, norm, nn.LeakyReLU(0.2, inplace=True)))
-        layers.append(nn.Sequential(nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(widths[-1], 1, 4)))  # Keras "same"
+        layers.append(nn.Sequential(SameConv2d(widths[-1], 1, 4)))
         self.layers = nn.ModuleList(layers)
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.xavier_uniform_(module.weight)
+                    module.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outputs = []
@@ -42,17 +93,24 @@ class PatchDiscriminator(nn.Module):
 
 
 class MultiscaleDiscriminator(nn.Module):
-    """``scales`` PatchGANs on the image downsampled by 2 between scales; images enter in [-1, 1]."""
+    """``scales`` PatchGANs on the image downsampled by 2 between scales; images enter in [-1, 1].
 
-    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512), scales: int = 3) -> None:
+    ``pooling``: ``same`` (the port's TF pooling, the extra pixel after) or ``centered`` (pix2pixHD's).
+    """
+
+    def __init__(self, widths: Sequence[int] = (64, 128, 256, 512), scales: int = 3, pooling: str = "same") -> None:
         super().__init__()
         if scales < 1:
             raise ValueError(f"scales must be >= 1, got {scales}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; expected one of: {', '.join(POOLINGS)}")
+        self.pooling = pooling
         self.discriminators = nn.ModuleList(PatchDiscriminator(tuple(widths)) for _ in range(scales))
 
-    @staticmethod
-    def downsample(x: torch.Tensor) -> torch.Tensor:
-        """pix2pixHD's ``AvgPool2d(3, stride=2, padding=1, count_include_pad=False)``."""
+    def downsample(self, x: torch.Tensor) -> torch.Tensor:
+        """One scale down: :func:`same_avg_pool`, or pix2pixHD's centred pooling."""
+        if self.pooling == "same":
+            return same_avg_pool(x)
         return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
 
     def scale_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -66,23 +124,33 @@ class MultiscaleDiscriminator(nn.Module):
         return [d(inp) for d, inp in zip(self.discriminators, self.scale_inputs(x), strict=True)]
 
 
-def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
-    """LSGAN loss of D, ``(D(x) - 1)^2 + D(x_hat)^2`` summed over scales, halved (pix2pixHD)."""
+def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, factor: float = 1.0) -> torch.Tensor:
+    """LSGAN loss of D, ``(D_k(x) - 1)^2 + D_k(x_hat)^2`` summed over the scales k, times ``factor``
+    (the port: 1, ``model.py`` lines 120-125; pix2pixHD halves it)."""
     total = sum(((r[-1] - 1.0).pow(2).mean() + f[-1].pow(2).mean()) for r, f in zip(real, fake, strict=True))
-    return 0.5 * total
+    return factor * total
 
 
-def generator_loss(fake: DiscriminatorOutput) -> torch.Tensor:
-    """LSGAN loss of G, ``(D(x_hat) - 1)^2`` summed over scales."""
-    return sum((f[-1] - 1.0).pow(2).mean() for f in fake)
+def generator_loss(fake: DiscriminatorOutput, scales: str = "full") -> torch.Tensor:
+    """LSGAN loss of G, ``(D_k(x_hat) - 1)^2``: of the full-resolution D only (``full``, the port's ``model.py``
+    line 121) or summed over every scale (``all``, pix2pixHD)."""
+    if scales not in ADVERSARIAL_SCALES:
+        raise ValueError(f"unknown scales {scales!r}; expected one of: {', '.join(ADVERSARIAL_SCALES)}")
+    used = fake[:1] if scales == "full" else fake
+    return sum((f[-1] - 1.0).pow(2).mean() for f in used)
 
 
-def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
-    """pix2pixHD's feature matching: mean |D_k^(i)(x) - D_k^(i)(x_hat)| over the intermediate layers i of each scale k,
-    weighted ``4 / layers`` per layer and ``1 / scales`` per scale; the real features are targets (detached)."""
+def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, kind: str = "sum") -> torch.Tensor:
+    """Feature matching: mean |D_k^(i)(x) - D_k^(i)(x_hat)| over the intermediate layers i of each scale k, summed
+    (``sum``: the port's ``model.py`` lines 130-133, 12 terms for 3 scales of 4 layers) or weighted ``4 / layers`` per
+    layer and ``1 / scales`` per scale (``pix2pixhd``, a third of the port's for the paper's D). The real features
+    are targets (detached)."""
+    if kind not in FEATURE_MATCHING:
+        raise ValueError(f"unknown feature matching {kind!r}; expected one of: {', '.join(FEATURE_MATCHING)}")
     total = real[0][0].new_zeros(())
     for r, f in zip(real, fake, strict=True):
         layers = len(r) - 1
+        weight = 1.0 if kind == "sum" else (4.0 / layers) / len(real)
         for feat_real, feat_fake in zip(r[:-1], f[:-1], strict=True):
-            total = total + (4.0 / layers) / len(real) * F.l1_loss(feat_fake, feat_real.detach())
+            total = total + weight * F.l1_loss(feat_fake, feat_real.detach())
     return total
