@@ -109,7 +109,7 @@ def test_a_failing_sweep_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -> None:
     cfg = compose_config([*SMOKE, "regime.target_bpp=-1"], tmp_path)
-    with pytest.raises(SettingError, match="^stage: target_bpp must be > 0"):  # one line, no traceback (issue #26)
+    with pytest.raises(SettingError, match=r"^stage: target_bpp must be > 0"):  # one line, no traceback (issue #26)
         run(cfg, in_sweep=False)
     assert math.isnan(run(cfg, in_sweep=True))
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
