@@ -55,7 +55,10 @@ class ArchConfig:
     realism_conditioning: bool = False
     """g_s takes a realism weight β in [0, ``beta_max``] (FiLM on every ChannelNorm); one bitstream, any β."""
     beta_max: float = BETA_MAX
-    """The largest β (MRIC's 2.56); training draws β per image uniformly from [0, ``beta_max``]."""
+    """The largest β a file decodes at (MRIC's 2.56: Nikolai10/MRIC README, ``amtm2023.py --beta``)."""
+    train_beta_max: float | None = None
+    """Training draws β per image uniformly from [0, ``train_beta_max``]; ``None``: ``beta_max``. The MRIC
+    reimplementation trains on [0, 5.12] (``amtm2023.py`` line 388), twice its decoding range."""
     realism_width: int = EMBEDDING_WIDTH
     """Width of the β-embedding MLP (MRIC's 512); used only with ``realism_conditioning``."""
 
@@ -82,6 +85,8 @@ class ArchConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(allowed)}")
         if self.realism_conditioning and (self.beta_max <= 0 or self.realism_width < 1 or self.norm != "channel"):
             raise ValueError("realism_conditioning needs beta_max > 0, realism_width >= 1 and norm='channel'")
+        if self.train_beta_max is not None and self.train_beta_max <= 0:
+            raise ValueError(f"train_beta_max must be > 0 (or null: beta_max), got {self.train_beta_max}")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
             known = ", ".join(LATENT_LIKELIHOODS)
             raise ValueError(f"unknown latent_likelihood {self.latent_likelihood!r}; expected one of: {known}")
