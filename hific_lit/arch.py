@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
+from hific_lit.nn.hyperprior import KERNELS
 from hific_lit.nn.layers import PADDINGS
 from hific_lit.nn.port_layers import IMAGE_RANGES, PAD_SCHEMES, STRIDE_PADS
 from hific_lit.nn.realism import BETA_MAX, EMBEDDING_WIDTH
@@ -41,6 +42,10 @@ class ArchConfig:
     1 right, 1 top, 0 bottom, as the JT port)."""
     hyper_analysis_padding: str = "zeros"
     """h_a's 5x5 stride-2 convs: ``zeros`` (authors') or ``reflect`` (the JT port's)."""
+    hyper_analysis_kernel: str = "rdft"
+    """h_a's kernels trained as real-DFT coefficients (``rdft``: the authors', tfc 1.3 ``SignalConv2D``'s default)
+    or directly (``plain``: the JT port's, h_s's in both). Same function and checkpoint tensors; only the
+    optimizer's steps differ (docs/fidelity.md row 27, docs/rdft.md)."""
     image_range: str = "unit"
     """``unit``: g_a takes the image in [0, 1], g_s's output is the image; ``tanh``: g_a takes ``2x - 1`` and the
     image is ``(tanh(g_s) + 1) / 2`` (the JT port's ``--normalize_input_image``)."""
@@ -77,6 +82,7 @@ class ArchConfig:
         for name, allowed in (
             ("encoder_stride_pad", STRIDE_PADS),
             ("hyper_analysis_padding", PADDINGS),
+            ("hyper_analysis_kernel", KERNELS),
             ("image_range", IMAGE_RANGES),
             ("pad_scheme", PAD_SCHEMES),
             ("discriminator_style", DISCRIMINATOR_STYLES),
@@ -102,6 +108,7 @@ ARCH_PRESETS: dict[str, ArchConfig] = {
         padding="reflect",
         encoder_stride_pad="jt",
         hyper_analysis_padding="reflect",
+        hyper_analysis_kernel="plain",
         hyper_density_final_gate=True,
         pad_scheme="jt",
         discriminator_style="jt",
