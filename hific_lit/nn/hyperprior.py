@@ -81,7 +81,8 @@ def use_rdft_kernels(net: nn.Sequential) -> None:
     """Replace each (initialised) spatial conv of ``net`` by an :class:`RDFTConv2d` with the same kernel and bias."""
     for index, conv in enumerate(net):
         if type(conv) is nn.Conv2d and conv.kernel_size != (1, 1):
-            rdft = RDFTConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+            with torch.random.fork_rng(devices=[]):  # the throwaway initialisation leaves the seed's stream alone
+                rdft = RDFTConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
             rdft.load_state_dict(conv.state_dict())
             net[index] = rdft
 
