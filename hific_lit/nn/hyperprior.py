@@ -13,6 +13,7 @@ parameterization, the RDFT (tensorflow/compression ``models/hific/archs.py`` lin
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -26,6 +27,7 @@ KERNELS = ("rdft", "plain")
 """How h_a's kernels are trained: as real-DFT coefficients (the authors') or directly (the JT port's)."""
 
 
+@functools.lru_cache(maxsize=8)
 def real_dft_basis(size: int) -> torch.Tensor:
     """(size, size) orthonormal real Fourier basis, one vector per column: the constant, then cos and sin of each
     frequency 1 .. (size - 1) / 2, and the alternating vector for even sizes (the vectors of tfc's
@@ -48,19 +50,21 @@ class RDFTConv2d(nn.Conv2d):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        kh, kw = self.kernel_size
-        basis = torch.kron(real_dft_basis(kh), real_dft_basis(kw)).float()
-        self.register_buffer("basis", basis, persistent=False)
         with torch.no_grad():
             self.weight.copy_(self.to_coefficients(self.weight))
 
+    def basis(self, like: torch.Tensor) -> torch.Tensor:
+        """The (kh kw, kh kw) basis on ``like``'s device and dtype (made there, so a meta-device model stays meta)."""
+        kh, kw = self.kernel_size
+        return torch.kron(real_dft_basis(kh), real_dft_basis(kw)).to(like.device, like.dtype)
+
     def to_coefficients(self, kernel: torch.Tensor) -> torch.Tensor:
         """The coefficients of ``kernel`` (out, in, kh, kw) in the basis (same shape)."""
-        return (kernel.flatten(2) @ self.basis.to(kernel.dtype)).view_as(kernel)
+        return (kernel.flatten(2) @ self.basis(kernel)).view_as(kernel)
 
     def kernel(self) -> torch.Tensor:
         """The convolution kernel the coefficients stand for."""
-        return (self.weight.flatten(2) @ self.basis.to(self.weight.dtype).T).view_as(self.weight)
+        return (self.weight.flatten(2) @ self.basis(self.weight).T).view_as(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.kernel(), self.bias)
@@ -73,7 +77,7 @@ class RDFTConv2d(nn.Conv2d):
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
         key = prefix + "weight"
         if key in state_dict and state_dict[key].shape == self.weight.shape:
-            state_dict[key] = self.to_coefficients(state_dict[key].to(self.basis.device, self.weight.dtype))
+            state_dict[key] = self.to_coefficients(state_dict[key])
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 
