@@ -13,8 +13,6 @@ coding; the container, the checks of a file against the model and the fingerprin
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -25,9 +23,11 @@ from typing import Any, BinaryIO, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from hific_lit.errors import BitstreamError, CheckpointError, SettingError
-from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
+from hific_lit.errors import BitstreamError, CheckpointError
+from hific_lit.io.container import MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
 from hific_lit.io.files import atomic_file
+from hific_lit.models.capabilities import Capabilities
+from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -35,34 +35,6 @@ from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
 MAX_SYMBOLS_PER_BYTE = 1 << 18
 """A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
 A header claiming more is corrupt; checking it avoids allocating latents for a bogus image size."""
-
-FingerprintPart = tuple[str, torch.Tensor, torch.dtype | None]
-"""A named tensor that decoding depends on, and the float type it is hashed in (``None``: as stored)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RealismRange:
-    """Realism chosen at decode time (MRIC, Agustsson et al. 2023): β in [0, ``beta_max``], ``default_beta``
-    when none is asked for. The same file decodes at any β."""
-
-    beta_max: float
-    default_beta: float
-
-    def beta(self, realism: float) -> float:
-        """The β of a realism in 0..1 (0: lowest distortion, 1: ``beta_max``)."""
-        if not 0.0 <= realism <= 1.0:
-            raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
-        return realism * self.beta_max
-
-
-@dataclasses.dataclass(frozen=True)
-class Capabilities:
-    """What a model can do beyond coding at its one operating point; callers ask this, never the model's class.
-
-    ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
-    """
-
-    realism: RealismRange | None = None
 
 
 class Compressed(bytes):
@@ -122,21 +94,6 @@ def one_image(x: torch.Tensor) -> torch.Tensor:
     if x.shape[0] != 1:
         raise ValueError(f"compress codes one image; got a batch of {x.shape[0]} (use compress_batch)")
     return x
-
-
-def fingerprint_digest(arch: Mapping[str, Any], parts: Iterable[FingerprintPart]) -> bytes:
-    """The fingerprint rule: an 8-byte BLAKE2b of the architecture (JSON, sorted keys), then of each part's name
-    and bytes, floats converted to the part's type first. Tensors are hashed row by row (small copies); the bytes
-    are those of the whole tensor in that type, so a bf16 or float64 copy of a model shares its fingerprint."""
-    digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
-    digest.update(json.dumps(dict(arch), sort_keys=True).encode())
-    for name, tensor, dtype in parts:
-        digest.update(name.encode())
-        tensor = tensor.detach().cpu()
-        for piece in tensor.unbind(0) if tensor.dim() > 1 else (tensor,):
-            piece = piece.to(dtype) if dtype is not None and piece.is_floating_point() else piece
-            digest.update(piece.contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.digest()
 
 
 class Codec(nn.Module):

@@ -23,7 +23,8 @@ from torch import nn
 
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.io.container import Unpacked
-from hific_lit.models.base import Codec, FingerprintPart, LatentCode
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
 from hific_lit.models.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
 from hific_lit.nn import Encoder, Generator

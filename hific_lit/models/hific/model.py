@@ -32,7 +32,9 @@ from hific_lit.entropy.coder import write_stream
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError
 from hific_lit.io.container import Header, Unpacked
-from hific_lit.models.base import Capabilities, Codec, FingerprintPart, LatentCode, RealismRange
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.capabilities import Capabilities, RealismRange
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.hific import format_v1
 from hific_lit.models.hific.arch import ARCH_PRESETS, ArchConfig
 from hific_lit.models.hific.latent_bands import (
