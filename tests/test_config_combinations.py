@@ -1,6 +1,6 @@
 """Every arch x stage x data choice of ``hific train`` either builds or stops on one line naming the fix (issue #26).
 
-Each combination is composed, checked (:func:`hific_lit.config_check.check_training_config`) and its data module
+Each combination is composed, checked (:func:`hific_lit.config.check.check_training_config`) and its data module
 and stage instantiated as ``train()`` does, with the networks shrunk so that 140 stages build in seconds; nothing
 trains. A combination that builds here runs (the smoke tests train each family's stages).
 """
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hific_lit.arch import ARCH_PRESETS
 from hific_lit.cli.hydra_apps import main as hydra_main
-from hific_lit.config_check import check_training_config
+from hific_lit.config.check import check_training_config
 from hific_lit.errors import DatasetError, SettingError
-from hific_lit.gc2018.arch import GC2018_PRESETS
-from hific_lit.gc2018.stage import GC2018Stage
-from hific_lit.lit.base import RDStage
-from hific_lit.train import build_datamodule, build_module, compose_config
+from hific_lit.models.gc2018.arch import GC2018_PRESETS
+from hific_lit.models.hific.arch import ARCH_PRESETS
+from hific_lit.training.base import RDStage
+from hific_lit.training.gc2018 import GC2018Stage
+from hific_lit.training.run import build_datamodule, build_module, compose_config
 
 ARCHS = sorted(ARCH_PRESETS) + sorted(GC2018_PRESETS)
 STAGES = ["base", "gan", "gc2018", "gc2018_mse"]

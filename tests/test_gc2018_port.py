@@ -17,14 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from hific_lit.gc2018 import (
-    GC2018_PRESETS,
-    MultiscaleDiscriminator,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
-from hific_lit.gc2018.stage import GC2018GANStage, GC2018Loss, mse_symmetric
+from hific_lit.models.gc2018.arch import GC2018_PRESETS
+from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
+from hific_lit.training.gc2018 import GC2018GANStage, GC2018Loss, mse_symmetric
+from hific_lit.training.gc2018_losses import discriminator_loss, feature_matching_loss, generator_loss
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "gc2018"
 SCALES = {"original": 0, "downsampled_2": 1, "downsampled_4": 2}

@@ -16,9 +16,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hific_lit.arch import ArchConfig
 from hific_lit.errors import SettingError
-from hific_lit.gc2018.arch import GC2018Config
+from hific_lit.models.gc2018.arch import GC2018Config
+from hific_lit.models.hific.arch import ArchConfig
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,13 @@ FAMILIES = (
     ModelFamily(
         "HiFiC",
         ArchConfig,
-        "hific_lit.lit.base.RDStage",
+        "hific_lit.training.base.RDStage",
         "stage=base (rate, MSE, LPIPS) or stage=gan (adds D; warmstart=<base run>/checkpoints/last.ckpt)",
     ),
     ModelFamily(
         "GC2018",
         GC2018Config,
-        "hific_lit.gc2018.stage.GC2018Stage",
+        "hific_lit.training.gc2018.GC2018Stage",
         "stage=gc2018 (the paper's GAN objective) or stage=gc2018_mse (MSE only)",
     ),
 )

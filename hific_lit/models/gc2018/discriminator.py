@@ -1,19 +1,16 @@
-"""GC2018's multi-scale discriminator and its losses (Agustsson et al. 2018, App. A).
+"""GC2018's multi-scale discriminator (Agustsson et al. 2018, App. A); its losses are in
+:mod:`hific_lit.training.gc2018_losses`.
 
 As in pix2pixHD (Wang et al. 2018), D is three PatchGANs of the same shape run on the
 image at full, 1/2 and 1/4 resolution (3x3 average pooling with stride 2 between scales). Each is
 ``C64-C128-C256-C512`` (4x4 conv, stride 2, InstanceNorm, LeakyReLU 0.2; no norm in the first
-layer), then a 4x4 stride-1 conv to one logit map. The GAN objective is least squares (LSGAN,
-``f(y) = (y - 1)^2``, ``g(y) = y^2``); the generator also matches D's intermediate
-features of x and x_hat (pix2pixHD's feature-matching loss, weight 10 in the paper).
+layer), then a 4x4 stride-1 conv to one logit map.
 
 Where the paper leaves a detail open, the TF1 port (Justin-Tan/generative-compression at 38d34c8,
 ``network.py`` ``multiscale_discriminator``, ``model.py`` lines 119-133) decides, and
 ``tests/fixtures/gc2018`` (made by running the port's own code) pins it: TF ``same`` padding of every conv
-and pooling, InstanceNorm with epsilon 1e-6, Glorot-uniform kernels with zero biases; D's loss summed over the
-three scales and not halved; G's least-squares term on the full-resolution D only; feature matching summed
-over all layers of all scales. pix2pixHD's variants are options (``pooling="centered"``; the ``loss_*``
-arguments). docs/fidelity.md, rows G5-G7 and G15-G19.
+and pooling, InstanceNorm with epsilon 1e-6, Glorot-uniform kernels with zero biases; pix2pixHD's pooling is
+``pooling="centered"``. docs/fidelity.md, rows G7, G15 and G19.
 """
 
 from __future__ import annotations
@@ -30,10 +27,6 @@ DiscriminatorOutput = list[list[torch.Tensor]]
 POOLINGS = ("same", "centered")
 """Downsampling between scales: TF's ``average_pooling2d(3, 2, 'same')`` (the port) or pix2pixHD's
 ``AvgPool2d(3, 2, padding=1, count_include_pad=False)``."""
-FEATURE_MATCHING = ("sum", "pix2pixhd")
-"""Feature matching over D's layers: the port's plain sum, or pix2pixHD's weights ``4 / layers`` and ``1 / scales``."""
-ADVERSARIAL_SCALES = ("full", "all")
-"""Which scales' logits G's least-squares term reads: the full-resolution D only (the port) or every scale."""
 INSTANCE_NORM_EPS = 1e-6
 """``tf.contrib.layers.instance_norm``'s epsilon (the port's D)."""
 
@@ -122,35 +115,3 @@ class MultiscaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
         return [d(inp) for d, inp in zip(self.discriminators, self.scale_inputs(x), strict=True)]
-
-
-def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, factor: float = 1.0) -> torch.Tensor:
-    """LSGAN loss of D, ``(D_k(x) - 1)^2 + D_k(x_hat)^2`` summed over the scales k, times ``factor``
-    (the port: 1, ``model.py`` lines 120-125; pix2pixHD halves it)."""
-    total = sum(((r[-1] - 1.0).pow(2).mean() + f[-1].pow(2).mean()) for r, f in zip(real, fake, strict=True))
-    return factor * total
-
-
-def generator_loss(fake: DiscriminatorOutput, scales: str = "full") -> torch.Tensor:
-    """LSGAN loss of G, ``(D_k(x_hat) - 1)^2``: of the full-resolution D only (``full``, the port's ``model.py``
-    line 121) or summed over every scale (``all``, pix2pixHD)."""
-    if scales not in ADVERSARIAL_SCALES:
-        raise ValueError(f"unknown scales {scales!r}; expected one of: {', '.join(ADVERSARIAL_SCALES)}")
-    used = fake[:1] if scales == "full" else fake
-    return sum((f[-1] - 1.0).pow(2).mean() for f in used)
-
-
-def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, kind: str = "sum") -> torch.Tensor:
-    """Feature matching: mean |D_k^(i)(x) - D_k^(i)(x_hat)| over the intermediate layers i of each scale k, summed
-    (``sum``: the port's ``model.py`` lines 130-133, 12 terms for 3 scales of 4 layers) or weighted ``4 / layers`` per
-    layer and ``1 / scales`` per scale (``pix2pixhd``, a third of the port's for the paper's D). The real features
-    are targets (detached)."""
-    if kind not in FEATURE_MATCHING:
-        raise ValueError(f"unknown feature matching {kind!r}; expected one of: {', '.join(FEATURE_MATCHING)}")
-    total = real[0][0].new_zeros(())
-    for r, f in zip(real, fake, strict=True):
-        layers = len(r) - 1
-        weight = 1.0 if kind == "sum" else (4.0 / layers) / len(real)
-        for feat_real, feat_fake in zip(r[:-1], f[:-1], strict=True):
-            total = total + weight * F.l1_loss(feat_fake, feat_real.detach())
-    return total
