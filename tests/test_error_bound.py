@@ -21,7 +21,7 @@ from hific_lit.errors import BitstreamError, SettingError
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
 from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
-from hific_lit.io.container import unpack, unpack_all
+from hific_lit.io.container import unpack
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,9 +48,10 @@ def image() -> torch.Tensor:
 def test_decoding_stays_within_the_bound(bounded: HiFiC, image: torch.Tensor, k: int) -> None:
     plain = bounded.compress(image)
     data = bounded.compress(image, max_error=k)
-    header, z, y, section = unpack_all(data)
-    assert (header.version, unpack(plain)[0].version) == (3, 2)
-    assert (z, y) == unpack(plain)[1:] and len(section) == header.residual_length > 0
+    unpacked, plain_unpacked = unpack(data), unpack(plain)
+    assert (unpacked.header.version, plain_unpacked.header.version) == (3, 2)
+    assert (unpacked.z_stream, unpacked.y_stream) == (plain_unpacked.z_stream, plain_unpacked.y_stream)
+    assert set(unpacked.sections) == {"residual"} and not plain_unpacked.sections
     decoded = bounded.decompress(data, uint8=True)[0]
     assert int((decoded.int() - image.int()).abs().max()) <= k
     if k == 0:

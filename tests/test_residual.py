@@ -13,13 +13,13 @@ from skimage import data
 from hific_lit.entropy import residual as residual_module
 from hific_lit.entropy.residual import (
     ResidualCoder,
+    coder_from_payload,
+    coder_payload,
     dequantize_residual,
     from_phases,
-    load_residual_coder,
     phase_order,
     quantize_residual,
     residual_step,
-    save_residual_coder,
     to_phases,
 )
 from hific_lit.entropy.residual_section import (
@@ -175,18 +175,15 @@ def test_training_lowers_the_rate() -> None:
     assert loss.item() < 0.8 * first
 
 
-def test_saved_coder_loads_with_its_fingerprint(coder: ResidualCoder, tmp_path) -> None:
-    path = tmp_path / "coder.pt"
-    save_residual_coder(coder, path, {"note": "test"})
-    loaded = load_residual_coder(path)
-    assert loaded.fingerprint() == coder.fingerprint()
+def test_stored_coder_comes_back_with_its_fingerprint(coder: ResidualCoder) -> None:
+    loaded = coder_from_payload(coder_payload(coder), "model.ckpt")
+    assert loaded.fingerprint() == coder.fingerprint() and loaded.grid == coder.grid
     x, x_hat = jpeg_pair(20, 30)
     assert torch.equal(
         loaded.decode(coder.encode(x, x_hat, 2), x_hat, 2), coder.decode(coder.encode(x, x_hat, 2), x_hat, 2)
     )
-    (tmp_path / "junk.pt").write_bytes(b"not a coder")
-    with pytest.raises(CheckpointError, match="residual coder"):
-        load_residual_coder(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match=r"model\.ckpt: cannot load its residual coder"):
+        coder_from_payload({"format": "something else"}, "model.ckpt")
 
 
 @pytest.mark.parametrize("k", [0, 2])

@@ -16,14 +16,13 @@ import torch
 from tqdm import tqdm
 
 from hific_lit.cli.common import add_command, option_type, parse_realism
-from hific_lit.entropy.residual_section import unpack_section
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
 from hific_lit.io.checkpoint import REALISM_KEY, RESIDUAL_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
-from hific_lit.models.error_bound import NO_CODER
+from hific_lit.models.error_bound import RESIDUAL_SECTION, residual_info
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
 from hific_lit.runtime.precision import PRECISIONS
@@ -189,11 +188,7 @@ def run_compress(args: argparse.Namespace) -> int:
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args)
-    bound = model.capabilities.error_bound
-    if args.max_error is not None and (bound is None or not 0 <= args.max_error <= bound):
-        raise SettingError(
-            f"{args.ckpt}: {NO_CODER}" if bound is None else f"--max-error {args.max_error}: choose K in 0..{bound}"
-        )
+    model.check_max_error(args.max_error)  # before any file: a bound the model cannot keep runs nothing
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
@@ -214,7 +209,7 @@ def run_compress(args: argparse.Namespace) -> int:
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
         if args.max_error is not None:
-            residual = unpack(dst.read_bytes())[0].residual_length
+            residual = len(unpack(dst.read_bytes()).sections[RESIDUAL_SECTION])
             note = f", max error {args.max_error} (residual {100 * residual / size:.1f} % of the file){note}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
@@ -247,11 +242,13 @@ def run_decompress(args: argparse.Namespace) -> int:
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
-        header = unpack(loaded.value)[0]
-        if header.residual_length and not args.no_residual and dst.suffix.lower() in LOSSY_SUFFIXES:
+        unpacked = unpack(loaded.value)
+        if RESIDUAL_SECTION in unpacked.sections and not args.no_residual and dst.suffix.lower() in LOSSY_SUFFIXES:
             raise SettingError(
                 f"{dst}: the file is error-bounded; a lossy {dst.suffix} would break the bound: write PNG or TIFF"
             )
+        header = unpacked.header
+        del unpacked
         pixels = header.height * header.width
         release_memory_for(pixels)
         tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
@@ -272,17 +269,14 @@ def file_info(path: Path) -> dict[str, object]:
     """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
     data = read_hfc(path)
     try:
-        header, _, _ = unpack(data)
+        unpacked = unpack(data)
+        header = unpacked.header
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
     info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
     info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
-    if header.residual_length:
-        section = unpack_section(data[len(data) - header.residual_length :])
-        info["max_error"] = section.max_error
-        info["residual"] = f"{100 * header.residual_length / len(data):.1f} % of the file"
-        info["x_hat_from"] = f"{section.precision} on {section.device} (decode so)"
+    info.update(residual_info(unpacked.sections, len(data)))
     return info
 
 

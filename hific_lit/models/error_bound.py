@@ -17,8 +17,13 @@ import torch
 
 from hific_lit.entropy.residual import ResidualCoder, residual_step
 from hific_lit.entropy.residual_section import check_x_hat, pack_section, unpack_section, x_hat_checksum
+from hific_lit.entropy.residual_tables import MAX_ERROR_LIMIT
 from hific_lit.errors import BitstreamError, SettingError
-from hific_lit.io.container import unpack, write_container
+from hific_lit.io.container import register_section, unpack, write_container
+
+RESIDUAL_SECTION = "residual"
+"""The name of the residual's section in a version-3 .hfc file (tag 1); every model reads it."""
+register_section(1, RESIDUAL_SECTION)
 
 NO_CODER = (
     "this checkpoint has no residual coder, so it cannot bound the error: train one on its residuals "
@@ -42,20 +47,59 @@ def as_pixels(x: torch.Tensor) -> torch.Tensor:
     return x.cpu() if x.dtype == torch.uint8 else x.float().mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu()
 
 
-def with_residual(codec, plain: bytes, x: torch.Tensor, max_error: int, max_memory, progress) -> bytes:
-    """The version-3 file: ``plain`` (the model's .hfc bytes for ``x``) with the residual section appended.
+class ErrorBounded:
+    """What the :class:`~hific_lit.models.base.Codec` interface gets for the error bound: the residual coder (kept
+    beside the model's weights, not in its state dict) and the two steps of coding with it."""
 
-    x_hat is decoded from ``plain`` by ``codec.decompress`` itself, as any decoder will.
-    """
-    coder = codec.residual_coder
-    x_hat = codec.decompress(plain, max_memory=max_memory, progress=progress, uint8=True)[0].cpu()
-    stream = coder.encode(as_pixels(x), x_hat, max_error)
-    weight = next(codec.g_s.parameters())
-    section = pack_section(max_error, weight.dtype, weight.device, coder.fingerprint(), x_hat_checksum(x_hat), stream)
-    header, z_stream, y_stream = unpack(plain)
-    out = io.BytesIO()
-    write_container(out, header, z_stream, lambda write: write(y_stream), residual=section)
-    return out.getvalue()
+    @property
+    def residual_coder(self) -> ResidualCoder | None:
+        """The residual coder of the error bound (trained on this model's residuals), or ``None``."""
+        return self.__dict__.get("_residual_coder")
+
+    def attach_residual_coder(self, coder: ResidualCoder | None) -> None:
+        """Give this model a frozen residual coder (``None``: take it away)."""
+        if coder is not None and not coder.built:
+            raise ValueError("freeze the residual coder with update() before attaching it")
+        self.__dict__["_residual_coder"] = coder
+
+    @property
+    def error_bound(self) -> int | None:
+        """The largest K this model keeps (``None``: no residual coder)."""
+        return None if self.residual_coder is None else MAX_ERROR_LIMIT
+
+    def check_max_error(self, max_error: int | None) -> None:
+        """Refuse a bound that is not an integer in 0..127, or any bound without a residual coder."""
+        if max_error is not None:
+            check_max_error(self.residual_coder, max_error)
+
+    def with_residual(self, plain: bytes, x: torch.Tensor, max_error: int, max_memory, progress) -> bytes:
+        """The version-3 file: ``plain`` (this model's .hfc bytes for ``x``) with the residual section added.
+
+        x_hat is decoded from ``plain`` by ``decompress`` itself, as any decoder will.
+        """
+        coder = self.residual_coder
+        x_hat = self.decompress(plain, max_memory=max_memory, progress=progress, uint8=True)[0].cpu()
+        stream = coder.encode(as_pixels(x), x_hat, max_error)
+        weight = next(self.g_s.parameters())
+        crc = x_hat_checksum(x_hat)
+        section = pack_section(max_error, weight.dtype, weight.device, coder.fingerprint(), crc, stream)
+        unpacked = unpack(plain)
+        out = io.BytesIO()
+        sections = {**unpacked.sections, RESIDUAL_SECTION: section}
+        write_container(out, unpacked.header, unpacked.z_stream, lambda write: write(unpacked.y_stream), sections)
+        return out.getvalue()
+
+
+def residual_info(sections: dict[str, bytes], total_bytes: int) -> dict[str, object]:
+    """What ``hific info`` shows of a file's residual section (nothing for a file without one)."""
+    if RESIDUAL_SECTION not in sections:
+        return {}
+    section = unpack_section(sections[RESIDUAL_SECTION])
+    return {
+        "max_error": section.max_error,
+        "residual": f"{100 * len(sections[RESIDUAL_SECTION]) / total_bytes:.1f} % of the file",
+        "x_hat_from": f"{section.precision} on {section.device} (decode so)",
+    }
 
 
 def add_residual(coder: ResidualCoder | None, section_bytes: bytes, x_hat: torch.Tensor) -> torch.Tensor:
