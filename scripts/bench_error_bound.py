@@ -48,6 +48,7 @@ from hific_lit.io.images import open_image, pil_to_tensor
 HELD_OUT = "/usr/share/backgrounds/mate/nature/*.jpg"
 OUTPUT = Path("outputs/bench/error_bound.json")
 SHORT_SIDE = 512
+PARTS = ("ours", "library", "settings")
 NEAR_CODECS = ("jpegls", "jpegxl-q")
 """At K >= 1 (webp-q, slower, measured above JPEG-XL's quantized pixels on the astronaut, is left out)."""
 
@@ -66,42 +67,52 @@ def residual_with_jpegxl(x: torch.Tensor, x_hat: torch.Tensor, k: int) -> int | 
     return len(ic.jpegxl_encode(np.ascontiguousarray((q % 256).astype(np.uint8)), lossless=True, effort=7))
 
 
-def measure_photo(
-    model, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool, library: bool = True
-) -> dict:
-    """Everything measured on one photo (``library``: the library codecs too, on a held-out photo)."""
+def measure_photo(model, name: str, x: torch.Tensor, max_errors: list[int], held_out: bool, parts: set) -> dict:
+    """What ``parts`` measure on one photo: ``ours`` (the error-bounded files, decoded and checked), ``library``
+    (the library codecs and JPEG-XL on the same residual, held-out photos only)."""
     pixels = x.shape[1] * x.shape[2]
-    with torch.inference_mode():
+    with torch.no_grad():
         hfc = model.compress(x)
         x_hat = model.decompress(hfc, uint8=True)[0]
     record = {"photo": name, "size": list(x.shape[1:]), "held_out": held_out, "hfc_bpp": 8 * len(hfc) / pixels}
-    record["psnr"] = float(10 * np.log10(255**2 / ((x.double() - x_hat.double()) ** 2).mean()))
-    held_out = held_out and library
-    lossless = {e.codec: e for e in bounded_encodings(x.permute(1, 2, 0).numpy(), 0)} if held_out else {}
+    record["psnr"] = float(10 * torch.log10(255**2 / ((x.double() - x_hat.double()) ** 2).mean()))
+    library = "library" in parts and held_out
+    lossless = {e.codec: e for e in bounded_encodings(x.permute(1, 2, 0).numpy(), 0)} if library else {}
     for k in max_errors:
-        start = time.perf_counter()
-        with torch.inference_mode():
-            data = model.compress(x, max_error=k)
-            encode_s = time.perf_counter() - start
-            decoded = model.decompress(data, uint8=True)[0]
-        entry = {
-            "total_bpp": 8 * len(data) / pixels,
-            "residual_share": 1 - len(hfc) / len(data),
-            "max_error": int((decoded.int() - x.int()).abs().max()),
-            "encode_s": encode_s,
-            "decode_s": time.perf_counter() - start - encode_s,
-        }
-        if held_out:
+        entry = record[f"K={k}"] = {}
+        if "ours" in parts:
+            start = time.perf_counter()
+            with torch.no_grad():
+                data = model.compress(x, max_error=k)
+                encode_s = time.perf_counter() - start
+                decoded = model.decompress(data, uint8=True)[0]
+            entry.update(
+                total_bpp=8 * len(data) / pixels,
+                residual_share=1 - len(hfc) / len(data),
+                max_error=int((decoded.int() - x.int()).abs().max()),
+                encode_s=encode_s,
+                decode_s=time.perf_counter() - start - encode_s,
+            )
+            print(f"  {name} K={k}: {entry['total_bpp']:.3f} bpp, max error {entry['max_error']}", flush=True)
+        if library:
             near = bounded_encodings(x.permute(1, 2, 0).numpy(), k, NEAR_CODECS) if k else []
-            library = {e.codec: e for e in near} | lossless
-            entry["library_bpp"] = {c: e.bpp(*x.shape[1:]) for c, e in library.items()}
-            entry["library_max_error"] = {c: e.measured_error for c, e in library.items()}
+            found = {e.codec: e for e in near} | lossless
+            entry["library_bpp"] = {c: e.bpp(*x.shape[1:]) for c, e in found.items()}
+            entry["library_max_error"] = {c: e.measured_error for c, e in found.items()}
             jxl = residual_with_jpegxl(x, x_hat, k)
             if jxl is not None:
                 entry["residual_jpegxl_bpp"] = 8 * jxl / pixels
-        record[f"K={k}"] = entry
-        print(f"  {name} K={k}: {entry['total_bpp']:.3f} bpp, max error {entry['max_error']}", flush=True)
     return record
+
+
+def combine(records: list[dict]) -> list[dict]:
+    """Records of the same photos from several runs (parts) as one record per photo."""
+    merged: dict[str, dict] = {}
+    for record in records:
+        into = merged.setdefault(record["photo"], {})
+        for key, value in record.items():
+            into[key] = {**into.get(key, {}), **value} if isinstance(value, dict) else value
+    return list(merged.values())
 
 
 def mismatch_refused(model, x: torch.Tensor) -> str:
@@ -118,7 +129,7 @@ def mismatch_refused(model, x: torch.Tensor) -> str:
 
 def decoding_settings(model, x: torch.Tensor) -> dict[str, bool]:
     """Whether x_hat (8 bits, as decompress writes it) is the reference decoding's under each setting."""
-    with torch.inference_mode():
+    with torch.no_grad():
         hfc = model.compress(x)
 
         def crc(m, **kw) -> int:
@@ -181,42 +192,46 @@ def main() -> None:
     parser.add_argument("--max-errors", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--held-out", default=HELD_OUT)
     parser.add_argument("--settings-photos", type=int, default=2, help="photos decoded under each setting (part 2)")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
     parser.add_argument(
-        "--ours-only",
-        action="store_true",
-        help="the held-out photos coded by the model alone: no library codecs, part 2",
+        "--parts",
+        nargs="*",
+        default=list(PARTS),
+        choices=PARTS,
+        metavar="PART",
+        help="what to measure (none: combine only)",
     )
+    parser.add_argument("--combine", nargs="*", type=Path, default=[], help="also the records of earlier runs")
+    parser.add_argument("--out", type=Path, default=OUTPUT)
     args = parser.parse_args()
+    parts = set(args.parts)
     model = load_inference_checkpoint(args.ckpt)
     photos = [(p.stem, p, True) for p in expand_photos([args.held_out])]
     photos.append((SAMPLE_VAL_PHOTO, sample_photo_path(SAMPLE_VAL_PHOTO), True))
     photos += [(name, sample_photo_path(name), False) for name in SAMPLE_TRAIN_PHOTOS]
-    if args.ours_only:
-        photos = [p for p in photos if p[2]]
-    records = []
-    for name, path, held_out in photos:
-        records.append(measure_photo(model, name, load_photo(path), args.max_errors, held_out, not args.ours_only))
-    if args.ours_only:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"ckpt": args.ckpt, "photos": records}, indent=1))
-        for k in args.max_errors:
-            rate = statistics.mean(r[f"K={k}"]["total_bpp"] for r in records)
-            print(f"K={k}: ours {rate:.3f} bpp, max error {max(r[f'K={k}']['max_error'] for r in records)}")
-        return
-    settings = {name: decoding_settings(model, load_photo(path)) for name, path, _ in photos[: args.settings_photos]}
-    mismatch = mismatch_refused(model, load_photo(photos[0][1]))
-    summary = summarize(records, args.max_errors)
-    result = {"ckpt": args.ckpt, "summary": summary, "settings": settings, "bf16_decode": mismatch, "photos": records}
+    result = {"ckpt": args.ckpt, "parts": sorted(parts), "photos": []}
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name, path, held_out in photos if parts & {"ours", "library"} else []:
+        result["photos"].append(measure_photo(model, name, load_photo(path), args.max_errors, held_out, parts))
+        args.out.write_text(json.dumps(result, indent=1))  # after each photo: a later failure keeps these
+    if "settings" in parts:
+        chosen = photos[: args.settings_photos]
+        result["settings"] = {name: decoding_settings(model, load_photo(path)) for name, path, _ in chosen}
+        result["bf16_decode"] = mismatch_refused(model, load_photo(photos[0][1]))
+        for name, found in result["settings"].items():
+            print(f"x_hat identical, {name}: " + ", ".join(f"{s}: {v}" for s, v in found.items()))
+        print(f"bounded file decoded with g_s in bfloat16: {result['bf16_decode']}")
+    earlier = [json.loads(path.read_text())["photos"] for path in args.combine]
+    records = combine([r for run in [*earlier, result["photos"]] for r in run])
+    if all("total_bpp" in r.get(f"K={k}", {}) and "library_bpp" in r.get(f"K={k}", {}) for r in records if r["held_out"]
+           for k in args.max_errors) and any(r["held_out"] for r in records):  # fmt: skip
+        result["summary"] = summarize(records, args.max_errors)
+        for k, s in result["summary"].items():
+            library = ", ".join(f"{c} {v:.3f}" for c, v in sorted(s["library_bpp"].items(), key=lambda kv: kv[1]))
+            print(
+                f"{k}: ours {s['ours_bpp']:.3f} bpp (HiFiC {s['hfc_bpp']:.3f}), max error {s['max_error_all_photos']}"
+            )
+            print(f"   library: {library}; ours vs best ({s['best_library']}) {100 * s['ours_vs_best']:+.1f} %")
     args.out.write_text(json.dumps(result, indent=1))
-    for k, s in summary.items():
-        library = ", ".join(f"{c} {v:.3f}" for c, v in sorted(s["library_bpp"].items(), key=lambda kv: kv[1]))
-        print(f"{k}: ours {s['ours_bpp']:.3f} bpp (HiFiC {s['hfc_bpp']:.3f}), max error {s['max_error_all_photos']}")
-        print(f"   library: {library}; ours vs best ({s['best_library']}) {100 * s['ours_vs_best']:+.1f} %")
-    for name, found in settings.items():
-        print(f"x_hat identical, {name}: " + ", ".join(f"{s}: {v}" for s, v in found.items()))
-    print(f"bounded file decoded with g_s in bfloat16: {mismatch}")
     print(f"wrote {args.out}")
 
 
