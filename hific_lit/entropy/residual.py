@@ -9,7 +9,7 @@ Better Lossless Compression Using Lossy Compression" (CVPR 2020) do for lossless
 
 The entropy model of ``q`` sees what the decoder has: all of ``x_hat`` and the part of ``q`` decoded
 so far. The image is cut into the phases of a G x G grid (pixel ``(G i + a, G j + b)`` is in phase
-``(a, b)``; G = 2 by default), coded coarse to fine (:func:`phase_order`, as Adam7 interlacing or
+``(a, b)``; G = 4 by default), coded coarse to fine (:func:`phase_order`, as Adam7 interlacing or
 FLIF's): the network of phase ``p`` sees ``x_hat`` (all phases, as 3 G**2 channels at 1/G resolution)
 and the dequantized residual of phases ``0 .. p-1``, and predicts per pixel and colour a logistic
 mean and log-scale, plus three coefficients that shift G's mean by R's residual and B's by R's and
@@ -44,7 +44,7 @@ from hific_lit.entropy.residual_tables import (
 from hific_lit.entropy.tables import CodingBuffers, CodingTables
 from hific_lit.errors import BitstreamError, CheckpointError
 
-DEFAULT_GRID = 2
+DEFAULT_GRID = 4
 
 
 def phase_order(grid: int) -> tuple[tuple[int, int], ...]:
