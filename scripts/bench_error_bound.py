@@ -96,7 +96,7 @@ def measure_photo(model, name: str, x: torch.Tensor, max_errors: list[int], held
             print(f"  {name} K={k}: {entry['total_bpp']:.3f} bpp, max error {entry['max_error']}", flush=True)
         if library:
             near = bounded_encodings(x.permute(1, 2, 0).numpy(), k, NEAR_CODECS) if k else []
-            found = {e.codec: e for e in near} | lossless
+            found = lossless | {e.codec: e for e in near}
             entry["library_bpp"] = {c: e.bpp(*x.shape[1:]) for c, e in found.items()}
             entry["library_max_error"] = {c: e.measured_error for c, e in found.items()}
             jxl = residual_with_jpegxl(x, x_hat, k)
