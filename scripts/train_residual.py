@@ -7,7 +7,7 @@ Usage::
 Each training photo (scikit-image's bundled ones but the astronaut, and the demo's Debian wallpapers
 ``/usr/share/backgrounds/*_by_*.jpg``), shrunk to a shorter side of 512 as the demo trains, goes once
 through the model's real coding path (``compress`` then ``decompress`` to 8 bits), giving (x, x_hat)
-pairs. The four phase networks of :class:`~hific_lit.entropy.residual.ResidualCoder` then learn the
+pairs. The phase networks of :class:`~hific_lit.entropy.residual.ResidualCoder` (``--grid``) then learn the
 rate of the quantized residual on random 96x96 crops (at even offsets, so that phases keep their
 meaning), each crop with a bound K drawn from ``--max-errors``; Adam, the learning rate x0.1 for
 the last fifth. At the end the networks are frozen (``update()``), the astronaut's residual is
