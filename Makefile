@@ -77,3 +77,7 @@ train: setup ## train one stage with Hydra overrides: make train ARGS='regime=me
 .PHONY: bench
 bench: setup ## run every scripts/bench_*.py; each writes outputs/bench/<name>.json and prints a summary
 	@set -e; for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+.PHONY: photos
+photos: setup ## fetch the Debian packages whose photos train (331) and test (12, mate-backgrounds) the bundled model, unpack them under data/photos, check every SHA-256 (hific_lit/data/photos.tsv)
+	$(BIN)/python scripts/photos.py --fetch
