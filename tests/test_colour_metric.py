@@ -73,7 +73,7 @@ def test_srgb_to_lab_matches_skimage_and_known_colours() -> None:
 
 def test_colour_error_is_the_mean_over_block_means() -> None:
     photo = data.astronaut()[:100, :132]  # 12 x 16 full blocks; the 4 extra rows and columns are left out
-    shifted = np.clip(photo.astype(np.int16) + [12, -8, 5], 0, 255).astype(np.uint8)
+    shifted = np.clip(photo.astype(np.int16) + np.array([12, -8, 5]), 0, 255).astype(np.uint8)
     blocks = [block_means(image) for image in (photo, shifted)]
     assert blocks[0].shape == (12, 16, 3)
     expected = color.deltaE_ciede2000(color.rgb2lab(blocks[0] / 255.0), color.rgb2lab(blocks[1] / 255.0)).mean()

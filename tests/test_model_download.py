@@ -3,6 +3,7 @@ fingerprint; tested against a local HTTP server on 127.0.0.1 serving a JT-port f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -48,10 +49,8 @@ class ModelServer:
                 self.end_headers()
                 body = data[start:]
                 cut = server.cut.pop(path, None)
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client refused it
                     self.wfile.write(body if cut is None else body[:cut])
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client refused what it was sent (a web page, a wrong size)
                 self.close_connection = cut is not None
 
             def log_message(self, *args: object) -> None:
@@ -107,7 +106,7 @@ def register(monkeypatch: pytest.MonkeyPatch, size: int, *urls: str) -> None:
 def test_cut_download_resumes_then_imports_and_is_used_by_name(server, home, monkeypatch, port_file) -> None:
     register(monkeypatch, len(port_file), f"{server.url}/zenodo/hific_med.pt")
     server.cut["zenodo/hific_med.pt"] = 5000
-    with pytest.raises(CheckpointError, match="stopped at 5000 of .* run `hific download hific-med` again"):
+    with pytest.raises(CheckpointError, match=r"stopped at 5000 of .* run `hific download hific-med` again"):
         download_model("hific-med", progress=False)
     assert (home / "downloads" / "hific_med.pt.part").stat().st_size == 5000
     got = download_model("hific-med", progress=False)
@@ -157,5 +156,5 @@ def test_command_line_download_says_where_and_fails_in_one_line(server, home, mo
 def test_unknown_and_missing_names_say_what_to_do(home) -> None:
     with pytest.raises(CheckpointError, match="run `hific download hific-low`"):
         resolve_model("hific-low")
-    with pytest.raises(CheckpointError, match="unknown model 'nope'; known: .*hific-high"):
+    with pytest.raises(CheckpointError, match=r"unknown model 'nope'; known: .*hific-high"):
         resolve_model("nope")
