@@ -18,10 +18,19 @@ def run_export(args: argparse.Namespace) -> int:
     no optimizer state, no discriminator. (Training writes RUN/inference.ckpt itself at its end.)
     --realism R stores the default realism of a realism-conditioned model (MRIC): what hific
     decompress and hific eval decode at when not told another (hific info CKPT shows it).
+    --precision bf16 stores the encoder's and generator's weights in bfloat16: the file is about half
+    the size, decodes the same files (same fingerprint) and loads as fast; given an inference
+    checkpoint as SOURCE, it converts that one.
     """
-    from hific_lit.lit.export import export_training_checkpoint
+    from hific_lit.lit.export import convert_inference_checkpoint, export_training_checkpoint
+    from hific_lit.lit.warmstart import is_inference_checkpoint
 
-    print(export_training_checkpoint(args.source, args.output, args.realism))
+    if args.precision is not None and is_inference_checkpoint(args.source):
+        if args.realism is not None:
+            raise CheckpointError(f"{args.source}: --realism is set when exporting from a training run, not here")
+        print(convert_inference_checkpoint(args.source, args.output, args.precision))
+        return OK
+    print(export_training_checkpoint(args.source, args.output, args.realism, args.precision or "fp32"))
     return OK
 
 
@@ -68,6 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="R",
         help="models trained with realism conditioning (MRIC): the realism hific decompress uses without --realism, "
         "0 = lowest distortion (beta 0) ... 1 = most realistic (the model's largest beta). Default: 1",
+    )
+    export.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="float type of the stored encoder and generator weights: fp32 (default) or bf16 (about half the "
+        "file, the same fingerprint); with an inference checkpoint as SOURCE, converts it",
     )
 
     download = add_command(subparsers, "download", run_download, "hific download kodak clic2020 --root data")

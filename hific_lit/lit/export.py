@@ -23,20 +23,35 @@ from hific_lit.lit.warmstart import lightning_weights, load_codec_weights, read_
 log = logging.getLogger(__name__)
 
 
-def export_model(model: HiFiC, path: str | Path, config: dict | None = None) -> Path:
-    """Build ``model``'s coding tables from its trained densities and save it as an inference checkpoint."""
+def export_model(model: HiFiC, path: str | Path, config: dict | None = None, precision: str = "fp32") -> Path:
+    """Build ``model``'s coding tables from its trained densities and save it as an inference checkpoint
+    (g_a's and g_s's weights in ``precision``: fp32 or bf16, see :func:`save_inference_checkpoint`)."""
     path = Path(path)
     was_training = model.training
     model.eval()
     with torch.no_grad():
         model.update(force=True)
-    save_inference_checkpoint(model, path, config=config)
+    save_inference_checkpoint(model, path, config=config, weights_precision=precision)
     model.train(was_training)
     log.info("inference checkpoint written to %s", path)
     return path
 
 
-def export_training_checkpoint(source: str | Path, path: str | Path, realism: float | None = None) -> Path:
+def convert_inference_checkpoint(source: str | Path, path: str | Path, precision: str) -> Path:
+    """An inference checkpoint written again with g_a's and g_s's weights in ``precision`` (fp32 or bf16);
+    the coding tables and everything else are kept as they are (so is the model's fingerprint)."""
+    from hific_lit.checkpoint import load_inference_checkpoint, read_inference_checkpoint
+
+    config = read_inference_checkpoint(source, mmap=True).get("config")
+    model = load_inference_checkpoint(source)
+    save_inference_checkpoint(model, path, config=config, weights_precision=precision)
+    log.info("inference checkpoint written to %s (%s weights)", path, precision)
+    return Path(path)
+
+
+def export_training_checkpoint(
+    source: str | Path, path: str | Path, realism: float | None = None, precision: str = "fp32"
+) -> Path:
     """Turn a Lightning checkpoint of a run (``last.ckpt``, ``best.ckpt``) into an inference checkpoint.
 
     ``realism`` (0..1): the default realism of a realism-conditioned model (MRIC), stored as its default
@@ -55,7 +70,7 @@ def export_training_checkpoint(source: str | Path, path: str | Path, realism: fl
             raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
         model.g_s.default_beta = realism * model.g_s.beta_max
     load_codec_weights(model, source, lightning_weights(checkpoint))
-    return export_model(model, path)
+    return export_model(model, path, precision=precision)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,11 +63,17 @@ def _is_inference(loaded: object) -> bool:
     return isinstance(loaded, dict) and loaded.get("format") == FORMAT
 
 
+def is_inference_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a hific-lit inference checkpoint (else a training one); :class:`CheckpointError` if neither
+    can be read."""
+    return _is_inference(_torch_load(Path(path)))
+
+
 def _require_lightning(loaded: object, path: Path) -> dict:
     if _is_inference(loaded):
         raise CheckpointError(
             f"{path} is a hific-lit inference checkpoint, not a Lightning training checkpoint "
-            "(it is already what `hific compress` loads)"
+            "(it is already what `hific compress` loads; `hific export --precision bf16` converts it)"
         )
     if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
         raise CheckpointError(
