@@ -59,7 +59,7 @@ def heldout_photos(
     photos = []
     for path in photo_paths("heldout", folder):
         with Image.open(path) as image:
-            photos.append((path.stem, np.asarray(shrink(upright(image), max_short_side), dtype=np.uint8)))
+            photos.append((path.stem, np.array(shrink(upright(image), max_short_side), dtype=np.uint8)))
     return photos
 
 
