@@ -3,6 +3,7 @@
     python scripts/bench_bundled.py                      # the bundled model (`make photos` first)
     python scripts/bench_bundled.py --ckpt model.ckpt    # any inference checkpoint
     python scripts/bench_bundled.py --viewer out.html    # and the side-by-side viewer
+    python scripts/bench_bundled.py --paper-size         # only: fp32 and bf16 size and load time of the paper's model
 
 Prints a Markdown table (per photo: bpp from the .hfc file, PSNR, colour error; JPEG's at the same rate), the
 targets of issue 23 (mean PSNR >= 25 dB at <= 0.5 bpp; no photo's colour error above JPEG's), and the load time
@@ -52,12 +53,32 @@ def precision_costs(ckpt: Path) -> dict[str, dict[str, float]]:
         }
 
 
+def paper_size_costs() -> dict[str, dict[str, float]]:
+    """:func:`precision_costs` of the paper's architecture (``arch=hific``, 184 M parameters, random weights)."""
+    from hific_lit.checkpoint import save_inference_checkpoint
+    from hific_lit.codec import HiFiC
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "hific.ckpt"
+        save_inference_checkpoint(HiFiC.from_preset("hific").eval(), path)
+        return precision_costs(path)
+
+
+def print_costs(costs: dict[str, dict[str, float]], what: str) -> None:
+    for name, cost in costs.items():
+        print(f"{what} {name}: {cost['bytes'] / 1e6:.2f} MB, loads in {1000 * cost['load_s']:.1f} ms (median of 5)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", type=Path, default=None, help="inference checkpoint (default: the bundled model)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"), help="folder of bundled.json and the files")
     parser.add_argument("--viewer", type=Path, default=None, help="also write the HTML viewer here")
+    parser.add_argument("--paper-size", action="store_true", help="only the fp32/bf16 costs of the paper's model")
     args = parser.parse_args(argv)
+    if args.paper_size:
+        print_costs(paper_size_costs(), "arch=hific (184 M parameters)")
+        return 0
     try:
         ckpt = args.ckpt or resolve_model(BUNDLED).path
         model = load_inference_checkpoint(ckpt)
@@ -79,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"photos whose colour error is above JPEG's at the same bpp: {s['photos_above_jpeg_delta_e']} (0 wanted)"
     )
     costs = precision_costs(ckpt)
-    for name, cost in costs.items():
-        print(f"checkpoint {name}: {cost['bytes'] / 1e6:.2f} MB, loads in {1000 * cost['load_s']:.1f} ms (median of 5)")
+    print_costs(costs, "checkpoint")
     if args.viewer:
         print(f"viewer: {write_viewer(viewer, args.viewer, 'the bundled model on the held-out photos')}")
     report = {"checkpoint": str(ckpt), "rows": [r.as_dict() for r in rows], "summary": s, "precision": costs}
