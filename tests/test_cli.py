@@ -334,8 +334,8 @@ def test_hydra_commands_follow_the_exit_rule(tmp_path: Path) -> None:
     """``hific eval`` without a checkpoint, or with an override Hydra cannot apply: nothing ran, 2, no traceback."""
     missing = _hific("eval", "eval_set=folder", f"eval_set.path={tmp_path}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert missing.returncode == 2, missing.stderr
-    assert missing.stderr.strip().splitlines() == ["hific eval: error: no checkpoint given: pass ckpt=PATH, or "
-                                                   "ckpt=[low,med,high] for an RD curve"]  # fmt: skip
+    assert missing.stderr.strip().splitlines() == ["hific eval: error: no checkpoint given: pass ckpt=PATH (or "
+                                                   "ckpt=[low,med,high] for an RD curve), or model=NAME"]  # fmt: skip
     typo = _hific("eval", "ckpt=m.ckpt", "eval_sett=kodak", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert typo.returncode == 2 and "Could not override 'eval_sett'" in typo.stderr and "Traceback" not in typo.stderr
 

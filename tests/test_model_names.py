@@ -83,3 +83,11 @@ def test_unknown_name_and_both_options_are_refused(places, photo, capsys) -> Non
     with pytest.raises(SystemExit) as exc:
         main(["compress", str(photo), "--model", "bundled", "--ckpt", "x.ckpt"])
     assert exc.value.code == 2
+
+
+def test_eval_takes_models_by_name(places, models) -> None:
+    from hific_lit.eval.pipeline import checkpoint_paths
+
+    named = checkpoint_paths(None, ["bundled", "hific-low"])
+    assert named == {"bundled": models["bundled"], "hific-low": models["cached"]}
+    assert list(checkpoint_paths("runs/x.ckpt", "bundled")) == ["x", "bundled"]
