@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from skimage import color, data
 
 from hific_lit.eval.metrics import block_means, colour_error, delta_e_2000, srgb_to_lab
@@ -90,3 +91,23 @@ def test_colour_error_refuses_mismatched_or_tiny_images() -> None:
         colour_error(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="no full 8x8 block"):
         colour_error(np.zeros((7, 16, 3), np.uint8), np.zeros((7, 16, 3), np.uint8))
+
+
+def test_colour_term_weighs_block_means() -> None:
+    """loss.k_colour adds k_colour x MSE(8x8 means) to the codec's objective; 0 (the paper's) adds nothing."""
+    from hific_lit.codec import HiFiCOutput
+    from hific_lit.lit.base import RDStage
+    from hific_lit.losses import LossConfig, block_mean_mse
+
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    checker = torch.tensor([[0.1, -0.1], [-0.1, 0.1]]).repeat(8, 8)
+    assert block_mean_mse(x, (x + checker).clamp(-1, 2)).item() == pytest.approx(0.0, abs=1e-6)  # averages out
+    assert block_mean_mse(x, x + 0.1).item() == pytest.approx(25.5**2, rel=1e-5)
+    out = HiFiCOutput(x + 0.1, None, None, torch.tensor(0.2), torch.tensor(0.2))
+    losses = {}
+    for k_colour in (0.0, 0.01):
+        stage = RDStage.__new__(RDStage)
+        stage.loss_config, stage.perceptual, stage._trainer = LossConfig(k_colour=k_colour, k_p=0.0), None, None
+        losses[k_colour] = stage.rd_terms(x, out, iteration=None)
+    assert "colour_mse" not in losses[0.0]
+    assert losses[0.01]["loss"].item() == pytest.approx(losses[0.0]["loss"].item() + 0.01 * 25.5**2, rel=1e-5)
