@@ -3,6 +3,7 @@ finding the model by the file's fingerprint (cache first, then bundled), else on
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,31 @@ def test_eval_takes_models_by_name(places, models) -> None:
     named = checkpoint_paths(None, ["bundled", "hific-low"])
     assert named == {"bundled": models["bundled"], "hific-low": models["cached"]}
     assert list(checkpoint_paths("runs/x.ckpt", "bundled")) == ["x", "bundled"]
+
+
+def test_bundle_model_puts_a_run_into_the_package_in_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_script
+) -> None:
+    """scripts/bundle_model.py: checkpoint (bf16 transforms), fingerprint, recipe, seed, log, curve; found by name."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 23\nmax_iterations: 5\n")
+    (run / "train.log").write_text("iteration 5: validation photos ...\n")
+    (run / "csv" / "version_0").mkdir(parents=True)
+    (run / "csv" / "version_0" / "metrics.csv").write_text("step,val/psnr\n4,20.0\n")
+    torch.manual_seed(3)
+    save_inference_checkpoint(HiFiC.from_preset("tiny"), run / "inference.ckpt")
+    package = tmp_path / "package"
+    ckpt = load_script("bundle_model").bundle(run, "bf16", package)
+    assert sorted(p.name for p in package.iterdir()) == [
+        "bundled.ckpt", "bundled.json", "metrics.csv", "recipe.yaml", "train.log"
+    ]  # fmt: skip
+    monkeypatch.setattr(registry, "bundled_dir", lambda: package)
+    monkeypatch.setenv(registry.HOME_ENV, str(tmp_path / "empty-home"))
+    entry = registry.resolve_model("bundled")
+    assert entry.path == ckpt and entry.place == "bundled"
+    info = json.loads((package / "bundled.json").read_text())
+    assert info["seed"] == 23 and info["iterations"] == 5 and info["weights_precision"] == "bf16"
+    assert info["fingerprint"] == load_inference_checkpoint(run / "inference.ckpt").fingerprint().hex()
+    raw = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert {v.dtype for k, v in raw.items() if k.startswith("g_s.") and v.is_floating_point()} == {torch.bfloat16}
