@@ -48,7 +48,7 @@ class LossConfig:
     gan_loss: str = "non_saturating"
     k_colour: float = 0.0
     """Weight of the colour term, MSE (0..255) of 8x8-block means (:func:`block_mean_mse`); the paper has none (0).
-    It weighs the local mean colour that the colour error measures, which a small model trained briefly leaves grey."""
+    It weighs the local mean colour that the colour error measures (an option; docs/bundled.md says what it did)."""
 
     def __post_init__(self) -> None:
         if self.gan_loss not in GAN_LOSSES:

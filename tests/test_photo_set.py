@@ -94,12 +94,17 @@ def test_photo_paths_finds_checks_and_says_how_to_fetch(tmp_path: Path, monkeypa
 def test_validation_batches_are_whole_photos_and_metrics_are_logged_per_photo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        "hific_lit.data.photo_module.photo_paths", lambda role, folder=None, verify=True: [sample_photo_path("retina")]
+    found = [
+        (ManifestEntry("0" * 64, "train", package, "1", f"{name}.png"), sample_photo_path(name))
+        for package, name in (("many", "retina"), ("few", "rocket"))
+    ]
+    monkeypatch.setattr("hific_lit.data.photo_module.photo_entries", lambda role, folder=None, verify=True: found)
+    dm = PhotoSetDataModule(
+        batch_size=2, crop_size=64, val_photos=["astronaut", "chelsea"], val_tiles=4, package_repeats={"few": 3}
     )
-    dm = PhotoSetDataModule(batch_size=2, crop_size=64, val_photos=["astronaut", "chelsea"], val_tiles=4)
     dm.setup()
     assert len(dm.train_set) == 512 and dm.val_names == ["astronaut", "chelsea"]
+    assert dm.train_set.order == [0, 1, 1, 1]  # the package of few photos drawn 3x as often
     batches = list(dm.val_dataloader())
     assert [b.shape[0] for b in batches] == [4, 4]
     assert list(GroupBatches([2, 3])) == [[0, 1], [2, 3, 4]]

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from torch.utils.data import DataLoader, Sampler
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hific_lit.data.base import CropDataModule
-from hific_lit.data.photo_set import VALIDATION_PHOTOS, photo_paths
+from hific_lit.data.photo_set import VALIDATION_PHOTOS, photo_entries
 from hific_lit.data.sample import PhotoDataset, TensorListDataset, expand_photos, load_sample_photo
 from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
 
@@ -37,6 +38,21 @@ class GroupBatches(Sampler[list[int]]):
         return len(self.sizes)
 
 
+class RepeatedPhotos(Dataset):
+    """Item ``i`` is a fresh crop of photo ``order[i mod len(order)]`` of ``photos`` (a photo repeated in ``order``
+    is drawn that many times more often; each is decoded once)."""
+
+    def __init__(self, photos: PhotoDataset, order: list[int], length: int) -> None:
+        self.photos, self.order, self.length = photos, order, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        photo = self.photos.photos[self.order[index % len(self.order)]]
+        return self.photos.transform(photo)
+
+
 class PhotoSetDataModule(CropDataModule):
     """Random crops of the manifest's training photos; validation on tiles of several held-out photos.
 
@@ -49,6 +65,8 @@ class PhotoSetDataModule(CropDataModule):
         max_short_side: photos with a longer shorter side are downscaled to it once, at load.
         photo_folder: where ``scripts/photos.py`` unpacked the packages (default ``<data>/photos``).
         extra_photos: glob patterns of further training photos.
+        package_repeats: package -> how many times each of its photos is drawn per pass (default 1), so that a
+            package of many similar photos does not make most of the crops.
     """
 
     def __init__(
@@ -66,6 +84,7 @@ class PhotoSetDataModule(CropDataModule):
         max_short_side: int | None = 512,
         photo_folder: str | None = None,
         extra_photos: Sequence[str] = (),
+        package_repeats: dict[str, int] | None = None,
     ) -> None:
         super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
         self.samples_per_epoch = samples_per_epoch
@@ -74,18 +93,23 @@ class PhotoSetDataModule(CropDataModule):
         self.max_short_side = max_short_side
         self.photo_folder = Path(photo_folder).expanduser() if photo_folder else None
         self.extra_photos = list(extra_photos)
+        self.package_repeats = dict(package_repeats or {})
         self.val_names: list[str] = []
         self._val_sizes: list[int] = []
 
     def check_source(self) -> None:
         """The training photos must be there, as the manifest says (checked before any model is built)."""
-        photo_paths("train", self.photo_folder, verify=False)
+        photo_entries("train", self.photo_folder, verify=False)
         expand_photos(self.extra_photos)
 
     def setup(self, stage: str | None = None) -> None:
-        paths = photo_paths("train", self.photo_folder) + expand_photos(self.extra_photos)
-        length = max(self.samples_per_epoch, len(paths))  # photo i mod len: fewer would leave photos out
-        self.train_set = PhotoDataset(paths, self.train_transform, length, self.max_short_side)
+        found = photo_entries("train", self.photo_folder)
+        paths = [path for _, path in found] + expand_photos(self.extra_photos)
+        repeats = [self.package_repeats.get(entry.package, 1) for entry, _ in found] + [1] * (len(paths) - len(found))
+        order = [i for i, count in enumerate(repeats) for _ in range(count)]
+        length = max(self.samples_per_epoch, len(order))  # photo order[i mod len]: fewer would leave photos out
+        photos = PhotoDataset(paths, self.train_transform, length, self.max_short_side)
+        self.train_set = RepeatedPhotos(photos, order, length)
         tiles, self.val_names, self._val_sizes = [], [], []
         for name in self.val_photos:
             photo_tiles = grid_tiles(load_sample_photo(name)[0], self.crop_size, self.val_tiles)

@@ -214,7 +214,12 @@ def package_root(folder: Path, package: str) -> Path:
 
 
 def photo_paths(role: str, folder: Path | None = None, verify: bool = True) -> list[Path]:
-    """The files of the manifest's photos of ``role``, each checked against its SHA-256.
+    """The files of the manifest's photos of ``role`` (:func:`photo_entries` without the entries)."""
+    return [path for _, path in photo_entries(role, folder, verify)]
+
+
+def photo_entries(role: str, folder: Path | None = None, verify: bool = True) -> list[tuple[ManifestEntry, Path]]:
+    """The manifest's photos of ``role`` and their files, each checked against its SHA-256.
 
     Each is looked for in its unpacked package (:func:`package_root` under ``folder``, default
     :func:`default_folder`), then where ``apt-get install`` puts it. Raises :class:`DatasetError` naming the
@@ -233,7 +238,7 @@ def photo_paths(role: str, folder: Path | None = None, verify: bool = True) -> l
         elif verify and sha256_of(path) != entry.sha256:
             changed.append(path)
         else:
-            found.append(path)
+            found.append((entry, path))
     if missing:
         names = ", ".join(sorted({e.package for e in missing}))
         raise DatasetError(
