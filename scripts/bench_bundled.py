@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.errors import NOTHING_RAN, HificError
 from hific_lit.eval.heldout import code_next_to_jpeg, format_table, heldout_photos, summary
 from hific_lit.eval.viewer import write_viewer
-from hific_lit.lit.export import convert_inference_checkpoint
+from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.pretrained.registry import BUNDLED, resolve_model
+from hific_lit.training.export import convert_inference_checkpoint
 
 TARGET_PSNR, TARGET_BPP = 25.0, 0.5
 
@@ -66,8 +66,8 @@ def precision_costs(ckpt: Path) -> dict[str, dict[str, float]]:
 
 def paper_size_costs() -> dict[str, dict[str, float]]:
     """:func:`precision_costs` of the paper's architecture (``arch=hific``, 184 M parameters, random weights)."""
-    from hific_lit.checkpoint import save_inference_checkpoint
-    from hific_lit.codec import HiFiC
+    from hific_lit.io.checkpoint import save_inference_checkpoint
+    from hific_lit.models.hific.model import HiFiC
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "hific.ckpt"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.errors import NOTHING_RAN, HificError
-from hific_lit.lit.export import convert_inference_checkpoint
+from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.pretrained.registry import BUNDLED, bundled_dir, write_model_info
+from hific_lit.training.export import convert_inference_checkpoint
 
 MAX_BYTES = 8 * 10**6
 """Issue 23: the bundled model is at most 8 MB."""

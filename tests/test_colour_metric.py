@@ -95,9 +95,9 @@ def test_colour_error_refuses_mismatched_or_tiny_images() -> None:
 
 def test_colour_term_weighs_block_means() -> None:
     """loss.k_colour adds k_colour x MSE(8x8 means) to the codec's objective; 0 (the paper's) adds nothing."""
-    from hific_lit.codec import HiFiCOutput
-    from hific_lit.lit.base import RDStage
-    from hific_lit.losses import LossConfig, block_mean_mse
+    from hific_lit.models.hific.model import HiFiCOutput
+    from hific_lit.training.base import RDStage
+    from hific_lit.training.losses import LossConfig, block_mean_mse
 
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     checker = torch.tensor([[0.1, -0.1], [-0.1, 0.1]]).repeat(8, 8)

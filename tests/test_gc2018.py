@@ -12,25 +12,20 @@ import pytest
 import torch
 from PIL import Image
 
-from hific_lit.bitstream import HEADER_SIZES, unpack
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main as hific
-from hific_lit.codec import HiFiC
 from hific_lit.config import compose_config as compose_eval
 from hific_lit.data.sample import SAMPLE_TRAIN_PHOTOS, load_sample_photo, sample_photo_path
 from hific_lit.errors import BitstreamError
 from hific_lit.eval.pipeline import evaluate
-from hific_lit.gc2018 import (
-    GC2018,
-    GC2018_PRESETS,
-    GC2018Config,
-    MultiscaleDiscriminator,
-    SoftToHardQuantizer,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
-from hific_lit.train import compose_config, train
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.io.container import HEADER_SIZES, unpack
+from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
+from hific_lit.models.gc2018.bottleneck import SoftToHardQuantizer
+from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
+from hific_lit.models.gc2018.model import GC2018
+from hific_lit.models.hific.model import HiFiC
+from hific_lit.training.gc2018_losses import discriminator_loss, feature_matching_loss, generator_loss
+from hific_lit.training.run import compose_config, train
 
 TINY = GC2018_PRESETS["gc2018_tiny"]
 
@@ -115,7 +110,7 @@ def fitted() -> GC2018:
 def test_the_prior_codes_real_photos_below_the_bound(fitted: GC2018) -> None:
     x = load_sample_photo()  # the held-out astronaut
     data = fitted.compress(x)
-    header, _, stream = unpack(bytes(data))
+    header, _, stream, _ = unpack(bytes(data))
     height, width = x.shape[-2:]
     assert header.kind == 1 and header.y_shape == (TINY.latent_channels, height // 16, width // 16)
     assert len(stream) * 8 < bound_bits(TINY, height, width)

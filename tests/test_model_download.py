@@ -15,9 +15,9 @@ from types import ModuleType
 import pytest
 import torch
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.cli import main as hific
 from hific_lit.errors import CheckpointError
+from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.pretrained import registry
 from hific_lit.pretrained.download import download_model
 from hific_lit.pretrained.registry import RemoteModel, find_by_fingerprint, resolve_model

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.pretrained import registry
 from hific_lit.pretrained.registry import write_model_info
 

@@ -20,22 +20,21 @@ from PIL import Image
 from skimage import data
 
 from hific_lit import HiFiC
-from hific_lit.arch import arch_preset
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main
 from hific_lit.config import compose_config
 from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
-from hific_lit.lit import load_codec_weights
-from hific_lit.lit.base import ARCH_KEY
-from hific_lit.lit.warmstart import REALISM_FIELDS
-from hific_lit.losses import perceptual_term, realism_weighted
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.models.hific.arch import arch_preset
 from hific_lit.nn.generator import Generator
 from hific_lit.nn.realism import BETA_MAX, FiLMChannelNorm2d, fourier_features
 from hific_lit.pretrained.jt import port_arch
 from hific_lit.pretrained.jt_checkpoint import PortModel
+from hific_lit.training.base import ARCH_KEY
+from hific_lit.training.losses import perceptual_term, realism_weighted
+from hific_lit.training.warmstart import REALISM_FIELDS, load_codec_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,7 +243,7 @@ def test_eval_writes_one_row_per_beta_at_the_same_bpp(ckpts: dict[str, Path], tm
 def test_mric_experiments_compose_on_hific_stages() -> None:
     base = compose_config("train", ["experiment=mric_base"])
     gan = compose_config("train", ["experiment=mric_gan", "warmstart=x.ckpt"])
-    for cfg, target in ((base, "hific_lit.lit.RDStage"), (gan, "hific_lit.lit.GANStage")):
+    for cfg, target in ((base, "hific_lit.training.base.RDStage"), (gan, "hific_lit.training.gan.GANStage")):
         assert cfg.arch.realism_conditioning and cfg.arch.beta_max == 2.56 and cfg.arch.realism_width == 512
         assert cfg.stage._target_ == target and cfg.loss.k_p == 1.0 and cfg.loss.beta == 0.15
         assert cfg.arch.latent_channels == 220 and cfg.stage.gradient_clip.codec is None
@@ -280,7 +279,7 @@ def test_mric_warm_starts_from_plain_hific_as_the_plain_model_at_every_beta(
         torch.manual_seed(1)
         model = HiFiC(arch).eval()
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="hific_lit.lit.warmstart"):
+        with caplog.at_level(logging.INFO, logger="hific_lit.training.warmstart"):
             load_codec_weights(model, path)
         said = [r.getMessage() for r in caplog.records if "realism" in r.getMessage()]
         assert len(said) == 1 and "plain HiFiC" in said[0] and "20 tensors" in said[0], said
@@ -311,7 +310,7 @@ def test_the_readme_command_fine_tunes_an_imported_jt_model_into_mric() -> None:
     # run's architecture differs from what `hific import-jt HIFIC-med.pt` writes only where warm start allows it.
     overrides = ["experiment=mric_gan", "arch=jt", "arch.latent_likelihood=logistic", "warmstart=hific-med.ckpt"]
     cfg = compose_config("train", overrides)
-    assert cfg.stage._target_ == "hific_lit.lit.GANStage" and cfg.warmstart == "hific-med.ckpt"
+    assert cfg.stage._target_ == "hific_lit.training.gan.GANStage" and cfg.warmstart == "hific-med.ckpt"
     med = PortModel(
         latent_channels=220, residual_blocks=9, likelihood="logistic", normalize_input=False, channel_norm=True,
         regime="med", model_type="compression_gan", steps=None, epoch=None, has_discriminator=True,

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from hific_lit.arch import ARCH_PRESETS, ArchConfig, arch_preset
+from hific_lit.models.hific.arch import ARCH_PRESETS, ArchConfig, arch_preset
 from hific_lit.nn import ChannelNorm2d, Discriminator, Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.layers import make_norm
 
@@ -122,8 +122,8 @@ def test_arch_config_validates() -> None:
 
 def test_the_codec_imports_no_lightning() -> None:
     """In a fresh interpreter: the codec, its networks, entropy models, tiling and checkpoints load no Lightning."""
-    modules = ["hific_lit", "hific_lit.codec", "hific_lit.nn", "hific_lit.entropy", "hific_lit.tiling"]
-    modules += ["hific_lit.checkpoint", "hific_lit.precision", "hific_lit.bitstream"]
+    modules = ["hific_lit", "hific_lit.models.hific.model", "hific_lit.nn", "hific_lit.entropy", "hific_lit.tiling"]
+    modules += ["hific_lit.io.checkpoint", "hific_lit.runtime.precision", "hific_lit.io.container"]
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
     code += "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))"
     root = str(pathlib.Path(__file__).parents[1])

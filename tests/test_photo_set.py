@@ -30,7 +30,7 @@ from hific_lit.data.photo_set import (
 )
 from hific_lit.data.sample import sample_photo_path
 from hific_lit.errors import DatasetError
-from hific_lit.lit.callbacks import PhotoMetrics
+from hific_lit.training.callbacks import PhotoMetrics
 
 
 def test_committed_manifest_holds_many_varied_photos_and_keeps_the_held_out_set_apart() -> None:

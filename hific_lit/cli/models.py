@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hific_lit.bitstream import read_hfc, unpack
 from hific_lit.errors import CheckpointError
+from hific_lit.io.container import read_hfc, unpack
 from hific_lit.pretrained.registry import BUNDLED, REMOTE_MODELS, find_by_fingerprint, model_home, resolve_model
 
 

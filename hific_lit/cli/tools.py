@@ -22,8 +22,8 @@ def run_export(args: argparse.Namespace) -> int:
     the size, decodes the same files (same fingerprint) and loads as fast; given an inference
     checkpoint as SOURCE, it converts that one.
     """
-    from hific_lit.lit.export import convert_inference_checkpoint, export_training_checkpoint
-    from hific_lit.lit.warmstart import is_inference_checkpoint
+    from hific_lit.training.export import convert_inference_checkpoint, export_training_checkpoint
+    from hific_lit.training.warmstart import is_inference_checkpoint
 
     if args.precision is not None and is_inference_checkpoint(args.source):
         if args.realism is not None:

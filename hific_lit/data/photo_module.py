@@ -4,7 +4,7 @@ Training crops come from the manifest's ``train`` photos (:mod:`hific_lit.data.p
 landscapes, cities, sea, snow, people, animals, plants and objects; ``make photos`` fetches them), each
 downscaled once so that its shorter side is at most ``max_short_side``. Validation is scikit-image's
 :data:`~hific_lit.data.photo_set.VALIDATION_PHOTOS` (never trained on): each photo's grid of ``crop x crop``
-tiles is one validation batch, so that :class:`~hific_lit.lit.callbacks.PhotoMetrics` reports PSNR and colour
+tiles is one validation batch, so that :class:`~hific_lit.training.callbacks.PhotoMetrics` reports PSNR and colour
 error per photo (:attr:`PhotoSetDataModule.val_names`). The manifest's ``heldout`` photos are used by neither.
 """
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hific_lit.codec import HiFiC
 from hific_lit.data.photo_set import photo_paths
 from hific_lit.data.sample import shrink, upright
 from hific_lit.eval.baselines import decode, match_bpp
 from hific_lit.eval.metrics import colour_error, psnr_uint8
 from hific_lit.eval.runner import code_with_model
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant
-from hific_lit.files import bits_per_pixel
+from hific_lit.io.files import bits_per_pixel
+from hific_lit.models.base import Codec
 
 TRAINING_SHORT_SIDE = 512
 """The shorter side the training photos are shrunk to (``data.max_short_side`` of ``data=photos``)."""
@@ -69,7 +69,7 @@ def _png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def code_next_to_jpeg(model: HiFiC, name: str, original: np.ndarray, out_dir: Path) -> tuple[HeldOutRow, ViewerImage]:
+def code_next_to_jpeg(model: Codec, name: str, original: np.ndarray, out_dir: Path) -> tuple[HeldOutRow, ViewerImage]:
     """Code ``original`` into ``out_dir/<name>.hfc`` with ``model``, decode the file, match JPEG's rate; the row and
     the viewer's entry (original, ours, JPEG)."""
     height, width = original.shape[:2]

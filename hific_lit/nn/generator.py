@@ -24,7 +24,7 @@ from hific_lit.nn.realism import (
 )
 
 if TYPE_CHECKING:
-    from hific_lit.arch import ArchConfig
+    from hific_lit.models.hific.arch import ArchConfig
 
 
 class Generator(nn.Module):

@@ -72,7 +72,7 @@ def _fetch_any(spec: RemoteModel, target: Path, progress: bool) -> str:
 
 def download_model(name: str, home: Path | None = None, progress: bool = True) -> Downloaded:
     """Download, check and import the released model ``name`` into the model cache (once)."""
-    from hific_lit.checkpoint import load_inference_checkpoint
+    from hific_lit.io.checkpoint import load_inference_checkpoint
     from hific_lit.pretrained.jt import import_jt
 
     spec = REMOTE_MODELS.get(name)

@@ -153,7 +153,7 @@ def find_by_fingerprint(fingerprint: bytes, home: Path | None = None) -> ModelEn
 
 def write_model_info(ckpt: Path, fingerprint: bytes, **details: object) -> Path:
     """Write ``NAME.json`` beside the checkpoint ``NAME.ckpt``: its fingerprint and ``details``; return its path."""
-    from hific_lit.files import atomic_write_bytes
+    from hific_lit.io.files import atomic_write_bytes
 
     info = ckpt.with_suffix(".json")
     payload = {"name": ckpt.stem, "fingerprint": fingerprint.hex(), **details}

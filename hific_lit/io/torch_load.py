@@ -1,28 +1,24 @@
-"""Read a foreign PyTorch checkpoint without running any code it might carry.
+"""The one guarded ``torch.load``: read a checkpoint without running any code it might carry.
 
-``torch.load(weights_only=True)`` rebuilds only tensors and plain containers (dict, list, tuple,
-str, numbers, None, OrderedDict); every other global a pickle names is refused before anything
-is built. The JT port's checkpoints hold tensors, plain dicts (its ``args``) and optimizer
-states, so nothing more is needed; :data:`ALLOWED_GLOBALS` adds ``argparse.Namespace``, the one
-plain attribute holder an ``args`` of a PyTorch training script may be (its state is a dict
-of attributes; it has no code of its own). Anything else is reported and never executed.
+``torch.load(weights_only=True)`` rebuilds only tensors and plain containers (dict, list, tuple, str, numbers,
+None, OrderedDict); every other global a pickle names is refused before anything is built. A caller may allow a
+few more plain classes (the JT port's checkpoints hold an ``argparse.Namespace``: a dict of attributes with no
+code of its own). Every failure is a one-line :class:`~hific_lit.errors.CheckpointError` in our words: a
+missing, empty, HTML (a failed download), truncated or corrupt file, or one that names a Python object.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from hific_lit.errors import CheckpointError
-
-ALLOWED_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
-"""Classes a checkpoint may name beyond torch's weights-only defaults."""
 
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
@@ -36,11 +32,18 @@ def refused_global(exc: BaseException) -> str | None:
     return found.group(1) if found else "an unsupported global"
 
 
-def load_plain_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> object:
-    """``torch.load`` of ``path`` on the CPU with ``weights_only=True`` and :data:`ALLOWED_GLOBALS`.
+def guarded_load(
+    path: str | os.PathLike,
+    what: str = "checkpoint",
+    mmap: bool = True,
+    allowed_globals: Sequence[type] = (),
+    map_location: str | torch.device = "cpu",
+) -> object:
+    """``torch.load`` of ``path`` with ``weights_only=True`` (and ``allowed_globals``), or a :class:`CheckpointError`
+    that names the file and what is wrong with it (``what`` names the kind of file in the message).
 
-    Zip-format files are memory-mapped (a 700 MB model does not need 700 MB more to read).
-    A missing, empty, HTML, truncated or code-carrying file raises :class:`CheckpointError`.
+    ``mmap``: zip-format files are memory-mapped (a 700 MB model does not need 700 MB more to read; tensors are
+    read from disk when first used).
     """
     path = Path(path)
     if not path.is_file():
@@ -52,8 +55,9 @@ def load_plain_checkpoint(path: str | os.PathLike, what: str = "checkpoint") -> 
     if head[:1] == b"<":
         raise CheckpointError(f"{path}: this is an HTML/XML page, not a {what} (a failed download?)")
     try:
-        with torch.serialization.safe_globals(list(ALLOWED_GLOBALS)):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            mapped = mmap and zipfile.is_zipfile(path)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mapped)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         name = refused_global(exc)
         if name is not None:

@@ -16,21 +16,19 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
 from torch import nn
 
-from hific_lit.checkpoint import DISCRIMINATOR_KEY, FORMAT, read_inference_checkpoint
-from hific_lit.codec import HiFiC
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import CheckpointError
-from hific_lit.lit.base import ARCH_KEY
+from hific_lit.io.checkpoint import DISCRIMINATOR_KEY, check_inference_payload, is_inference_payload
+from hific_lit.io.torch_load import guarded_load
+from hific_lit.models.base import Codec
 from hific_lit.nn.realism import FiLMChannelNorm2d
+from hific_lit.training.base import ARCH_KEY
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +47,14 @@ class CheckpointWeights(NamedTuple):
     arch: dict | None
 
 
-def _torch_load(path: Path) -> object:
-    """The file's contents, memory-mapped (tensors are read when used), loaded weights-only."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint {path} is not a readable PyTorch checkpoint ({exc})") from None
-
-
-def _is_inference(loaded: object) -> bool:
-    return isinstance(loaded, dict) and loaded.get("format") == FORMAT
-
-
 def is_inference_checkpoint(path: str | Path) -> bool:
     """Whether ``path`` is a hific-lit inference checkpoint (else a training one); :class:`CheckpointError` if neither
     can be read."""
-    return _is_inference(_torch_load(Path(path)))
+    return is_inference_payload(guarded_load(path))
 
 
 def _require_lightning(loaded: object, path: Path) -> dict:
-    if _is_inference(loaded):
+    if is_inference_payload(loaded):
         raise CheckpointError(
             f"{path} is a hific-lit inference checkpoint, not a Lightning training checkpoint "
             "(it is already what `hific compress` loads; `hific export --precision bf16` converts it)"
@@ -86,11 +70,11 @@ def _require_lightning(loaded: object, path: Path) -> dict:
 def read_lightning_checkpoint(path: str | Path) -> dict:
     """A Lightning training checkpoint of a hific-lit run (weights only, memory-mapped), nothing else.
 
-    The reader of inference checkpoints is :func:`hific_lit.checkpoint.read_inference_checkpoint`;
+    The reader of inference checkpoints is :func:`hific_lit.io.checkpoint.read_inference_checkpoint`;
     handed one, this raises :class:`CheckpointError` saying so.
     """
     path = Path(path)
-    return _require_lightning(_torch_load(path), path)
+    return _require_lightning(guarded_load(path), path)
 
 
 def lightning_weights(checkpoint: dict) -> CheckpointWeights:
@@ -102,16 +86,16 @@ def lightning_weights(checkpoint: dict) -> CheckpointWeights:
 
 
 def read_checkpoint_weights(path: str | Path) -> CheckpointWeights:
-    """The weights of either checkpoint kind, each read by its own reader (the inference one checks its version)."""
+    """The weights of either checkpoint kind, read once (an inference checkpoint's version is checked)."""
     path = Path(path)
-    loaded = _torch_load(path)
-    if _is_inference(loaded):
-        payload = read_inference_checkpoint(path, mmap=True)
+    loaded = guarded_load(path)
+    if is_inference_payload(loaded):
+        payload = check_inference_payload(loaded, path)
         return CheckpointWeights(payload["state_dict"], payload.get(DISCRIMINATOR_KEY), payload.get("arch"))
     return lightning_weights(_require_lightning(loaded, path))
 
 
-def _require_same_arch(model: HiFiC, stored: dict | None, path: str | Path, ignored: tuple[str, ...] = ()) -> None:
+def _require_same_arch(model: Codec, stored: dict | None, path: str | Path, ignored: tuple[str, ...] = ()) -> None:
     """Refuse a checkpoint whose stored architecture differs (outside ``ignored``), naming the overrides to match it."""
     if stored is None:
         return
@@ -128,10 +112,10 @@ def _source_conditioned(weights: CheckpointWeights) -> bool:
     return bool(stored.get("realism_conditioning")) or any(k.startswith(REALISM_PREFIX) for k in weights.codec)
 
 
-def _fresh_realism(model: HiFiC, weights: CheckpointWeights) -> tuple[str, ...]:
+def _fresh_realism(model: Codec, weights: CheckpointWeights) -> tuple[str, ...]:
     """Prefixes of the tensors that stay as initialised: the β-embedding and every FiLM map of a conditioned
     ``model`` started from a plain HiFiC checkpoint; none otherwise."""
-    if not getattr(model.g_s, "conditioned", False) or _source_conditioned(weights):
+    if model.capabilities.realism is None or _source_conditioned(weights):
         return ()
     films = (f"{name}.film." for name, m in model.named_modules() if isinstance(m, FiLMChannelNorm2d))
     return (REALISM_PREFIX, *films)
@@ -151,7 +135,7 @@ def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: s
     module.load_state_dict({k: source[k] for k in own}, strict=False)
 
 
-def load_codec_weights(model: HiFiC, path: str | Path, weights: CheckpointWeights | None = None) -> None:
+def load_codec_weights(model: Codec, path: str | Path, weights: CheckpointWeights | None = None) -> None:
     """Copy g_a, g_s, h_a, h_s and the entropy models from a checkpoint (either kind) into ``model``.
 
     ``weights``: the checkpoint's, when already read. The coding tables are left as they are (rebuilt
@@ -162,7 +146,7 @@ def load_codec_weights(model: HiFiC, path: str | Path, weights: CheckpointWeight
     weights = weights or read_checkpoint_weights(path)
     fresh = _fresh_realism(model, weights)
     _require_same_arch(model, weights.arch, path, REALISM_FIELDS if fresh else ())
-    if _source_conditioned(weights) and not getattr(model.g_s, "conditioned", False):  # no stored arch named it
+    if _source_conditioned(weights) and model.capabilities.realism is None:  # no stored arch named it
         raise CheckpointError(
             f"{path} holds a realism-conditioned g_s (MRIC); a plain model would drop its conditioning: "
             "add arch.realism_conditioning=true"

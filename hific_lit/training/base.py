@@ -18,11 +18,12 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from hific_lit.arch import ArchConfig
-from hific_lit.codec import HiFiC, HiFiCOutput
 from hific_lit.data.base import CropDataModule
 from hific_lit.entropy.tables import CodingBuffers
-from hific_lit.losses import LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
+from hific_lit.models.base import Codec
+from hific_lit.models.hific.arch import ArchConfig
+from hific_lit.models.hific.model import HiFiC, HiFiCOutput
+from hific_lit.training.losses import LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 ITERATION_KEY = "hific_iteration"
 ARCH_KEY = "hific_arch"
+MODEL_KEY = "hific_model"
+"""Entries of every stage's Lightning checkpoints: our iteration counter, the model's architecture and its kind."""
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -39,20 +42,19 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
 
 
 class IterationCheckpointing:
-    """Lightning hooks of every stage: our iteration counter and the model's architecture go into each
-    checkpoint (entries ``iteration_key`` and ``arch_key``), and the counter comes back on resume."""
+    """Lightning hooks of every stage: our iteration counter, the model's architecture and its kind go into each
+    checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume."""
 
-    iteration_key = ITERATION_KEY
-    arch_key = ARCH_KEY
     iteration: int
-    model: nn.Module
+    model: Codec
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[self.iteration_key] = self.iteration
-        checkpoint[self.arch_key] = self.model.arch.to_dict()
+        checkpoint[ITERATION_KEY] = self.iteration
+        checkpoint[ARCH_KEY] = self.model.arch.to_dict()
+        checkpoint[MODEL_KEY] = self.model.kind
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.iteration = int(checkpoint.get(self.iteration_key, 0))
+        self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
 
 
 class ManualSteps:

@@ -1,11 +1,10 @@
-"""GC2018's multi-scale discriminator and its losses (Agustsson et al. 2018, App. A).
+"""GC2018's multi-scale discriminator (Agustsson et al. 2018, App. A); its losses are in
+:mod:`hific_lit.training.gc2018_losses`.
 
 As in pix2pixHD (Wang et al. 2018), D is three PatchGANs of the same shape run on the
 image at full, 1/2 and 1/4 resolution (3x3 average pooling with stride 2 between scales). Each is
 ``C64-C128-C256-C512`` (4x4 conv, stride 2, InstanceNorm, LeakyReLU 0.2; no norm in the first
-layer), then a 4x4 stride-1 conv to one logit map. The GAN objective is least squares (LSGAN,
-``f(y) = (y - 1)^2``, ``g(y) = y^2``); the generator also matches D's intermediate
-features of x and x_hat (pix2pixHD's feature-matching loss, weight 10 in the paper).
+layer), then a 4x4 stride-1 conv to one logit map.
 """
 
 from __future__ import annotations
@@ -64,25 +63,3 @@ class MultiscaleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> DiscriminatorOutput:
         return [d(inp) for d, inp in zip(self.discriminators, self.scale_inputs(x), strict=True)]
-
-
-def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
-    """LSGAN loss of D, ``(D(x) - 1)^2 + D(x_hat)^2`` summed over scales, halved (pix2pixHD)."""
-    total = sum(((r[-1] - 1.0).pow(2).mean() + f[-1].pow(2).mean()) for r, f in zip(real, fake, strict=True))
-    return 0.5 * total
-
-
-def generator_loss(fake: DiscriminatorOutput) -> torch.Tensor:
-    """LSGAN loss of G, ``(D(x_hat) - 1)^2`` summed over scales."""
-    return sum((f[-1] - 1.0).pow(2).mean() for f in fake)
-
-
-def feature_matching_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput) -> torch.Tensor:
-    """pix2pixHD's feature matching: mean |D_k^(i)(x) - D_k^(i)(x_hat)| over the intermediate layers i of each scale k,
-    weighted ``4 / layers`` per layer and ``1 / scales`` per scale; the real features are targets (detached)."""
-    total = real[0][0].new_zeros(())
-    for r, f in zip(real, fake, strict=True):
-        layers = len(r) - 1
-        for feat_real, feat_fake in zip(r[:-1], f[:-1], strict=True):
-            total = total + (4.0 / layers) / len(real) * F.l1_loss(feat_fake, feat_real.detach())
-    return total

@@ -23,7 +23,7 @@ from hific_lit.tiling.receptive import NotTileableError, Stage
 from hific_lit.tiling.tiles import RowSource, run_tiled
 
 if TYPE_CHECKING:
-    from hific_lit.codec import HiFiC
+    from hific_lit.models.hific.model import HiFiC
 
 BAND_ELEMENTS = 1 << 20
 """Latent elements (channels x rows x width) per band: float64 means and scales of 8 MiB each."""

@@ -22,16 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hific_lit.gc2018.arch import GC2018Config
-from hific_lit.gc2018.codec import GC2018, GC2018Output
-from hific_lit.gc2018.discriminator import (
-    MultiscaleDiscriminator,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
-from hific_lit.lit.base import IterationCheckpointing, ManualSteps
-from hific_lit.losses import psnr
+from hific_lit.models.gc2018.arch import GC2018Config
+from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
+from hific_lit.models.gc2018.model import GC2018, GC2018Output
+from hific_lit.training.base import IterationCheckpointing, ManualSteps
+from hific_lit.training.gc2018_losses import discriminator_loss, feature_matching_loss, generator_loss
+from hific_lit.training.losses import psnr
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -74,9 +70,6 @@ class GC2018Stage(IterationCheckpointing, ManualSteps, pl.LightningModule):
     """
 
     optimizer_names: tuple[str, ...] = ("codec", "prior")
-
-    iteration_key = "gc2018_iteration"
-    arch_key = "gc2018_arch"
 
     def __init__(
         self,
@@ -155,7 +148,7 @@ class GC2018GANStage(GC2018Stage):
     """The distortion stage plus the multi-scale discriminator, LSGAN and feature matching (the paper's objective).
 
     Args:
-        discriminator: e.g. :class:`~hific_lit.gc2018.MultiscaleDiscriminator` (3 scales); this stage's,
+        discriminator: e.g. :class:`~hific_lit.models.gc2018.MultiscaleDiscriminator` (3 scales); this stage's,
             never in inference checkpoints.
         *args, **kwargs: as :class:`GC2018Stage`.
     """

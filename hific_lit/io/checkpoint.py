@@ -3,8 +3,9 @@
 No optimizer state: exactly what ``hific compress`` / ``decompress`` need. A discriminator is stored
 only when one is handed over explicitly (e.g. imported with a pretrained model, for fine-tuning),
 under its own key, never inside the codec's state dict.
-Files are written atomically and read with ``torch.load(weights_only=True)``, so loading one
-never runs code from the file.
+Files are written atomically and read by the one guarded loader (:mod:`hific_lit.io.torch_load`), so loading
+one never runs code from the file. Models are built through the Codec interface by their stored kind
+(:mod:`hific_lit.models.registry`).
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ import ctypes.util
 import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from hific_lit import __version__
-from hific_lit.arch import ArchConfig
-from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError, SettingError
-from hific_lit.files import atomic_write
-from hific_lit.nn.realism import check_beta
-from hific_lit.precision import resolve_precision, set_transform_precision
-
-if TYPE_CHECKING:
-    from hific_lit.gc2018 import GC2018
+from hific_lit.io.files import atomic_write
+from hific_lit.io.torch_load import guarded_load
+from hific_lit.models.base import Codec
+from hific_lit.models.registry import build_codec
+from hific_lit.runtime.precision import resolve_precision, set_transform_precision
+from hific_lit.version import __version__
 
 FORMAT = "hific-lit-inference"
 FORMAT_VERSION = 3
@@ -63,7 +60,7 @@ def _plain_config(config: Any) -> dict | None:
 
 
 def save_inference_checkpoint(
-    model: HiFiC,
+    model: Codec,
     path: str | os.PathLike,
     config: Mapping | None = None,
     discriminator: torch.nn.Module | None = None,
@@ -71,7 +68,7 @@ def save_inference_checkpoint(
 ) -> None:
     """Write ``model`` (codec weights, coding tables, architecture) and ``config`` to ``path`` atomically.
 
-    The coding tables are built first if they were not (:meth:`HiFiC.update`). ``discriminator``,
+    The coding tables are built first if they were not (:meth:`~hific_lit.models.base.Codec.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
     A realism-conditioned model also stores its β range and default β (key ``realism``).
     ``weights_precision="bf16"`` stores g_a's and g_s's float weights in bfloat16 (about half the file); what
@@ -91,13 +88,14 @@ def save_inference_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "hific_lit_version": __version__,
-        "model": getattr(model, "kind", "hific"),
+        "model": model.kind,
         "arch": model.arch.to_dict(),
         "config": _plain_config(config),
         "state_dict": state,
     }
-    if getattr(model.g_s, "conditioned", False):
-        payload[REALISM_KEY] = {"beta_max": model.g_s.beta_max, "default_beta": model.g_s.default_beta}
+    realism = model.capabilities.realism
+    if realism is not None:
+        payload[REALISM_KEY] = {"beta_max": realism.beta_max, "default_beta": realism.default_beta}
     if discriminator is not None:
         payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -110,26 +108,18 @@ def read_inference_checkpoint(
 
     ``mmap=True`` maps the file instead of reading it (CPU only): tensors are read from disk when first used.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    with open(path, "rb") as f:
-        head = f.read(512).lstrip()
-    if head[:1] == b"<":
-        raise CheckpointError(f"{path}: this is an HTML/XML page, not a checkpoint (a failed download?)")
-    if not head:
-        raise CheckpointError(f"{path}: the checkpoint file is empty")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as exc:
-        if "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{path}: the file holds Python objects beyond tensors and plain data; refusing to unpickle it"
-                " (checkpoints load with weights_only=True)"
-            ) from None
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {reason}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    return check_inference_payload(guarded_load(path, mmap=mmap, map_location=map_location), path)
+
+
+def is_inference_payload(payload: object) -> bool:
+    """Whether a loaded checkpoint is a hific-lit inference checkpoint (of any version)."""
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def check_inference_payload(payload: object, path: str | os.PathLike) -> dict:
+    """``payload`` (a loaded ``path``) if it is an inference checkpoint of a version this hific-lit reads, else
+    a :class:`CheckpointError` that says what it is and what to do."""
+    if not is_inference_payload(payload):
         hint = ""
         if isinstance(payload, dict) and "pytorch-lightning_version" in payload:
             hint = "; it is a Lightning training checkpoint — export an inference checkpoint: hific export CKPT OUT"
@@ -170,7 +160,7 @@ def _drop_pages(tensor: torch.Tensor) -> None:
 
 def _materialize(state: dict[str, torch.Tensor], device: torch.device, transform_dtype: torch.dtype) -> dict:
     """Tensors on ``device``; g_a's and g_s's floating-point ones in ``transform_dtype`` and their 4-d weights
-    channels_last (see :func:`~hific_lit.precision.set_transform_precision`), converted one by one."""
+    channels_last (see :func:`~hific_lit.runtime.precision.set_transform_precision`), converted one by one."""
     out = {}
     for name in list(state):
         tensor = state.pop(name)
@@ -184,24 +174,13 @@ def _materialize(state: dict[str, torch.Tensor], device: torch.device, transform
     return out
 
 
-def _model_classes(path: str | os.PathLike, kind: str) -> tuple[type, type]:
-    """(model class, architecture class) of a checkpoint's model kind: ``hific`` (older files) or ``gc2018``."""
-    if kind == "hific":
-        return HiFiC, ArchConfig
-    if kind == "gc2018":
-        from hific_lit.gc2018 import GC2018, GC2018Config
-
-        return GC2018, GC2018Config
-    raise CheckpointError(f"{path}: unknown model kind {kind!r} (written by a newer hific-lit?)")
-
-
 def load_inference_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", precision: str = "fp32"
-) -> HiFiC | GC2018:
-    """Load a checkpoint written by :func:`save_inference_checkpoint` as a :class:`HiFiC` in eval mode (or a
-    :class:`~hific_lit.gc2018.GC2018`, by the checkpoint's ``model`` kind).
+) -> Codec:
+    """Load a checkpoint written by :func:`save_inference_checkpoint` as the model of its stored kind (HiFiC,
+    GC2018: :mod:`hific_lit.models.registry`), in eval mode.
 
-    ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``, see :mod:`hific_lit.precision`) is the
+    ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``, see :mod:`hific_lit.runtime.precision`) is the
     float type of g_a and g_s; their weights are converted once, here, tensor by tensor from the
     memory-mapped file, so the float32 copy is never held whole. The model is built on the meta
     device and takes the loaded tensors as they are (no random initialisation, no second copy).
@@ -212,13 +191,11 @@ def load_inference_checkpoint(
     device = torch.device(map_location)
     dtype = resolve_precision(precision, device)
     payload = read_inference_checkpoint(path, "cpu", mmap=True)
-    model_class, arch_class = _model_classes(path, payload.get("model", "hific"))
     try:
-        arch = arch_class(**payload["arch"])
-    except (TypeError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: the stored architecture is invalid ({exc})") from None
-    with torch.device("meta"):
-        model = model_class(arch)
+        with torch.device("meta"):
+            model = build_codec(payload.get("model", "hific"), payload.get("arch") or {})
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         state = _materialize(payload.pop("state_dict"), device, dtype)
         model.load_state_dict(state, assign=True)
@@ -235,9 +212,9 @@ def load_inference_checkpoint(
             f"{path}: the checkpoint has no coding tables; re-export it with save_inference_checkpoint"
         )
     realism = payload.get(REALISM_KEY)
-    if realism is not None and getattr(model.g_s, "conditioned", False):
+    if realism is not None and model.capabilities.realism is not None:
         try:
-            model.g_s.default_beta = float(check_beta(realism["default_beta"], model.g_s.beta_max, 1, device)[0])
+            model.set_default_beta(realism["default_beta"])
         except (KeyError, TypeError, SettingError) as exc:
             raise CheckpointError(f"{path}: the stored default realism is invalid ({exc})") from None
     set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype and layout: changes nothing

@@ -1,29 +1,27 @@
 """Inference checkpoints from training: the codec with freshly built coding tables, no optimizer state, no D.
 
-``hific export RUN/checkpoints/best.ckpt model.ckpt [--realism R]`` exports any training checkpoint (``python -m
-hific_lit.lit.export`` is an alias); the :class:`~hific_lit.lit.callbacks.InferenceExport` callback
-does the same at fit end.
+``hific export RUN/checkpoints/best.ckpt model.ckpt [--realism R]`` exports any training checkpoint; the
+:class:`~hific_lit.training.callbacks.InferenceExport` callback does the same at fit end.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import torch
 
-from hific_lit.arch import ArchConfig
-from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.codec import HiFiC
-from hific_lit.errors import CheckpointError, SettingError
-from hific_lit.lit.base import ARCH_KEY
-from hific_lit.lit.warmstart import lightning_weights, load_codec_weights, read_lightning_checkpoint
+from hific_lit.errors import CheckpointError
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.models.base import Codec
+from hific_lit.models.registry import build_codec
+from hific_lit.training.base import ARCH_KEY, MODEL_KEY
+from hific_lit.training.warmstart import lightning_weights, load_codec_weights, read_lightning_checkpoint
 
 log = logging.getLogger(__name__)
 
 
-def export_model(model: HiFiC, path: str | Path, config: dict | None = None, precision: str = "fp32") -> Path:
+def export_model(model: Codec, path: str | Path, config: dict | None = None, precision: str = "fp32") -> Path:
     """Build ``model``'s coding tables from its trained densities and save it as an inference checkpoint
     (g_a's and g_s's weights in ``precision``: fp32 or bf16, see :func:`save_inference_checkpoint`)."""
     path = Path(path)
@@ -40,7 +38,7 @@ def export_model(model: HiFiC, path: str | Path, config: dict | None = None, pre
 def convert_inference_checkpoint(source: str | Path, path: str | Path, precision: str) -> Path:
     """An inference checkpoint written again with g_a's and g_s's weights in ``precision`` (fp32 or bf16);
     the coding tables and everything else are kept as they are (so is the model's fingerprint)."""
-    from hific_lit.checkpoint import load_inference_checkpoint, read_inference_checkpoint
+    from hific_lit.io.checkpoint import load_inference_checkpoint, read_inference_checkpoint
 
     config = read_inference_checkpoint(source, mmap=True).get("config")
     model = load_inference_checkpoint(source)
@@ -57,28 +55,16 @@ def export_training_checkpoint(
     ``realism`` (0..1): the default realism of a realism-conditioned model (MRIC), stored as its default
     β = ``realism`` · β_max, which ``hific decompress`` and ``hific eval`` decode at when not told another;
     a model without realism conditioning refuses it (:class:`CheckpointError`), a value outside 0..1 too
-    (:class:`SettingError`).
+    (:class:`~hific_lit.errors.SettingError`). The model is built by its recorded kind (HiFiC, GC2018).
     """
     checkpoint = read_lightning_checkpoint(source)
     if ARCH_KEY not in checkpoint:
         raise CheckpointError(f"{source} does not record its architecture ({ARCH_KEY!r}); was it written by hific-lit?")
-    model = HiFiC(ArchConfig(**checkpoint[ARCH_KEY]))
-    if realism is not None:
-        if not model.g_s.conditioned:
-            raise CheckpointError(f"{source}: this model is not realism-conditioned (no MRIC training); drop --realism")
-        if not 0.0 <= realism <= 1.0:
-            raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
-        model.g_s.default_beta = realism * model.g_s.beta_max
+    try:
+        model = build_codec(checkpoint.get(MODEL_KEY, "hific"), checkpoint[ARCH_KEY])
+        if realism is not None:
+            model.set_default_beta(model.realism_beta(realism))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     load_codec_weights(model, source, lightning_weights(checkpoint))
     return export_model(model, path, precision=precision)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hific_lit.lit.export SOURCE.ckpt OUTPUT [--realism R]``: an alias of ``hific export``."""
-    from hific_lit.cli import main as hific
-
-    return hific(["export", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

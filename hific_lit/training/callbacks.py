@@ -14,9 +14,10 @@ from pytorch_lightning.utilities import rank_zero_only
 from torchvision.utils import make_grid
 
 from hific_lit.eval.metrics import colour_error
-from hific_lit.image_io import save_image
-from hific_lit.lit.base import RDStage
-from hific_lit.lit.export import export_model
+from hific_lit.io.images import save_image
+from hific_lit.models.base import Codec
+from hific_lit.training.base import RDStage
+from hific_lit.training.export import export_model
 
 
 class ReconstructionImages(pl.Callback):
@@ -125,8 +126,8 @@ class InferenceExport(pl.Callback):
     """At fit end, build the codec's coding tables and write an inference checkpoint ``hific compress`` loads.
 
     The file holds weights, tables, architecture and the resolved run config; no optimizer state
-    and no discriminator (:func:`hific_lit.checkpoint.save_inference_checkpoint`). Any stage whose
-    ``model`` has ``update()`` is exported: HiFiC's and GC2018's (:mod:`hific_lit.gc2018.stage`).
+    and no discriminator (:func:`hific_lit.io.checkpoint.save_inference_checkpoint`). Any stage whose
+    ``model`` has ``update()`` is exported: HiFiC's and GC2018's (:mod:`hific_lit.training.gc2018`).
 
     ``settle_tails`` Adam steps (lr 0.5) on the aux loss first finish moving the hyperprior's lower and
     upper quantiles (its medians are kept): the aux loss needs no data, and after a short run (minutes
@@ -141,23 +142,8 @@ class InferenceExport(pl.Callback):
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, "model", None)
-        if not trainer.is_global_zero or not callable(getattr(model, "update", None)):
+        if not trainer.is_global_zero or not isinstance(model, Codec):
             return
-        if self.settle_tails and isinstance(pl_module, RDStage):  # HiFiC's hyperprior; GC2018 has none
-            settle_tails(model, self.settle_tails)
+        if self.settle_tails:
+            model.settle_tails(self.settle_tails)
         export_model(model, self.path, self.config)
-
-
-def settle_tails(model: torch.nn.Module, steps: int, lr: float = 0.5) -> float:
-    """Adam steps on ``model.aux_loss()`` over the quantiles, keeping the medians; returns the final aux loss."""
-    (quantiles,) = model.parameter_groups().aux
-    medians = quantiles.detach()[:, :, 1].clone()
-    optimizer = torch.optim.Adam([quantiles], lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            model.aux_loss().backward()
-            optimizer.step()
-    with torch.no_grad():
-        quantiles[:, :, 1] = medians
-    return float(model.aux_loss().detach())

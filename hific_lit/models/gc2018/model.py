@@ -16,33 +16,27 @@ model kind ``gc2018`` and only a latent stream (no hyperlatent): docs/hfc-format
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from hific_lit.bitstream import FINGERPRINT_SIZE, MODEL_KINDS, Header, pack, unpack
-from hific_lit.codec import Compressed, as_image_batch
 from hific_lit.entropy.tables import CodingBuffers
-from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.gc2018.arch import GC2018Config
-from hific_lit.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
+from hific_lit.io.container import Unpacked
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.fingerprint import FingerprintPart
+from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
+from hific_lit.models.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
 from hific_lit.nn import Encoder, Generator
 from hific_lit.nn.init import glorot_uniform_
 from hific_lit.nn.layers import make_norm, same_conv
-from hific_lit.padding import crop, pad_to_multiple, padded_size
-from hific_lit.tiling import DEFAULT_MAX_MEMORY, tiled_analysis, tiled_synthesis
+from hific_lit.nn.padding import crop, pad_to_multiple, padded_size
+from hific_lit.tiling import RowSource, tiled_analysis, tiled_synthesis
 
 PAD_MULTIPLE = 16
 """The bottleneck lives at 1/16 of the image: images are reflect-padded to a multiple of 16."""
 NOISE_SEED = 0
 """Seed of the noise channels when decoding (CPU generator, so every device draws the same noise)."""
-KIND = "gc2018"
-KIND_CODE = {name: code for code, name in MODEL_KINDS.items()}[KIND]
-_MAX_SYMBOLS_PER_BYTE = 1 << 18
 
 
 class GC2018Generator(Generator):
@@ -81,10 +75,13 @@ class ParameterGroups(NamedTuple):
     prior: list[nn.Parameter]
 
 
-class GC2018(nn.Module):
-    """Extreme-rate generative codec: images (B, 3, H, W) in [0, 1] of any size -> x_hat, and .hfc bytes."""
+class GC2018(Codec):
+    """Extreme-rate generative codec: images (B, 3, H, W) in [0, 1] of any size -> x_hat, and .hfc bytes
+    (a :class:`~hific_lit.models.base.Codec`)."""
 
-    kind = KIND
+    kind = "gc2018"
+    arch_class = GC2018Config
+    presets = GC2018_PRESETS
 
     def __init__(self, arch: GC2018Config | None = None) -> None:
         super().__init__()
@@ -96,13 +93,6 @@ class GC2018(nn.Module):
         self.g_s = GC2018Generator(
             c + arch.noise_channels, arch.generator_widths, arch.residual_blocks, arch.norm, arch.padding
         )
-
-    @classmethod
-    def from_preset(cls, name: str) -> GC2018:
-        """A fresh model of the named preset (:data:`~hific_lit.gc2018.arch.GC2018_PRESETS`)."""
-        from hific_lit.gc2018.arch import GC2018_PRESETS
-
-        return cls(GC2018_PRESETS[name])
 
     def with_noise(self, w_hat: torch.Tensor, fixed: bool) -> torch.Tensor:
         """w_hat with ``noise_channels`` N(0, 1) channels appended (``fixed``: from :data:`NOISE_SEED`)."""
@@ -138,92 +128,53 @@ class GC2018(nn.Module):
         """Whether :meth:`update` has built what :meth:`compress` and :meth:`decompress` need."""
         return self.prior.tables.built
 
-    def require_coding(self) -> None:
-        """Raise :class:`CheckpointError` unless :attr:`coding_ready`."""
-        if not self.coding_ready:
-            raise CheckpointError("this model has no coding table: call model.update() after training")
+    def analysis(self, x: torch.Tensor, max_memory: int | None, progress: bool | None) -> torch.Tensor:
+        """E on images padded to a multiple of 16, on tiles within ``max_memory`` (whole image when E cannot be
+        tiled, e.g. instance norm, with a warning); w in float32."""
+        return tiled_analysis(self.g_a, x, max_memory, progress, PAD_MULTIPLE).float()
 
-    @torch.no_grad()
-    def compress(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
-    ) -> Compressed:
-        """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file.
-
-        E runs on tiles within ``max_memory`` (whole image when E cannot be tiled, e.g. instance norm,
-        with a warning); the file does not depend on the tiling.
-        """
-        x = as_image_batch(x)
-        if x.shape[0] != 1:
-            raise ValueError(f"compress codes one image; got a batch of {x.shape[0]}")
-        self.require_coding()
-        w = tiled_analysis(self.g_a, x, max_memory, progress, PAD_MULTIPLE).float()
-        symbols = self.quantizer.symbols(w)
+    def code_latent(self, latent: torch.Tensor) -> LatentCode:
+        """The symbols of w (nearest center) under the categorical prior; no hyperlatent."""
+        symbols = self.quantizer.symbols(latent)
         stream = self.prior.compress(symbols)
-        header = Header(
-            self.fingerprint(), *x.shape[-2:], tuple(w.shape[1:]), (0, 0, 0), 0, len(stream), kind=KIND_CODE
-        )
-        return Compressed(pack(header, b"", stream), self.prior.estimate_bits(symbols))
 
-    @torch.no_grad()
-    def decompress(
-        self,
-        data: bytes,
-        max_memory: int | None = DEFAULT_MAX_MEMORY,
-        progress: bool | None = False,
-        uint8: bool = False,
-    ) -> torch.Tensor:
-        """.hfc bytes of this model -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit."""
-        header, _, stream = unpack(data)
-        self.require_coding()
-        self._check(header)
-        symbols = self.prior.decompress(stream, (1, *header.y_shape))
+        def write_y(write: Any) -> None:
+            write(stream)
+
+        return LatentCode(tuple(latent.shape[1:]), (0, 0, 0), b"", write_y, self.prior.estimate_bits(symbols))
+
+    def expected_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """w at 1/16 of the image padded to a multiple of 16; no hyperlatent."""
+        size = (padded_size(height, PAD_MULTIPLE) // 16, padded_size(width, PAD_MULTIPLE) // 16)
+        return (self.arch.latent_channels, *size), (0, 0, 0)
+
+    def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
+        """ŵ with its noise channels (from :data:`NOISE_SEED`), in G's dtype and on its device."""
+        symbols = self.prior.decompress(unpacked.y_stream, (1, *unpacked.header.y_shape))
         weight = next(self.g_s.parameters())
-        w_hat = self.with_noise(self.quantizer.dequantize(symbols), fixed=True).to(weight.device, weight.dtype)
-        x_hat = crop(tiled_synthesis(self.g_s, w_hat, max_memory, progress, uint8), header.height, header.width)
-        return x_hat if uint8 else x_hat.float().clamp_(0.0, 1.0)
+        return self.with_noise(self.quantizer.dequantize(symbols), fixed=True).to(weight.device, weight.dtype)
 
-    def _check(self, header: Header) -> None:
-        if header.kind != KIND_CODE:
-            found = MODEL_KINDS.get(header.kind, f"unknown ({header.kind})")
-            raise BitstreamError(
-                f"the file was made by a {found} model, not a {KIND} one; decode it with its checkpoint"
-            )
-        if header.fingerprint != self.fingerprint():
-            raise BitstreamError(
-                f"the file was made by another model (fingerprint {header.fingerprint.hex()}, this model's is "
-                f"{self.fingerprint().hex()}); decode it with the checkpoint that encoded it"
-            )
-        expected = (
-            self.arch.latent_channels,
-            padded_size(header.height, 16) // 16,
-            padded_size(header.width, 16) // 16,
-        )
-        if header.y_shape != expected or header.z_shape != (0, 0, 0):
-            raise BitstreamError(
-                f"the header's latent shape {header.y_shape} does not fit a {header.height}x{header.width} image "
-                f"coded by this model ({expected})"
-            )
-        if math.prod(expected) > _MAX_SYMBOLS_PER_BYTE * header.y_length:
-            raise BitstreamError(
-                f"the header claims a {header.height}x{header.width} image, but its stream of {header.y_length} "
-                "bytes cannot hold that many symbols (corrupt header)"
-            )
+    def synthesis(
+        self,
+        latent: torch.Tensor | RowSource,
+        max_memory: int | None,
+        progress: bool | None,
+        uint8: bool,
+        beta: float | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """G on tiles within ``max_memory``: float32 in [0, 1] (not yet clamped) or 8-bit; no realism (``beta``)."""
+        x_hat = tiled_synthesis(self.g_s, latent, max_memory, progress, uint8)
+        return x_hat if uint8 else x_hat.float()
 
-    def fingerprint(self) -> bytes:
-        """8-byte BLAKE2b of what decoding depends on: the architecture (JSON, with the kind), the prior's
-        coding table, the centers, the noise seed and G's weights rounded to bfloat16."""
-        digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
-        digest.update(
-            json.dumps({"kind": KIND, "noise_seed": NOISE_SEED, **self.arch.to_dict()}, sort_keys=True).encode()
-        )
-        built = [(f"{n}.{b}", t) for n, m in self.named_modules() if isinstance(m, CodingBuffers)
+    def fingerprint_parts(self) -> tuple[dict[str, Any], list[FingerprintPart]]:
+        """What decoding depends on: the architecture (JSON, with the kind and the noise seed), the prior's coding
+        table, the centers (float64) and G's weights as bfloat16."""
+        arch = {"kind": self.kind, "noise_seed": NOISE_SEED, **self.arch.to_dict()}
+        built = [(f"{n}.{b}", t, None) for n, m in self.named_modules() if isinstance(m, CodingBuffers)
                  for b, t in m.named_buffers(recurse=False)]  # fmt: skip
-        parts = [*built, ("centers", self.quantizer.centers.double())]
-        parts += [(f"g_s.{k}", v.to(torch.bfloat16)) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
-        for name, tensor in parts:
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.digest()
+        parts = [*built, ("centers", self.quantizer.centers, torch.float64)]
+        parts += [(f"g_s.{k}", v, torch.bfloat16) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
+        return arch, parts
 
     def parameter_groups(self) -> ParameterGroups:
         """``codec`` (E, G) and ``prior`` (the categorical prior's logits); asserts they cover every parameter."""

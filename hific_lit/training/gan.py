@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from hific_lit.codec import HiFiCOutput
-from hific_lit.lit.base import RDStage
-from hific_lit.losses import discriminator_loss, generator_losses, realism_weighted
+from hific_lit.models.hific.model import HiFiCOutput
+from hific_lit.training.base import RDStage
+from hific_lit.training.losses import discriminator_loss, generator_losses, realism_weighted
 
 
 class GANStage(RDStage):
@@ -34,7 +34,7 @@ class GANStage(RDStage):
         discriminator: D(x | y_hat), e.g. :class:`hific_lit.nn.Discriminator`; it is this stage's,
             not the codec's, so inference checkpoints never hold it.
         discriminator_steps: D steps per iteration, each on its own sub-batch (authors: 1).
-        *args, **kwargs: as :class:`~hific_lit.lit.base.RDStage`, whose ``discriminator_optimizer``
+        *args, **kwargs: as :class:`~hific_lit.training.base.RDStage`, whose ``discriminator_optimizer``
             is used here.
     """
 

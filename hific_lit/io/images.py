@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hific_lit.errors import ImageReadError
-from hific_lit.files import atomic_write, atomic_write_bytes
+from hific_lit.io.files import atomic_write, atomic_write_bytes
 
 EXIF_ORIENTATION = 0x0112
 DEFAULT_MAX_PIXELS = 1 << 28

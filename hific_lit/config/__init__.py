@@ -1,7 +1,7 @@
 """The Hydra configs (``conf/``): where they are, and composing one outside a Hydra app.
 
 ``conf/train.yaml`` and ``conf/eval.yaml`` sit side by side and share the groups they both need
-(``paths/``); the ``arch`` group comes from Python (:mod:`hific_lit.config_store`, registered on
+(``paths/``); the ``arch`` group comes from Python (:mod:`hific_lit.config.store`, registered on
 import of this module). ``hific train`` and ``hific eval`` (and ``scripts/train.py``,
 ``scripts/eval.py``) run them as Hydra apps; tests and notebooks compose them with :func:`compose_config`.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hific_lit import config_store  # noqa: F401  (registers the arch group with Hydra)
+from hific_lit.config import store  # noqa: F401  (registers the arch group with Hydra)
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The Hydra configs of a source checkout."""
 
 DATA_ENV = "HIFIC_DATA"

@@ -2,7 +2,7 @@
 
 Version 1 computed (mu, sigma) with h_s in float32 on the coding device and took the index of
 the nearest table scale through a float logarithm, so that a file decoded only where h_s rounds
-as it did when encoding; version 2 (:mod:`hific_lit.codec`) computes them exactly in integers.
+as it did when encoding; version 2 (:mod:`hific_lit.models.hific.model`) computes them exactly in integers.
 Version-1 files (e.g. ``tests/expected/golden_tiny.hfc``) still decode with the model that made
 them; :func:`encode_latent` writes them, for measuring what version 2 costs
 (``scripts/bench_portable.py``) and for the negative control of the tests.
@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hific_lit.bitstream import FINGERPRINT_SIZE, Header, pack
 from hific_lit.entropy.coder import StreamReader, StreamWriter, chunk_bounds
 from hific_lit.errors import BitstreamError
+from hific_lit.io.container import FINGERPRINT_SIZE, Header, pack
 
 if TYPE_CHECKING:
-    from hific_lit.codec import HiFiC
+    from hific_lit.models.hific.model import HiFiC
 
 V1_ARCH_FIELDS = (
     "encoder_widths",

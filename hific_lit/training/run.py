@@ -26,11 +26,13 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from hific_lit import config
+from hific_lit.config import compose_config as compose_named_config
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError
-from hific_lit.files import atomic_write_bytes
-from hific_lit.lit import InferenceExport, RDStage, warm_start
+from hific_lit.io.files import atomic_write_bytes
+from hific_lit.training.base import RDStage
+from hific_lit.training.callbacks import InferenceExport
+from hific_lit.training.warmstart import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ if not OmegaConf.has_resolver("hific_strategy"):
 
 def compose_config(overrides: Sequence[str] = (), output_dir: str | Path = "outputs/train/python") -> DictConfig:
     """``conf/train.yaml`` with ``overrides``, composed outside a Hydra app (tests, notebooks), run paths filled in."""
-    return config.compose_config("train", overrides, output_dir)
+    return compose_named_config("train", overrides, output_dir)
 
 
 def wandb_key_configured() -> bool:
