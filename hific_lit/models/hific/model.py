@@ -113,7 +113,7 @@ class HiFiC(Codec):
             image_range=arch.image_range,
         )
         self.g_s = Generator.from_arch(arch)
-        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
+        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding, kernel=arch.hyper_analysis_kernel)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n, final_gate=arch.hyper_density_final_gate)
