@@ -36,11 +36,11 @@ from rate_control import HELD_OUT_PHOTOS, REGIMES, held_out_photos  # scripts/ra
 
 from hific_lit.eval.bd import bd_rate
 from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.models.base import Compressed
 from hific_lit.models.hific.arch import ARCH_PRESETS
 from hific_lit.models.hific.latent_bands import hyper_analysis
 from hific_lit.models.hific.model import HiFiC
 from hific_lit.models.rate import BUDGET_SLACK, TARGET_TOLERANCE
-from hific_lit.models.values import Compressed
 from hific_lit.training.losses import psnr
 
 ROOT = Path(__file__).resolve().parents[1]

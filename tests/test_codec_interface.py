@@ -15,11 +15,12 @@ from hific_lit import HiFiC
 from hific_lit.errors import BitstreamError, CheckpointError, SettingError
 from hific_lit.io.container import SECTION_TAGS, Header, pack, unpack
 from hific_lit.models import registry
-from hific_lit.models.base import Codec, fingerprint_digest
+from hific_lit.models.base import Codec
+from hific_lit.models.capabilities import Capabilities, RealismRange
+from hific_lit.models.fingerprint import fingerprint_digest
 from hific_lit.models.gc2018.model import GC2018
 from hific_lit.models.hific import model as hific_model
 from hific_lit.models.hific.arch import ArchConfig
-from hific_lit.models.values import Capabilities, RealismRange
 
 
 @pytest.fixture(scope="module")

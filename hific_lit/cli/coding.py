@@ -1,10 +1,9 @@
-"""``hific compress``, ``hific decompress`` and ``hific info``: real .hfc files from the command line."""
+"""``hific compress`` and ``hific decompress``: real .hfc files from the command line (``hific info``: :mod:`.info`)."""
 
 from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -15,32 +14,30 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
-from hific_lit.cli.common import (
-    add_command,
-    option_type,
-    parse_max_bytes,
-    parse_rate,
-    parse_realism,
-    parse_target_bpp,
-)
+from hific_lit.cli.common import add_command, option_type, parse_realism
+from hific_lit.cli.models import add_model_options, compress_checkpoint, decompress_checkpoint
+from hific_lit.cli.rate_options import add_rate_options, checked_rate_options, rate_text
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
-from hific_lit.io.checkpoint import RATE_KEY, REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
-from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.container import SUFFIX, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
-from hific_lit.models.rate import rate_of_steps, section_rate_steps
-from hific_lit.models.values import FileEstimate
+from hific_lit.models.error_bound import RESIDUAL_SECTION
+from hific_lit.pretrained.registry import BUNDLED
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
 from hific_lit.runtime.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
-def _load_model(args: argparse.Namespace) -> Codec:
-    return load_inference_checkpoint(args.ckpt, map_location=resolve_device(args.device), precision=args.precision)
+def _load_model(args: argparse.Namespace, ckpt: Path, note: str | None) -> Codec:
+    if note and not args.quiet:
+        print(note)
+    return load_inference_checkpoint(ckpt, map_location=resolve_device(args.device), precision=args.precision)
 
 
 AUTO_BUDGET = "auto"
@@ -195,38 +192,36 @@ def run_compress(args: argparse.Namespace) -> int:
     """
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
-    model = _load_model(args)
-    rate = {"rate": args.rate, "target_bpp": args.target_bpp, "max_bytes": args.max_bytes}
-    if model.capabilities.rate is None and any(v is not None for v in rate.values()):
-        raise SettingError(
-            f"{args.ckpt}: this model has one rate (trained without arch.rate_conditioning); drop --rate, "
-            "--target-bpp and --max-bytes"
-        )
+    model = _load_model(args, *compress_checkpoint(args))
+    model.check_max_error(args.max_error)  # before any file: a bound the model cannot keep runs nothing
+    rate = checked_rate_options(model, args)  # likewise a rate option the model cannot take
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
         return _Handed(load_image(src, notes, args.max_pixels, uint8=True), notes)
 
-    def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], FileEstimate]:
+    def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], float]:
         height, width = loaded.value.shape[-2:]
         release_memory_for(height * width)
         tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
         # the file is written as it is coded, and the image freed once the analysis has run
         bits = model.compress_to_file(
-            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], rate=args.rate,
-            target_bpp=args.target_bpp, max_bytes=args.max_bytes,
+            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], max_error=args.max_error,
+            **rate,
         )  # fmt: skip
         return height, width, loaded.notes, bits
 
-    def write(src: Path, dst: Path, result: tuple[int, int, list[str], FileEstimate]) -> str:
+    def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
         height, width, notes, estimated_bits = result
         size = dst.stat().st_size
         notes = notes + ([estimated_bits.note] if estimated_bits.note else [])
         note = f" ({'; '.join(notes)})" if notes else ""
-        rate = "" if estimated_bits.rate is None else f", rate {estimated_bits.rate:.4f}"
+        if args.max_error is not None:
+            residual = len(unpack(dst.read_bytes()).sections[RESIDUAL_SECTION])
+            note = f", max error {args.max_error} (residual {100 * residual / size:.1f} % of the file){note}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
-            f"{rate} (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
+            f"{rate_text(estimated_bits)} (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
         )
 
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
@@ -235,17 +230,19 @@ def run_compress(args: argparse.Namespace) -> int:
 def run_decompress(args: argparse.Namespace) -> int:
     """Decode .hfc files into images.
 
-    Decodes with the checkpoint that made the files. A file from another model, truncated or
-    corrupt fails with a one-line error. A realism-conditioned model (MRIC) decodes the same file at
-    any --realism.
+    Decodes with the checkpoint that made the files: --ckpt, --model NAME, or else the model whose
+    fingerprint the first file records, found in the model cache or among the bundled models. A file
+    from another model, truncated or corrupt fails with a one-line error. A realism-conditioned model
+    (MRIC) decodes the same file at any --realism.
     """
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
-    model = _load_model(args)
+    ckpt, note = decompress_checkpoint(args, inputs[0])
+    model = _load_model(args, ckpt, note)
     try:
         beta = model.realism_beta(args.realism)
     except CheckpointError as exc:
-        raise CheckpointError(f"{args.ckpt}: {exc}") from None
+        raise CheckpointError(f"{ckpt}: {exc}") from None
     realism_range = model.capabilities.realism
     shown = "" if realism_range is None else realism_range.default_beta if beta is None else beta
     realism = f", realism {shown / realism_range.beta_max:.2f} (beta {shown:.3g})" if shown != "" else ""
@@ -255,87 +252,30 @@ def run_decompress(args: argparse.Namespace) -> int:
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
-        header = unpack(loaded.value).header
+        unpacked = unpack(loaded.value)
+        if RESIDUAL_SECTION in unpacked.sections and not args.no_residual and dst.suffix.lower() in LOSSY_SUFFIXES:
+            raise SettingError(
+                f"{dst}: the file is error-bounded; a lossy {dst.suffix} would break the bound: write PNG or TIFF"
+            )
+        header = unpacked.header
+        del unpacked
         pixels = header.height * header.width
         release_memory_for(pixels)
         tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
         return model.decompress(
-            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta
-        )
+            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta,
+            residual=not args.no_residual,
+        )  # fmt: skip
 
     stages = FileStages(lambda src: _Handed(read_hfc(src)), compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
 
 
-def file_info(path: Path) -> dict[str, object]:
-    """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
-    data = read_hfc(path)
-    try:
-        header, _, _, sections = unpack(data)
-        steps = section_rate_steps(sections)
-    except HificError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
-    info: dict[str, object] = {"file": str(path), **header_fields(header)}
-    if sections:
-        info["sections"] = ", ".join(sections)
-    if steps is not None:
-        info["rate"] = round(rate_of_steps(steps), 6)
-    info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
-    info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
-    return info
-
-
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
-
-
-def checkpoint_info(path: Path) -> dict[str, object]:
-    """What an inference checkpoint holds: model kind, latent size, whether it decodes at any realism (MRIC) and
-    whether it codes at any rate."""
-    payload = read_inference_checkpoint(path, mmap=True)
-    arch = payload.get("arch") or {}
-    info: dict[str, object] = {"file": str(path), "model": payload.get("model", "hific")}
-    info.update(format_version=payload.get("format_version"), latent_channels=arch.get("latent_channels"))
-    realism = payload.get(REALISM_KEY)
-    info["realism"] = "no (one operating point)" if realism is None else "yes (hific decompress --realism 0..1)"
-    if realism is not None:
-        default = round(realism["default_beta"] / realism["beta_max"], 4)
-        info.update(beta_max=realism["beta_max"], default_realism=default)
-    rate = payload.get(RATE_KEY)
-    info["rate"] = (
-        "no (one rate)" if rate is None else "yes (hific compress --rate 0..1, --target-bpp B, --max-bytes N)"
-    )
-    if rate is not None:
-        info.update(rate_anchors=rate["anchors"], default_rate=rate["default_rate"])
-    return info
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """Show the header, sizes and bpp of .hfc files, or what a checkpoint supports.
-
-    Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes, the rate it
-    was coded at (rate-conditioned models) and bits per pixel. No checkpoint needed. Given a checkpoint (.ckpt,
-    .pt, .pth), shows its model and whether it decodes at any realism (--realism) and codes at any rate
-    (--rate). A bad file is one line on stderr; the others go on.
-    """
-    infos = []
-    for path in args.files:
-        try:
-            infos.append((checkpoint_info if Path(path).suffix in CHECKPOINT_SUFFIXES else file_info)(Path(path)))
-        except (HificError, OSError) as exc:
-            print(f"hific info: error: {exc}", file=sys.stderr)
-    if args.json and infos:
-        print(json.dumps(infos if len(args.files) > 1 else infos[0], indent=2))
-    elif infos:
-        print("\n".join("\n".join(f"{key:>12}: {value}" for key, value in info.items()) for info in infos))
-    return SOME_FAILED if len(infos) < len(args.files) else 0
-
-
 def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
-    """-o, --ckpt, --device, --max-memory, --precision and --quiet, shared by compress and decompress."""
+    """-o, --device, --max-memory, --precision and --quiet, shared by compress and decompress."""
     parser.add_argument(
         "-o", "--output", metavar="FILE|DIR", help=f"output {output} (one input) or folder; default: next to each input"
     )
-    parser.add_argument("--ckpt", required=True, help="inference checkpoint (written at the end of training)")
     parser.add_argument(
         "--device", default="cpu", help="device to run the model on: cpu (default), cuda, cuda:N or auto"
     )
@@ -360,9 +300,10 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the compress, decompress and info subcommands."""
-    compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png --ckpt model.ckpt -o out/")
+    """Add the compress and decompress subcommands."""
+    compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png -o out/  (--model, --ckpt)")
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    add_model_options(compress, f"Default: the bundled model ({BUNDLED})")
     _add_common_options(compress, "file")
     compress.add_argument(
         "--max-pixels",
@@ -372,31 +313,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
     )
-    rate = compress.add_mutually_exclusive_group()
-    rate.add_argument(
-        "--rate",
-        type=option_type(parse_rate),
-        metavar="R",
-        help="rate-conditioned models (hific info CKPT says): 0 = the lowest rate trained ... 1 = the highest, any "
-        "value between (stored in the file); default: the checkpoint's (0.5)",
+    compress.add_argument(
+        "--max-error",
+        type=int,
+        metavar="K",
+        help="keep every 8-bit pixel value of the decoding within K of the image's (0 = lossless, up to 127): the "
+        "residual is coded in the file (checkpoints with a residual coder; hific info CKPT says). Decode in the "
+        "encoder's precision and device (docs/error-bound.md)",
     )
-    rate.add_argument(
-        "--target-bpp",
-        type=option_type(parse_target_bpp),
-        metavar="B",
-        help="rate-conditioned models: per image, the rate whose file is within 2%% of B bits per pixel (or the "
-        "lowest / highest rate, with a note, when B is out of reach)",
-    )
-    rate.add_argument(
-        "--max-bytes",
-        type=option_type(parse_max_bytes),
-        metavar="N",
-        help="rate-conditioned models: per image, the highest rate whose file fits N bytes (never more; an image "
-        "that does not fit even at the lowest rate fails)",
-    )
-    example = "hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)"
+    add_rate_options(compress)
+    example = "hific decompress photo.hfc  (writes photo.decoded.png; the model is found by the file's fingerprint)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
+    add_model_options(decompress, "Default: the model whose fingerprint the first file records (cache, bundled)")
     _add_common_options(decompress, "image")
     decompress.add_argument(
         "--format", default="png", choices=OUTPUT_FORMATS, help="image format of outputs named automatically"
@@ -409,8 +338,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "... 1 = most realistic (the model's largest beta); the same file decodes at any R. Default: the "
         "checkpoint's (1 unless it stores another)",
     )
-    info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
-    info.add_argument(
-        "files", nargs="+", metavar="FILE.hfc|CKPT", help=".hfc files or inference checkpoints (.ckpt, .pt, .pth)"
+    decompress.add_argument(
+        "--no-residual",
+        action="store_true",
+        help="for error-bounded files: the model's decoding alone, without the residual (and without the bound)",
     )
-    info.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import math
 from collections.abc import Callable
 
 from hific_lit.errors import SettingError
@@ -60,37 +59,4 @@ def parse_realism(text: str) -> float:
         raise SettingError(f"--realism takes a number from 0 to 1, got {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise SettingError(f"--realism {text} is outside 0..1 (0: lowest distortion, 1: the model's largest beta)")
-    return value
-
-
-def parse_rate(text: str) -> float:
-    """``--rate``: a number in [0, 1] (0: the model's lowest rate, 1: its highest), else :class:`SettingError`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"--rate takes a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingError(f"--rate {text} is outside 0..1 (0: the model's lowest rate, 1: its highest)")
-    return value
-
-
-def parse_target_bpp(text: str) -> float:
-    """``--target-bpp``: a positive number of bits per pixel, else :class:`SettingError`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"--target-bpp takes a number of bits per pixel, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SettingError(f"--target-bpp must be above 0, got {text}")
-    return value
-
-
-def parse_max_bytes(text: str) -> int:
-    """``--max-bytes``: a positive whole number of bytes, else :class:`SettingError`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"--max-bytes takes a whole number of bytes, got {text!r}") from None
-    if value < 1:
-        raise SettingError(f"--max-bytes must be at least 1, got {text}")
     return value

@@ -13,22 +13,24 @@ coding; the container, the checks of a file against the model and the fingerprin
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, BinaryIO, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
-from hific_lit.io.files import atomic_file, atomic_write_bytes
-from hific_lit.models.rate import RateCoder, rate_of_steps, rate_request, search_rate
-from hific_lit.models.values import Capabilities, Compressed, FileEstimate, LatentCode, as_image_batch, one_image
+from hific_lit.io.container import MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
+from hific_lit.io.files import atomic_file
+from hific_lit.models.capabilities import Capabilities
+from hific_lit.models.error_bound import RESIDUAL_SECTION, ErrorBounded, add_residual
+from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
+from hific_lit.models.inputs import as_image_batch, one_image
+from hific_lit.models.rate import FileEstimate, RateControlled, rate_of_steps, rate_request
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -37,26 +39,45 @@ MAX_SYMBOLS_PER_BYTE = 1 << 18
 """A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
 A header claiming more is corrupt; checking it avoids allocating latents for a bogus image size."""
 
-FingerprintPart = tuple[str, torch.Tensor, torch.dtype | None]
-"""A named tensor that decoding depends on, and the float type it is hashed in (``None``: as stored)."""
+
+class Compressed(bytes):
+    """What :meth:`Codec.compress` returns: the bytes of a .hfc file, carrying the model's rate estimate.
+
+    ``estimated_bits`` is -log2 of the likelihoods of the coded symbols under the entropy models, the
+    size an ideal entropy coder would reach (the file adds its header, CRCs and the coder's overhead). A
+    rate-conditioned model's also says the rate R coded (``rate``) and, for a target out of reach, why (``note``).
+    """
+
+    estimated_bits: float
+
+    def __new__(
+        cls, data: bytes, estimated_bits: float, rate: float | None = None, note: str | None = None
+    ) -> Compressed:
+        obj = super().__new__(cls, data)
+        obj.estimated_bits, obj.rate, obj.note = estimated_bits, rate, note
+        return obj
 
 
-def fingerprint_digest(arch: Mapping[str, Any], parts: Iterable[FingerprintPart]) -> bytes:
-    """The fingerprint rule: an 8-byte BLAKE2b of the architecture (JSON, sorted keys), then of each part's name
-    and bytes, floats converted to the part's type first. Tensors are hashed row by row (small copies); the bytes
-    are those of the whole tensor in that type, so a bf16 or float64 copy of a model shares its fingerprint."""
-    digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
-    digest.update(json.dumps(dict(arch), sort_keys=True).encode())
-    for name, tensor, dtype in parts:
-        digest.update(name.encode())
-        tensor = tensor.detach().cpu()
-        for piece in tensor.unbind(0) if tensor.dim() > 1 else (tensor,):
-            piece = piece.to(dtype) if dtype is not None and piece.is_floating_point() else piece
-            digest.update(piece.contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.digest()
+class LatentCode(NamedTuple):
+    """What a .hfc file holds for one image's latent, the latent stream not yet coded.
+
+    The shapes of the latent y and the hyperlatent z ((0, 0, 0) for a model without one), the hyperlatent
+    stream, ``write_y(write)`` which codes the latent stream into ``write`` piece by piece (so that a large
+    image's stream never exists whole in memory), the ideal size in bits, the latent likelihood's code, and the
+    file's sections by name (what the file holds beyond the latent, e.g. an encode-time setting; none: a
+    version-2 file).
+    """
+
+    y_shape: tuple[int, int, int]
+    z_shape: tuple[int, int, int]
+    z_stream: bytes
+    write_y: Callable[[Callable[[bytes], None]], None]
+    bits: float
+    likelihood: int = 0
+    sections: Mapping[str, bytes] | None = None
 
 
-class Codec(nn.Module):
+class Codec(ErrorBounded, RateControlled, nn.Module):
     """A compression model with real bitstreams: what every model implements and every caller uses.
 
     A subclass sets :attr:`kind` (its name in checkpoints and .hfc headers), :attr:`arch_class` and
@@ -64,14 +85,15 @@ class Codec(nn.Module):
     the transforms whose precision may be reduced), and implements ``forward``, :meth:`update`,
     :attr:`coding_ready`, :meth:`analysis`, :meth:`code_latent`, :meth:`expected_shapes`, :meth:`decode_latent`,
     :meth:`synthesis` and :meth:`fingerprint_parts`. Realism-conditioned models override :attr:`capabilities`
-    and :meth:`set_default_beta`; rate-conditioned ones :attr:`capabilities` and :meth:`rate_coder`.
+    and :meth:`set_default_beta`, rate-conditioned ones :attr:`capabilities` and :meth:`rate_coder`.
     """
 
     kind: ClassVar[str]
     arch_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
-    file_sections: ClassVar[frozenset[str]] = frozenset()
-    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused."""
+    file_sections: ClassVar[frozenset[str]] = frozenset({RESIDUAL_SECTION})
+    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused. Every
+    model reads the error bound's residual (:mod:`~hific_lit.models.error_bound`)."""
     arch: Any
     g_a: nn.Module
     g_s: nn.Module
@@ -95,8 +117,8 @@ class Codec(nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this model can do beyond its one operating point (none by default)."""
-        return Capabilities()
+        """What this model can do beyond its one operating point: by default the error bound, with a residual coder."""
+        return Capabilities(error_bound=self.error_bound)
 
     # What each model implements.
     def update(self, force: bool = False) -> None:
@@ -142,10 +164,6 @@ class Codec(nn.Module):
     def set_default_beta(self, beta: float) -> None:
         """Decode at realism ``beta`` when none is asked for (realism-conditioned models only)."""
         raise self.not_realism_conditioned()
-
-    def rate_coder(self, latent: torch.Tensor) -> RateCoder:
-        """One latent (1, ...) of :meth:`analysis` ready to be coded at any rate (rate-conditioned models only)."""
-        raise NotImplementedError(f"this {self.kind} model has one rate")
 
     def settle_tails(self, steps: int) -> None:
         """Before building the coding tables after a short run: finish fitting what bounds them (HiFiC's
@@ -197,89 +215,73 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def compress(
-        self,
-        x: torch.Tensor,
-        max_memory: int | None = DEFAULT_MAX_MEMORY,
-        progress: bool | None = False,
-        *,
-        rate: float | None = None,
-        target_bpp: float | None = None,
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False,
+        max_error: int | None = None, *, rate: float | None = None, target_bpp: float | None = None,
         max_bytes: int | None = None,
-    ) -> Compressed:
+    ) -> Compressed:  # fmt: skip
         """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
         rate estimate. ``max_memory`` and ``progress`` go to the transforms' tiling; the file does not depend on them.
-        A rate-capable model (:attr:`Capabilities.rate`) takes one of ``rate`` (R in 0..1), ``target_bpp`` (a file
-        within ±2 % of it, or the reachable end with a note) and ``max_bytes`` (the highest rate that fits;
-        :mod:`hific_lit.models.rate`); a model with one rate refuses them (:class:`SettingError`).
+        ``max_error`` K: every 8-bit value of the decoding within K of the image's (``capabilities.error_bound``).
+        A rate-conditioned model (``capabilities.rate``) takes one of ``rate`` (R in 0..1), ``target_bpp`` (a file
+        within ±2 % of it, or the reachable end with a note) and ``max_bytes`` (the highest rate that fits), all
+        but ``rate`` without ``max_error`` (:mod:`hific_lit.models.rate`); a model with one rate refuses them.
         """
         x = one_image(x)
         self.require_coding()
-        rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)  # refuse a bad setting before g_a runs
+        self.check_max_error(max_error)
+        rate_request(self.capabilities.rate, rate, target_bpp, max_bytes, max_error)  # refused before g_a runs
         latent = self.analysis(x, max_memory, progress)
-        return self.compress_latent(latent, *x.shape[-2:], rate=rate, target_bpp=target_bpp, max_bytes=max_bytes)
+        plain = self.compress_latent(latent, *x.shape[-2:], rate=rate, target_bpp=target_bpp, max_bytes=max_bytes)
+        if max_error is None:
+            return plain
+        bounded = self.with_residual(plain, x, max_error, max_memory, progress)
+        return Compressed(bounded, plain.estimated_bits + 8 * (len(bounded) - len(plain)), plain.rate)
 
     @torch.no_grad()
     def compress_latent(
-        self,
-        latent: torch.Tensor,
-        height: int,
-        width: int,
-        *,
-        rate: float | None = None,
-        target_bpp: float | None = None,
-        max_bytes: int | None = None,
-    ) -> Compressed:
+        self, latent: torch.Tensor, height: int, width: int, *, rate: float | None = None,
+        target_bpp: float | None = None, max_bytes: int | None = None,
+    ) -> Compressed:  # fmt: skip
         """The .hfc bytes of one latent (1, ...) of :meth:`analysis`, of an image of ``height`` x ``width`` (the rate
         options as :meth:`compress`)."""
         self.require_coding()
         request = rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)
         if request is None:
             code = self.code_latent(latent)
-            return Compressed(self._file_bytes(code, height, width), code.bits)
-        coder = self.rate_coder(latent)
-
-        def encode(steps: int) -> tuple[bytes, float]:
-            code = coder.code(steps)
-            return self._file_bytes(code, height, width), code.bits
-
-        choice = search_rate(request, coder.estimate_bits, encode, height * width)
+            return Compressed(self.file_bytes(code, height, width), code.bits)
+        choice = self.rate_choice(latent, height, width, request)
         return Compressed(choice.data, choice.bits, rate_of_steps(choice.steps), choice.note)
 
-    def _file_bytes(self, code: LatentCode, height: int, width: int) -> bytes:
+    def file_bytes(self, code: LatentCode, height: int, width: int) -> bytes:
+        """The bytes of the .hfc file of ``code`` (:meth:`write_code` into memory)."""
         out = io.BytesIO()
         self.write_code(code, height, width, out)
         return out.getvalue()
 
     def compress_to_file(
-        self,
-        x: torch.Tensor,
-        path: str | os.PathLike,
-        max_memory: int | None = DEFAULT_MAX_MEMORY,
-        progress: bool | None = False,
-        *,
-        rate: float | None = None,
-        target_bpp: float | None = None,
-        max_bytes: int | None = None,
-    ) -> FileEstimate:
+        self, x: torch.Tensor, path: str | os.PathLike, max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False, max_error: int | None = None, **rate: float | None,
+    ) -> FileEstimate:  # fmt: skip
         """:meth:`compress` of one image written to the .hfc file ``path`` (atomically: a failure leaves no file, and
         an existing one untouched); the model's estimate of its size in bits, with the rate and note of
-        :class:`Compressed`. The same bytes as :meth:`compress`.
+        :class:`Compressed`. The same bytes as :meth:`compress`, whose ``rate``, ``target_bpp``, ``max_bytes`` it takes.
 
         Nothing here keeps ``x`` once the analysis has run, nor the float latent once its symbols exist: when the
         caller passes its only reference as a plain argument (a call through ``*args`` or ``**kwargs`` holds its
         arguments until it returns), the image is freed while the latent is coded.
         """
+        request = rate_request(self.capabilities.rate, **rate)
+        if max_error is not None or (request is not None and request.steps is None):  # held whole, then written
+            data = self.compress(x, max_memory, progress, max_error, **rate)
+            with atomic_file(path) as f:
+                f.write(data)
+            return FileEstimate(data.estimated_bits, data.rate, data.note)
         x = one_image(x)
         self.require_coding()
-        request = rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)
         height, width = x.shape[-2:]
         with torch.no_grad():  # not a decorator: its wrapper would hold the image until the call returns
             latent = self.analysis(x, max_memory, progress)
             del x
-            if request is not None and request.steps is None:  # a search: the candidates are coded in memory
-                found = self.compress_latent(latent, height, width, target_bpp=target_bpp, max_bytes=max_bytes)
-                atomic_write_bytes(path, found)
-                return FileEstimate(found.estimated_bits, found.rate, found.note)
             code = self.code_latent(latent) if request is None else self.rate_coder(latent).code(request.steps)
             del latent
             with atomic_file(path) as f:
@@ -341,7 +343,9 @@ class Codec(nn.Module):
     def decompress_latent(self, data: bytes, by_rows: bool = False) -> tuple[Header, torch.Tensor | RowSource]:
         """Check ``data`` against this model and decode its latent (``by_rows``: in bands for :meth:`synthesis`,
         each let go once used, where the model can)."""
-        unpacked = unpack(data)
+        return self._decode_latent(unpack(data), by_rows)
+
+    def _decode_latent(self, unpacked: Unpacked, by_rows: bool) -> tuple[Header, torch.Tensor | RowSource]:
         self.require_coding()
         self.check_header(unpacked.header, unpacked.sections)
         return unpacked.header, self.decode_latent(unpacked, by_rows)
@@ -353,17 +357,26 @@ class Codec(nn.Module):
         progress: bool | None = False,
         uint8: bool = False,
         beta: float | torch.Tensor | None = None,
+        residual: bool = True,
     ) -> torch.Tensor:
         """.hfc bytes -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit (rounded tile by tile:
         large images in little memory); malformed input raises :class:`BitstreamError`. ``beta``: the realism of a
         realism-conditioned model's reconstruction (the file does not depend on it). The bytes are let go once the
-        latent is decoded (when the caller passes its only reference as a plain argument)."""
+        latent is decoded (when the caller passes its only reference as a plain argument). An error-bounded file
+        decodes within its K, or is refused if this x_hat is not the encoder's; ``residual=False``: x_hat alone."""
         if beta is not None and self.capabilities.realism is None:
             raise not_conditioned_error()
         with torch.no_grad():  # not a decorator: its wrapper would hold the bytes until the call returns
-            header, latent = self.decompress_latent(data, by_rows=True)
+            unpacked = unpack(data)
             del data
-            x_hat = crop(self.synthesis(latent, max_memory, progress, uint8, beta), header.height, header.width)
+            section = unpacked.sections.get(RESIDUAL_SECTION) if residual else None
+            header, latent = self._decode_latent(unpacked, by_rows=True)
+            del unpacked
+            bits8 = uint8 or section is not None
+            x_hat = crop(self.synthesis(latent, max_memory, progress, bits8, beta), header.height, header.width)
+            if section is not None:
+                x_hat = add_residual(self.residual_coder, section, x_hat)
+                return x_hat if uint8 else x_hat.float().div_(255.0)
         return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     def decompress_file(

@@ -19,12 +19,14 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+import torch
+
 from hific_lit.entropy.rate_gains import RATE_STEPS
 from hific_lit.errors import BitstreamError, SettingError
 from hific_lit.io.container import register_section
 
 RATE_SECTION = "rate"
-RATE_TAG = 1
+RATE_TAG = 2
 """The ``rate`` section of a .hfc file: R_q as uint16 little-endian, R = R_q / 65535 (docs/hfc-format.md)."""
 register_section(RATE_TAG, RATE_SECTION)
 _RATE = struct.Struct("<H")
@@ -81,11 +83,16 @@ class RateRequest(NamedTuple):
 
 
 def rate_request(
-    capability: RateRange | None, rate: float | None, target_bpp: float | None, max_bytes: int | None
+    capability: RateRange | None,
+    rate: float | None = None,
+    target_bpp: float | None = None,
+    max_bytes: int | None = None,
+    max_error: int | None = None,
 ) -> RateRequest | None:
     """The checked request of ``compress(rate=, target_bpp=, max_bytes=)``: ``None`` for a fixed-rate model asked for
     nothing; the default rate for a rate-capable one asked for nothing; a :class:`SettingError` for two of them at
-    once, a value out of range, or any of them for a model with one rate."""
+    once, a value out of range, any of them for a model with one rate, or a target with ``max_error`` (the error
+    bound's residual comes on top of the file the target is for)."""
     asked = {
         name: v for name, v in (("rate", rate), ("target_bpp", target_bpp), ("max_bytes", max_bytes)) if v is not None
     }
@@ -97,6 +104,8 @@ def rate_request(
         return None
     if len(asked) > 1:
         raise SettingError(f"give one of rate, target_bpp and max_bytes, not {' and '.join(asked)}")
+    if max_error is not None and (target_bpp is not None or max_bytes is not None):
+        raise SettingError("max_error adds a residual on top of the file: use it with rate, not with a target size")
     if target_bpp is not None:
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise SettingError(f"target_bpp must be a positive number of bits per pixel, got {target_bpp}")
@@ -115,7 +124,20 @@ class RateCoder(Protocol):
         """The model's estimate of the coded latent in bits at R_q = ``steps`` (cheap)."""
 
     def code(self, steps: int) -> Any:
-        """The :class:`~hific_lit.models.values.LatentCode` at R_q = ``steps`` (with its ``rate`` section)."""
+        """The :class:`~hific_lit.models.base.LatentCode` at R_q = ``steps`` (with its ``rate`` section)."""
+
+
+class FileEstimate(float):
+    """What ``Codec.compress_to_file`` returns: the model's estimate of the file in bits (a float), with the rate R
+    the file was coded at (``rate``, rate-conditioned models) and a note when a target was out of reach (``note``)."""
+
+    rate: float | None
+    note: str | None
+
+    def __new__(cls, bits: float, rate: float | None = None, note: str | None = None) -> FileEstimate:
+        obj = super().__new__(cls, bits)
+        obj.rate, obj.note = rate, note
+        return obj
 
 
 class RateChoice(NamedTuple):
@@ -258,3 +280,23 @@ def search_rate(request: RateRequest, estimate: Estimate, encode: Encode, pixels
     if request.target_bpp is not None:
         return search_target_bpp(estimate, encode, pixels, request.target_bpp)
     return search_max_bytes(estimate, encode, request.max_bytes)
+
+
+class RateControlled:
+    """What the :class:`~hific_lit.models.base.Codec` interface gets for the encode-time rate: the hook a
+    rate-conditioned model implements (:meth:`rate_coder`) and the coding of one latent at a request."""
+
+    def rate_coder(self, latent: torch.Tensor) -> RateCoder:
+        """One latent (1, ...) of ``analysis``, ready to be coded at any rate (rate-conditioned models only)."""
+        raise NotImplementedError(f"this {self.kind} model has one rate")
+
+    def rate_choice(self, latent: torch.Tensor, height: int, width: int, request: RateRequest) -> RateChoice:
+        """The file of ``latent`` (an image of ``height`` x ``width``) at the rate of ``request``, or searched for its
+        target, each candidate a whole file in memory (``file_bytes``)."""
+        coder = self.rate_coder(latent)
+
+        def encode(steps: int) -> tuple[bytes, float]:
+            code = coder.code(steps)
+            return self.file_bytes(code, height, width), code.bits
+
+        return search_rate(request, coder.estimate_bits, encode, height * width)

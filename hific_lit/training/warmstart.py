@@ -42,6 +42,8 @@ REALISM_PREFIX = "g_s.realism."
 RATE_FIELDS = ("rate_conditioning", "rate_anchors")
 """The architecture fields of the rate conditioning, which a fixed-rate source does not constrain."""
 RATE_PREFIX = "rate_gains."
+TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
+"""Architecture fields that change how a model trains, not the tensors it holds: a warm start may change them."""
 
 
 class CheckpointWeights(NamedTuple):
@@ -52,11 +54,17 @@ class CheckpointWeights(NamedTuple):
     arch: dict | None
 
 
+def is_inference_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a hific-lit inference checkpoint (else a training one); :class:`CheckpointError` if neither
+    can be read."""
+    return is_inference_payload(guarded_load(path))
+
+
 def _require_lightning(loaded: object, path: Path) -> dict:
     if is_inference_payload(loaded):
         raise CheckpointError(
             f"{path} is a hific-lit inference checkpoint, not a Lightning training checkpoint "
-            "(it is already what `hific compress` loads)"
+            "(it is already what `hific compress` loads; `hific export --precision bf16` converts it)"
         )
     if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
         raise CheckpointError(
@@ -99,7 +107,7 @@ def _require_same_arch(model: Codec, stored: dict | None, path: str | Path, igno
     if stored is None:
         return
     own = model.arch.to_dict()
-    differing = {k: v for k, v in stored.items() if own.get(k) != v and k not in ignored}
+    differing = {k: v for k, v in stored.items() if own.get(k) != v and k not in ignored + TRAINING_FIELDS}
     if differing:
         overrides = " ".join(f"arch.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(differing.items()))
         raise CheckpointError(f"{path} was trained with another architecture; to start from it, add: {overrides}")

@@ -23,10 +23,10 @@ from torch import nn
 
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.io.container import Unpacked
-from hific_lit.models.base import Codec, FingerprintPart
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
 from hific_lit.models.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
-from hific_lit.models.values import LatentCode
 from hific_lit.nn import Encoder, Generator
 from hific_lit.nn.init import glorot_uniform_
 from hific_lit.nn.layers import make_norm, same_conv

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -33,7 +34,9 @@ from hific_lit.entropy.rate_gains import RateGains
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError
 from hific_lit.io.container import Header, Unpacked
-from hific_lit.models.base import Codec, FingerprintPart
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.capabilities import Capabilities, RealismRange
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.hific import format_v1
 from hific_lit.models.hific.arch import ARCH_PRESETS, ArchConfig
 from hific_lit.models.hific.latent_bands import (
@@ -44,7 +47,6 @@ from hific_lit.models.hific.latent_bands import (
 )
 from hific_lit.models.hific.rate_coding import GainedLatent
 from hific_lit.models.rate import RATE_SECTION, RateRange, section_rate_steps
-from hific_lit.models.values import Capabilities, LatentCode, RealismRange
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
@@ -120,7 +122,7 @@ class HiFiC(Codec):
             image_range=arch.image_range,
         )
         self.g_s = Generator.from_arch(arch)
-        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
+        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding, kernel=arch.hyper_analysis_kernel)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n, final_gate=arch.hyper_density_final_gate)
@@ -132,15 +134,18 @@ class HiFiC(Codec):
     @property
     def capabilities(self) -> Capabilities:
         """Realism chosen at decode time when g_s is realism-conditioned (MRIC), the rate at encode time when the
-        model is rate-conditioned (gain units); else one operating point."""
-        realism = RealismRange(self.g_s.beta_max, self.g_s.default_beta) if self.g_s.conditioned else None
-        rate = RateRange(self.rate_gains.anchors) if self.rate_gains is not None else None
-        return Capabilities(realism=realism, rate=rate)
+        model is rate-conditioned (gain units), beside what every model can (the error bound, with a residual coder)."""
+        capabilities = super().capabilities
+        if self.g_s.conditioned:
+            capabilities = replace(capabilities, realism=RealismRange(self.g_s.beta_max, self.g_s.default_beta))
+        if self.rate_gains is not None:
+            capabilities = replace(capabilities, rate=RateRange(self.rate_gains.anchors))
+        return capabilities
 
     @property
     def file_sections(self) -> frozenset[str]:  # type: ignore[override]
-        """A rate-conditioned model reads the ``rate`` section its files hold; a fixed-rate one none."""
-        return frozenset({RATE_SECTION}) if self.rate_gains is not None else frozenset()
+        """What every model reads (the error bound's residual), and a rate-conditioned model's ``rate`` section."""
+        return Codec.file_sections | ({RATE_SECTION} if self.rate_gains is not None else set())
 
     def set_default_beta(self, beta: float) -> None:
         """Decode at realism ``beta`` (in [0, β_max]) when none is asked for."""

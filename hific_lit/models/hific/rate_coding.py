@@ -17,9 +17,9 @@ import torch
 from hific_lit.entropy.coder import widened_to_hold, write_stream
 from hific_lit.entropy.rate_gains import scale_units
 from hific_lit.entropy.tables import THRESHOLD_BITS
+from hific_lit.models.base import LatentCode
 from hific_lit.models.hific.latent_bands import hyper_analysis, hyper_bands
 from hific_lit.models.rate import RATE_SECTION, rate_section
-from hific_lit.models.values import LatentCode
 
 if TYPE_CHECKING:
     from hific_lit.models.hific.model import HiFiC
