@@ -169,6 +169,9 @@ def test_rate_options_are_checked_before_anything_runs() -> None:
         rate_request(capability, None, -1.0, None)
     with pytest.raises(SettingError, match="max_bytes must be a positive whole"):
         rate_request(capability, None, None, 0.5)
+    with pytest.raises(SettingError, match="max_error adds a residual on top of the file"):
+        rate_request(capability, target_bpp=0.3, max_error=2)
+    assert rate_request(capability, rate=0.25, max_error=2).steps == round(0.25 * RATE_STEPS)
 
 
 def test_a_fixed_rate_model_refuses_a_rate(photo: torch.Tensor) -> None:
