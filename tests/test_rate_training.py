@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from hific_lit.errors import CheckpointError
+from hific_lit.config.check import check_training_config
+from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.io.checkpoint import save_inference_checkpoint
 from hific_lit.models.hific.arch import ARCH_PRESETS
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
@@ -54,6 +55,14 @@ def test_regime_rate_composes_the_papers_three_regimes() -> None:
     fixed = compose_config(["regime=med"], "outputs/test")
     assert fixed.loss.anchor_targets is None and fixed.loss.anchor_lambda_a is None
     assert LossConfig(anchor_targets=None, anchor_lambda_a=None).anchor_targets == ()
+
+
+def test_the_config_check_names_regime_rate_for_a_rate_conditioned_arch(tmp_path: Path) -> None:
+    check_training_config(compose_config(["arch=small_rate", "regime=rate"], tmp_path))
+    with pytest.raises(SettingError, match=r"one rate target per anchor \(3\): add regime=rate"):
+        check_training_config(compose_config(["arch=small_rate"], tmp_path))
+    with pytest.raises(SettingError, match=r"add arch\.rate_conditioning=true, or pick another regime"):
+        check_training_config(compose_config(["arch=small", "regime=rate"], tmp_path))
 
 
 def test_each_anchor_is_decided_on_its_own_images() -> None:
