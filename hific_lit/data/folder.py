@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
+from hific_lit.data.transforms import AUTHORS_CROPS, CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -47,13 +47,13 @@ class ImageFolderDataModule(CropDataModule):
         self,
         train_dir: str,
         val_dir: str | None = None,
-        batch_size: int = 8,
-        crop_size: int = 256,
+        batch_size: int = AUTHORS_CROPS.batch_size,
+        crop_size: int = AUTHORS_CROPS.crop_size,
         num_workers: int = 4,
         samples_per_epoch: int | None = None,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
+        scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
+        interpolation: str = AUTHORS_CROPS.interpolation,
+        flip: bool = AUTHORS_CROPS.flip,
         hue_rotation: bool = False,
         val_fraction: float = 0.05,
     ) -> None:

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import Transform, open_image
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
+from hific_lit.data.transforms import AUTHORS_CROPS, grid_tiles
 from hific_lit.errors import DatasetError
 from hific_lit.io.images import load_image
 
@@ -137,14 +137,14 @@ class SampleDataModule(CropDataModule):
 
     def __init__(
         self,
-        batch_size: int = 8,
-        crop_size: int = 256,
+        batch_size: int = AUTHORS_CROPS.batch_size,
+        crop_size: int = AUTHORS_CROPS.crop_size,
         num_workers: int = 0,
         samples_per_epoch: int = 64,
         val_tiles: int = 4,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
+        scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
+        interpolation: str = AUTHORS_CROPS.interpolation,
+        flip: bool = AUTHORS_CROPS.flip,
         hue_rotation: bool = False,
         val_photo: str = SAMPLE_VAL_PHOTO,
         extra_photos: Sequence[str] = (),

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
+from hific_lit.data.transforms import AUTHORS_CROPS, CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -40,14 +40,14 @@ class WebDataModule(CropDataModule):
         self,
         train_shards: str | list[str],
         val_dir: str | None = None,
-        batch_size: int = 8,
-        crop_size: int = 256,
+        batch_size: int = AUTHORS_CROPS.batch_size,
+        crop_size: int = AUTHORS_CROPS.crop_size,
         num_workers: int = 4,
         batches_per_epoch: int = 1000,
         shuffle_buffer: int = 1000,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
+        scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
+        interpolation: str = AUTHORS_CROPS.interpolation,
+        flip: bool = AUTHORS_CROPS.flip,
         hue_rotation: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
