@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from PIL import Image
 from pytorch_lightning.strategies import DDPStrategy
 
-from hific_lit.config import CONFIG_DIR, hific_constant
+from hific_lit.config import CONFIG_DIR, group_options, hific_constant
 from hific_lit.config import compose_config as compose_named
 from hific_lit.models.hific.arch import ARCH_PRESETS
 from hific_lit.nn import Discriminator
@@ -28,23 +27,15 @@ from hific_lit.training.run import compose_config, instantiate_dict, strategy_fo
 FAST = ["perceptual.pretrained_backbone=false"]
 
 
-def options(group: str) -> list[str]:
-    """A group's options: its YAML files, and the nodes registered in Hydra's ConfigStore (the arch presets)."""
-    stored = ConfigStore.instance().repo.get(group, {})
-    return sorted(
-        {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")} | {name.removesuffix(".yaml") for name in stored}
-    )
-
-
 def test_every_group_has_its_options() -> None:
-    assert set(options("arch")) == {"hific", "jt", "small", "tiny", "gc2018", "gc2018_small", "gc2018_tiny"}
-    assert set(options("regime")) == {"low", "med", "high"}
-    assert set(options("stage")) == {"base", "gan", "gc2018", "gc2018_mse"}
-    assert {"cpu", "gpu", "ddp"} <= set(options("trainer"))
-    assert set(options("logger")) == {"wandb", "csv", "none"}
-    assert {"sample", "folder"} <= set(options("data"))
+    assert set(group_options("arch")) == {"hific", "jt", "small", "tiny", "gc2018", "gc2018_small", "gc2018_tiny"}
+    assert set(group_options("regime")) == {"low", "med", "high"}
+    assert set(group_options("stage")) == {"base", "gan", "gc2018", "gc2018_mse"}
+    assert {"cpu", "gpu", "ddp"} <= set(group_options("trainer"))
+    assert set(group_options("logger")) == {"wandb", "csv", "none"}
+    assert {"sample", "folder"} <= set(group_options("data"))
     for group in ("experiment", "hparams_search", "debug", "paths", "callbacks"):
-        assert options(group), group
+        assert group_options(group), group
 
 
 # The paper's networks (DESIGN.md's reference table; the authors' archs.py): g_a 60-120-240-480-960 then C = 220,
@@ -90,7 +81,7 @@ def test_the_paper_presets_are_the_papers_networks(name: str, expected: dict, tm
     assert {key: getattr(arch, key) for key in expected} == expected
 
 
-@pytest.mark.parametrize("name", options("arch"))
+@pytest.mark.parametrize("name", group_options("arch"))
 def test_every_arch_instantiates_and_takes_overrides(name: str, tmp_path: Path) -> None:
     arch = hydra.utils.instantiate(compose_config([f"arch={name}", "arch.residual_blocks=1"], tmp_path).arch)
     assert type(arch).__name__ == ("GC2018Config" if name.startswith("gc2018") else "ArchConfig")
@@ -146,7 +137,7 @@ def test_stages_instantiate(stage: str, cls: type, tmp_path: Path) -> None:
     assert [s.optimizer for s in schedulers] == optimizers  # one LambdaLR per optimizer (configs.py lr_schedule)
 
 
-@pytest.mark.parametrize("trainer", options("trainer"))
+@pytest.mark.parametrize("trainer", group_options("trainer"))
 def test_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
     cfg = compose_config([f"trainer={trainer}", "trainer.accelerator=cpu"], tmp_path)
     built = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
@@ -194,7 +185,7 @@ def test_the_paper_model_trains_on_shards_and_the_small_ones_on_the_sample_photo
         assert compose_config([], tmp_path).data.train_shards == str(tmp_path)
 
 
-@pytest.mark.parametrize("data", options("data"))
+@pytest.mark.parametrize("data", group_options("data"))
 def test_every_data_option_makes_the_authors_crops(data: str, tmp_path: Path) -> None:
     # models/hific: train.py --batch_size 8 --crop_size 256; model.py _get_dataset: scale 0.75..0.95, bilinear
     # resize without antialiasing, no flip.
@@ -219,7 +210,8 @@ def test_data_overrides_reach_the_batches(data: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides", [["experiment=" + e] for e in options("experiment")] + [["debug=" + d] for d in options("debug")]
+    "overrides",
+    [["experiment=" + e] for e in group_options("experiment")] + [["debug=" + d] for d in group_options("debug")],
 )
 def test_experiments_and_debug_presets_compose(overrides: list[str], tmp_path: Path) -> None:
     cfg = compose_config([*overrides, "warmstart=null"], tmp_path)

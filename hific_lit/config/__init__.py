@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -49,6 +50,14 @@ if not OmegaConf.has_resolver("hific_data_dir"):
     OmegaConf.register_new_resolver("hific_data_dir", lambda: str(default_data_dir()))
 if not OmegaConf.has_resolver("hific_constant"):
     OmegaConf.register_new_resolver("hific_constant", hific_constant)
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: its YAML files in ``conf/<group>/`` and the nodes made from Python
+    (:mod:`hific_lit.config.store`)."""
+    stored = ConfigStore.instance().repo.get(group, {})
+    files = {path.stem for path in (CONFIG_DIR / group).glob("*.yaml")}
+    return sorted(files | {name.removesuffix(".yaml") for name in stored if name.endswith(".yaml")})
 
 
 def compose_config(name: str, overrides: Sequence[str] = (), output_dir: str | Path = "outputs/python") -> DictConfig:
