@@ -236,7 +236,7 @@ def test_several_devices_get_ddp(devices: object, strategy: str, tmp_path: Path)
 
 
 def test_eval_refuses_decompression_bombs_at_2_to_the_28_pixels(tmp_path: Path) -> None:
-    assert compose_named("eval", ["ckpt=m.ckpt"], tmp_path).max_pixels == 2**28  # README, Compressing images
+    assert compose_named("eval", ["ckpt=m.ckpt"], tmp_path).max_pixels == 2**28  # docs/coding.md, the command line
     assert compose_named("eval", ["ckpt=m.ckpt", "max_pixels=1000"], tmp_path).max_pixels == 1000
     with pytest.raises(ValueError, match="constant of hific_lit"):
         hific_constant("os.environ")

@@ -2,9 +2,9 @@
 model codes the held-out photo into one file that decodes at β = 0 and at β = β_max to what the trained model
 computes at that β, two different images, each a learned reconstruction.
 
-Which of the two has the higher PSNR is not asserted: at this budget its sign changes with the seed (README,
-"Multi-realism": −0.15 to +0.14 dB over five seeds; the trade-off needs experiment=mric_base / mric_gan at scale).
-What is asserted holds for every seed, so the test checks it at two."""
+Which of the two has the higher PSNR is not asserted: at this budget its sign changes with the seed
+(docs/mric.md, "Measured, a CPU minute": −0.15 to +0.14 dB over five seeds; the trade-off needs
+experiment=mric_base / mric_gan at scale). What is asserted holds for every seed, so the test checks it at two."""
 
 from __future__ import annotations
 
