@@ -13,9 +13,11 @@ import torch
 
 from hific_lit import HiFiC
 from hific_lit.errors import BitstreamError, CheckpointError, SettingError
-from hific_lit.io.container import Header, pack, unpack
+from hific_lit.io.container import SECTION_TAGS, Header, pack, unpack
 from hific_lit.models import registry
-from hific_lit.models.base import Capabilities, Codec, RealismRange, fingerprint_digest
+from hific_lit.models.base import Codec
+from hific_lit.models.capabilities import Capabilities, RealismRange
+from hific_lit.models.fingerprint import fingerprint_digest
 from hific_lit.models.gc2018.model import GC2018
 from hific_lit.models.hific import model as hific_model
 from hific_lit.models.hific.arch import ArchConfig
@@ -49,7 +51,7 @@ def test_every_model_writes_the_same_file_to_bytes_and_to_disk(
     expected = codec.compress(x)
     bits = codec.compress_to_file(x, tmp_path / "a.hfc")
     written = (tmp_path / "a.hfc").read_bytes()
-    header, z_stream, y_stream = unpack(written)
+    header, z_stream, y_stream, _ = unpack(written)
     assert written == expected and header.y_length > 0 and header.kind == codec.kind_code
     assert written == pack(header, z_stream, y_stream)  # the one writer, in memory and into a file
     assert bits == expected.estimated_bits > 0
@@ -140,6 +142,13 @@ def test_the_fingerprint_rule_hashes_bytes_in_the_stated_type() -> None:
     ints = torch.arange(6).reshape(2, 3)
     assert fingerprint_digest({}, [("i", ints, torch.float64)]) == fingerprint_digest({}, [("i", ints, None)])
     assert len(as_bf16) == 8
+
+
+def test_a_section_the_model_does_not_read_is_refused(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SECTION_TAGS, 203, "unread")
+    header, z_stream, y_stream, _ = unpack(model.compress(torch.from_numpy(_photo()).permute(2, 0, 1)))
+    with pytest.raises(BitstreamError, match="holds a 'unread' section, which this hific model does not read"):
+        model.decompress(pack(header, z_stream, y_stream, {"unread": b"1"}))
 
 
 def test_a_header_check_names_what_is_wrong(model: HiFiC) -> None:

@@ -244,11 +244,11 @@ def test_fingerprint_tracks_decoding_weights_but_not_dtype(model: HiFiC) -> None
 
 def test_fingerprint_is_hashed_once_per_weights_in_every_precision(model: HiFiC, monkeypatch) -> None:
     """Every compress and decompress asks for it: a float32 model must not re-hash g_s each time."""
-    import hific_lit.models.base
+    import hific_lit.models.fingerprint
 
     hashed = []
-    blake2b = hific_lit.models.base.hashlib.blake2b
-    monkeypatch.setattr(hific_lit.models.base.hashlib, "blake2b", lambda **kw: hashed.append(1) or blake2b(**kw))
+    blake2b = hific_lit.models.fingerprint.hashlib.blake2b
+    monkeypatch.setattr(hific_lit.models.fingerprint.hashlib, "blake2b", lambda **kw: hashed.append(1) or blake2b(**kw))
     for precision in (torch.float32, torch.bfloat16):
         model.g_s.to(precision)
         first = model.fingerprint()

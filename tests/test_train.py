@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
 from hific_lit.cli import main as hific
 from hific_lit.config import CONFIG_DIR
 from hific_lit.data.sample import load_sample_photo
-from hific_lit.errors import DatasetError, WeightsUnavailableError
+from hific_lit.errors import DatasetError, SettingError, WeightsUnavailableError
 from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.training.base import ITERATION_KEY
 from hific_lit.training.losses import LossConfig, psnr
@@ -154,7 +153,7 @@ def test_an_optuna_sweep_records_every_trials_values(tmp_path: Path) -> None:
 
 def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -> None:
     cfg = compose_config([*SMOKE, "regime.target_bpp=-1"], tmp_path)
-    with pytest.raises(InstantiationException, match="target_bpp"):
+    with pytest.raises(SettingError, match=r"^stage: target_bpp must be > 0"):  # one line, no traceback (issue #26)
         run(cfg, in_sweep=False)
     run(cfg, in_sweep=True)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"

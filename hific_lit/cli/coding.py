@@ -234,7 +234,7 @@ def run_decompress(args: argparse.Namespace) -> int:
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
-        header = unpack(loaded.value)[0]
+        header = unpack(loaded.value).header
         pixels = header.height * header.width
         release_memory_for(pixels)
         tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
@@ -250,7 +250,7 @@ def file_info(path: Path) -> dict[str, object]:
     """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
     data = read_hfc(path)
     try:
-        header, _, _ = unpack(data)
+        header = unpack(data).header
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}

@@ -13,8 +13,6 @@ coding; the container, the checks of a file against the model and the fingerprin
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -25,9 +23,11 @@ from typing import Any, BinaryIO, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from hific_lit.errors import BitstreamError, CheckpointError, SettingError
-from hific_lit.io.container import FINGERPRINT_SIZE, MODEL_KINDS, Header, read_hfc, unpack, write_container
+from hific_lit.errors import BitstreamError, CheckpointError
+from hific_lit.io.container import MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
 from hific_lit.io.files import atomic_file
+from hific_lit.models.capabilities import Capabilities
+from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -35,34 +35,6 @@ from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
 MAX_SYMBOLS_PER_BYTE = 1 << 18
 """A symbol costs at least -log2(65534 / 65536) bits with 16-bit tables: < 181,000 symbols per byte.
 A header claiming more is corrupt; checking it avoids allocating latents for a bogus image size."""
-
-FingerprintPart = tuple[str, torch.Tensor, torch.dtype | None]
-"""A named tensor that decoding depends on, and the float type it is hashed in (``None``: as stored)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RealismRange:
-    """Realism chosen at decode time (MRIC, Agustsson et al. 2023): β in [0, ``beta_max``], ``default_beta``
-    when none is asked for. The same file decodes at any β."""
-
-    beta_max: float
-    default_beta: float
-
-    def beta(self, realism: float) -> float:
-        """The β of a realism in 0..1 (0: lowest distortion, 1: ``beta_max``)."""
-        if not 0.0 <= realism <= 1.0:
-            raise SettingError(f"realism {realism} is outside 0..1 (0: beta 0, the lowest distortion; 1: beta_max)")
-        return realism * self.beta_max
-
-
-@dataclasses.dataclass(frozen=True)
-class Capabilities:
-    """What a model can do beyond coding at its one operating point; callers ask this, never the model's class.
-
-    ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
-    """
-
-    realism: RealismRange | None = None
 
 
 class Compressed(bytes):
@@ -85,7 +57,9 @@ class LatentCode(NamedTuple):
 
     The shapes of the latent y and the hyperlatent z ((0, 0, 0) for a model without one), the hyperlatent
     stream, ``write_y(write)`` which codes the latent stream into ``write`` piece by piece (so that a large
-    image's stream never exists whole in memory), the ideal size in bits, and the latent likelihood's code.
+    image's stream never exists whole in memory), the ideal size in bits, the latent likelihood's code, and the
+    file's sections by name (what the file holds beyond the latent, e.g. an encode-time setting; none: a
+    version-2 file).
     """
 
     y_shape: tuple[int, int, int]
@@ -94,6 +68,7 @@ class LatentCode(NamedTuple):
     write_y: Callable[[Callable[[bytes], None]], None]
     bits: float
     likelihood: int = 0
+    sections: Mapping[str, bytes] | None = None
 
 
 def as_image_batch(x: torch.Tensor) -> torch.Tensor:
@@ -121,21 +96,6 @@ def one_image(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def fingerprint_digest(arch: Mapping[str, Any], parts: Iterable[FingerprintPart]) -> bytes:
-    """The fingerprint rule: an 8-byte BLAKE2b of the architecture (JSON, sorted keys), then of each part's name
-    and bytes, floats converted to the part's type first. Tensors are hashed row by row (small copies); the bytes
-    are those of the whole tensor in that type, so a bf16 or float64 copy of a model shares its fingerprint."""
-    digest = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
-    digest.update(json.dumps(dict(arch), sort_keys=True).encode())
-    for name, tensor, dtype in parts:
-        digest.update(name.encode())
-        tensor = tensor.detach().cpu()
-        for piece in tensor.unbind(0) if tensor.dim() > 1 else (tensor,):
-            piece = piece.to(dtype) if dtype is not None and piece.is_floating_point() else piece
-            digest.update(piece.contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.digest()
-
-
 class Codec(nn.Module):
     """A compression model with real bitstreams: what every model implements and every caller uses.
 
@@ -150,6 +110,8 @@ class Codec(nn.Module):
     kind: ClassVar[str]
     arch_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
+    file_sections: ClassVar[frozenset[str]] = frozenset()
+    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused."""
     arch: Any
     g_a: nn.Module
     g_s: nn.Module
@@ -198,9 +160,7 @@ class Codec(nn.Module):
         """(latent shape, hyperlatent shape) of a ``height`` x ``width`` image coded by this model."""
         raise NotImplementedError
 
-    def decode_latent(
-        self, header: Header, z_stream: bytes, y_stream: bytes, by_rows: bool
-    ) -> torch.Tensor | RowSource:
+    def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
         """The decoded latent of a checked file, as :meth:`synthesis` takes it (``by_rows``: in bands if it can)."""
         raise NotImplementedError
 
@@ -269,7 +229,7 @@ class Codec(nn.Module):
             self.fingerprint(), height, width, code.y_shape, code.z_shape, 0, 0, likelihood=code.likelihood,
             kind=self.kind_code,
         )  # fmt: skip
-        return write_container(f, header, code.z_stream, code.write_y)
+        return write_container(f, header, code.z_stream, code.write_y, code.sections)
 
     @torch.no_grad()
     def compress(
@@ -327,10 +287,10 @@ class Codec(nn.Module):
             latent = self.analysis(x, max_memory, progress)
         return [self.compress_latent(latent[i : i + 1], height, width) for i in range(x.shape[0])]
 
-    def check_header(self, header: Header) -> None:
+    def check_header(self, header: Header, sections: Iterable[str] = ()) -> None:
         """Refuse (:class:`BitstreamError`) a file this model did not make or whose header cannot be right: its
-        model kind, its latent shapes for its image size, stream lengths too short for them, and (format 2) its
-        fingerprint and latent likelihood."""
+        model kind, its latent shapes for its image size, stream lengths too short for them, sections this model
+        does not read, and (format 2 on) its fingerprint."""
         if header.kind != self.kind_code:
             found = MODEL_KINDS.get(header.kind, f"unknown ({header.kind})")
             raise BitstreamError(
@@ -351,6 +311,12 @@ class Codec(nn.Module):
                     f"the header claims a {header.height}x{header.width} image, but its {name} stream of {length} "
                     f"bytes cannot hold {math.prod(shape)} symbols (corrupt header)"
                 )
+        for name in sections:
+            if name not in self.file_sections:
+                raise BitstreamError(
+                    f"the file holds a {name!r} section, which this {self.kind} model does not read; decode it with "
+                    "the checkpoint that encoded it"
+                )
         if header.version < 2:
             return  # a version-1 file's fingerprint is checked by the model's reader of that format
         expected = self.fingerprint()
@@ -364,10 +330,10 @@ class Codec(nn.Module):
     def decompress_latent(self, data: bytes, by_rows: bool = False) -> tuple[Header, torch.Tensor | RowSource]:
         """Check ``data`` against this model and decode its latent (``by_rows``: in bands for :meth:`synthesis`,
         each let go once used, where the model can)."""
-        header, z_stream, y_stream = unpack(data)
+        unpacked = unpack(data)
         self.require_coding()
-        self.check_header(header)
-        return header, self.decode_latent(header, z_stream, y_stream, by_rows)
+        self.check_header(unpacked.header, unpacked.sections)
+        return unpacked.header, self.decode_latent(unpacked, by_rows)
 
     def decompress(
         self,

@@ -28,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from hific_lit.config import compose_config as compose_named_config
+from hific_lit.config.check import check_training_config
 from hific_lit.data.base import CropDataModule, check_global_batch
-from hific_lit.errors import HificError
+from hific_lit.errors import HificError, SettingError
 from hific_lit.io.files import atomic_write_bytes
 from hific_lit.training.base import RDStage
 from hific_lit.training.callbacks import InferenceExport
@@ -112,6 +113,8 @@ def build_module(cfg: DictConfig) -> RDStage:
     except InstantiationException as exc:
         if isinstance(exc.__cause__, HificError):  # e.g. LPIPS weights missing: say so plainly
             raise exc.__cause__ from None
+        if isinstance(exc.__cause__, ValueError | TypeError):  # a stage value its class refuses
+            raise SettingError(f"stage: {exc.__cause__}") from None
         raise
     if cfg.get("warmstart"):
         warm_start(module, cfg.warmstart)
@@ -137,7 +140,12 @@ def build_trainer(cfg: DictConfig, module: RDStage, resolved: dict) -> pl.Traine
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train one stage as ``cfg`` says; return the final metrics (also written to ``metrics.json``)."""
+    """Train one stage as ``cfg`` says; return the final metrics (also written to ``metrics.json``).
+
+    Arch, stage and mandatory values are checked first (:func:`check_training_config`): a config that does not
+    fit together stops on one line that names the fix.
+    """
+    check_training_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     resolved = OmegaConf.to_container(cfg, resolve=True)

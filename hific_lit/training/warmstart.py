@@ -37,6 +37,8 @@ DISCRIMINATOR_PREFIX = "discriminator."
 REALISM_FIELDS = ("realism_conditioning", "beta_max", "realism_width")
 """The architecture fields of the realism conditioning (MRIC), which a plain HiFiC source does not constrain."""
 REALISM_PREFIX = "g_s.realism."
+TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
+"""Architecture fields that change how a model trains, not the tensors it holds: a warm start may change them."""
 
 
 class CheckpointWeights(NamedTuple):
@@ -94,7 +96,7 @@ def _require_same_arch(model: Codec, stored: dict | None, path: str | Path, igno
     if stored is None:
         return
     own = model.arch.to_dict()
-    differing = {k: v for k, v in stored.items() if own.get(k) != v and k not in ignored}
+    differing = {k: v for k, v in stored.items() if own.get(k) != v and k not in ignored + TRAINING_FIELDS}
     if differing:
         overrides = " ".join(f"arch.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(differing.items()))
         raise CheckpointError(f"{path} was trained with another architecture; to start from it, add: {overrides}")

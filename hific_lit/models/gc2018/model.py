@@ -22,8 +22,9 @@ import torch
 from torch import nn
 
 from hific_lit.entropy.tables import CodingBuffers
-from hific_lit.io.container import Header
-from hific_lit.models.base import Codec, FingerprintPart, LatentCode
+from hific_lit.io.container import Unpacked
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
 from hific_lit.models.gc2018.bottleneck import CategoricalPrior, SoftToHardQuantizer
 from hific_lit.nn import Encoder, Generator
@@ -147,11 +148,9 @@ class GC2018(Codec):
         size = (padded_size(height, PAD_MULTIPLE) // 16, padded_size(width, PAD_MULTIPLE) // 16)
         return (self.arch.latent_channels, *size), (0, 0, 0)
 
-    def decode_latent(
-        self, header: Header, z_stream: bytes, y_stream: bytes, by_rows: bool
-    ) -> torch.Tensor | RowSource:
+    def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
         """ŵ with its noise channels (from :data:`NOISE_SEED`), in G's dtype and on its device."""
-        symbols = self.prior.decompress(y_stream, (1, *header.y_shape))
+        symbols = self.prior.decompress(unpacked.y_stream, (1, *unpacked.header.y_shape))
         weight = next(self.g_s.parameters())
         return self.with_noise(self.quantizer.dequantize(symbols), fixed=True).to(weight.device, weight.dtype)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
+from hific_lit.nn.hyperprior import KERNELS
 from hific_lit.nn.layers import PADDINGS
 from hific_lit.nn.port_layers import IMAGE_RANGES, PAD_SCHEMES, STRIDE_PADS
 from hific_lit.nn.realism import BETA_MAX, EMBEDDING_WIDTH
@@ -41,6 +42,10 @@ class ArchConfig:
     1 right, 1 top, 0 bottom, as the JT port)."""
     hyper_analysis_padding: str = "zeros"
     """h_a's 5x5 stride-2 convs: ``zeros`` (authors') or ``reflect`` (the JT port's)."""
+    hyper_analysis_kernel: str = "plain"
+    """h_a's kernels trained directly (``plain``) or as real-DFT coefficients (``rdft``: the authors', tfc 1.3
+    ``SignalConv2D``'s default). Same function; ``plain`` stays the default until a saved ``rdft`` kernel reloads
+    bit-exactly (docs/fidelity.md row 27)."""
     image_range: str = "unit"
     """``unit``: g_a takes the image in [0, 1], g_s's output is the image; ``tanh``: g_a takes ``2x - 1`` and the
     image is ``(tanh(g_s) + 1) / 2`` (the JT port's ``--normalize_input_image``)."""
@@ -55,7 +60,10 @@ class ArchConfig:
     realism_conditioning: bool = False
     """g_s takes a realism weight β in [0, ``beta_max``] (FiLM on every ChannelNorm); one bitstream, any β."""
     beta_max: float = BETA_MAX
-    """The largest β (MRIC's 2.56); training draws β per image uniformly from [0, ``beta_max``]."""
+    """The largest β a file decodes at (MRIC's 2.56: Nikolai10/MRIC README, ``amtm2023.py --beta``)."""
+    train_beta_max: float | None = None
+    """Training draws β per image uniformly from [0, ``train_beta_max``]; ``None``: ``beta_max``. The MRIC
+    reimplementation trains on [0, 5.12] (``amtm2023.py`` line 388), twice its decoding range."""
     realism_width: int = EMBEDDING_WIDTH
     """Width of the β-embedding MLP (MRIC's 512); used only with ``realism_conditioning``."""
 
@@ -74,6 +82,7 @@ class ArchConfig:
         for name, allowed in (
             ("encoder_stride_pad", STRIDE_PADS),
             ("hyper_analysis_padding", PADDINGS),
+            ("hyper_analysis_kernel", KERNELS),
             ("image_range", IMAGE_RANGES),
             ("pad_scheme", PAD_SCHEMES),
             ("discriminator_style", DISCRIMINATOR_STYLES),
@@ -82,6 +91,8 @@ class ArchConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(allowed)}")
         if self.realism_conditioning and (self.beta_max <= 0 or self.realism_width < 1 or self.norm != "channel"):
             raise ValueError("realism_conditioning needs beta_max > 0, realism_width >= 1 and norm='channel'")
+        if self.train_beta_max is not None and self.train_beta_max <= 0:
+            raise ValueError(f"train_beta_max must be > 0 (or null: beta_max), got {self.train_beta_max}")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
             known = ", ".join(LATENT_LIKELIHOODS)
             raise ValueError(f"unknown latent_likelihood {self.latent_likelihood!r}; expected one of: {known}")
@@ -97,6 +108,7 @@ ARCH_PRESETS: dict[str, ArchConfig] = {
         padding="reflect",
         encoder_stride_pad="jt",
         hyper_analysis_padding="reflect",
+        hyper_analysis_kernel="plain",
         hyper_density_final_gate=True,
         pad_scheme="jt",
         discriminator_style="jt",

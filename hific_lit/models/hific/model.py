@@ -21,6 +21,7 @@ Mentzer et al. 2020, "High-Fidelity Generative Image Compression", Fig. 2.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -30,8 +31,10 @@ from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.coder import write_stream
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError
-from hific_lit.io.container import Header
-from hific_lit.models.base import Capabilities, Codec, FingerprintPart, LatentCode, RealismRange
+from hific_lit.io.container import Header, Unpacked
+from hific_lit.models.base import Codec, LatentCode
+from hific_lit.models.capabilities import Capabilities, RealismRange
+from hific_lit.models.fingerprint import FingerprintPart
 from hific_lit.models.hific import format_v1
 from hific_lit.models.hific.arch import ARCH_PRESETS, ArchConfig
 from hific_lit.models.hific.latent_bands import (
@@ -110,7 +113,7 @@ class HiFiC(Codec):
             image_range=arch.image_range,
         )
         self.g_s = Generator.from_arch(arch)
-        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding)
+        self.h_a = HyperAnalysis(c, n, padding=arch.hyper_analysis_padding, kernel=arch.hyper_analysis_kernel)
         self.h_s_mu = HyperSynthesis(c, n)
         self.h_s_sigma = HyperSynthesis(c, n)
         self.entropy_bottleneck = FactorizedPrior(n, final_gate=arch.hyper_density_final_gate)
@@ -242,20 +245,19 @@ class HiFiC(Codec):
         yh, yw = padded_size(height) // 16, padded_size(width) // 16
         return (self.arch.latent_channels, yh, yw), (self.arch.hyper_filters, math.ceil(yh / 4), math.ceil(yw / 4))
 
-    def check_header(self, header: Header) -> None:
-        """The checks of every model, then (format 2) the latent likelihood."""
-        super().check_header(header)
+    def check_header(self, header: Header, sections: Iterable[str] = ()) -> None:
+        """The checks of every model, then (format 2 on) the latent likelihood."""
+        super().check_header(header, sections)
         if header.version >= 2 and header.likelihood != self.conditional.code:
             raise BitstreamError(
                 f"the file's latent likelihood (code {header.likelihood}) is not this model's "
                 f"({self.conditional.kind}, code {self.conditional.code})"
             )
 
-    def decode_latent(
-        self, header: Header, z_stream: bytes, y_stream: bytes, by_rows: bool
-    ) -> torch.Tensor | RowSource:
+    def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
         """y_hat (1, C, h, w), float32 (``by_rows``, format 2: in bands for :meth:`synthesis`, in g_s's precision,
         each let go once used: ``decode_latent_rows``); a version-1 file through its own reader."""
+        header, z_stream, y_stream, _ = unpacked
         if header.version == 1:
             return format_v1.decode_latent(self, header, z_stream, y_stream)
         z_hat = self.entropy_bottleneck.decompress(z_stream, header.z_shape[1:])
