@@ -1,5 +1,5 @@
 """The README as a newcomer meets it: its cheap code blocks run as written, it names every option of the config
-groups it lists, and it stays a ten-minute read.
+groups it lists and only paths that exist, and it stays a ten-minute read.
 
 Run: every ```python block (in order, in one namespace) and every ```sh block (one ``hific`` command a line, run
 in-process), in an empty folder. ```bash blocks are shown, not run (training, GPUs, downloads): a cheap example goes
@@ -43,6 +43,14 @@ def test_every_option_of_the_listed_groups_is_named() -> None:
     for group in ("arch", "regime", "stage", "trainer", "logger", "experiment", "hparams_search", "debug"):
         for option in group_options(group):
             assert f"`{option}`" in README, (group, option)
+
+
+def test_every_path_it_names_exists() -> None:
+    root = Path(__file__).resolve().parents[1]
+    paths = re.findall(r"[`(]((?:hific_lit|conf|docs|scripts|tests|notebooks)/[\w./-]*)[`)]", README)
+    assert len(paths) > 30
+    missing = [path for path in paths if not (root / path).exists()]
+    assert not missing
 
 
 def test_the_readme_is_at_most_250_lines() -> None:
