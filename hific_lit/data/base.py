@@ -50,7 +50,7 @@ class CropDataModule(pl.LightningDataModule):
         scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
         interpolation: str = AUTHORS_CROPS.interpolation,
         flip: bool = AUTHORS_CROPS.flip,
-        hue_rotation: bool = False,
+        hue_rotation: bool = AUTHORS_CROPS.hue_rotation,
     ) -> None:
         super().__init__()
         if batch_size < 1 or crop_size < 1 or num_workers < 0:

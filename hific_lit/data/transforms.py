@@ -35,11 +35,12 @@ from hific_lit.io.images import pil_to_tensor
 @dataclass(frozen=True)
 class Crops:
     """What a training batch is made of: ``batch_size`` crops (the global batch) of ``crop_size``², each cut from
-    the image resized by a scale drawn from ``scale_range`` with ``interpolation``, flipped or not.
+    the image resized by a scale drawn from ``scale_range`` with ``interpolation``, flipped or not, its hue turned
+    or not.
 
     The defaults are the authors' (tensorflow/compression ``models/hific``: ``train.py`` ``--batch_size 8``
     ``--crop_size 256``; ``model.py`` ``_get_dataset``: scale 0.75..0.95, ``tf.image.resize_images`` bilinear,
-    no flip): :data:`AUTHORS_CROPS`, the data modules' defaults and Hydra's ``crops=default`` node
+    no flip, no colour change): :data:`AUTHORS_CROPS`, the data modules' defaults and Hydra's ``crops=default`` node
     (:mod:`hific_lit.config.store`), which every ``data`` config starts from.
     """
 
@@ -48,6 +49,7 @@ class Crops:
     scale_range: tuple[float, float] = (0.75, 0.95)
     interpolation: str = "bilinear"
     flip: bool = False
+    hue_rotation: bool = False
 
 
 AUTHORS_CROPS = Crops()
@@ -141,7 +143,7 @@ class RandomScaleCrop:
         scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
         interpolation: str = AUTHORS_CROPS.interpolation,
         flip: bool = AUTHORS_CROPS.flip,
-        hue_rotation: bool = False,
+        hue_rotation: bool = AUTHORS_CROPS.hue_rotation,
     ) -> None:
         low, high = scale_range
         if not 0 < low <= high:
