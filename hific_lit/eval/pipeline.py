@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import hific_lit.eval.baselines as baselines
-from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableError
+from hific_lit.errors import CheckpointError, DatasetError, SettingError, WeightsUnavailableError
 from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
 from hific_lit.eval.plots import plot_rd, plot_realism
@@ -23,18 +23,31 @@ from hific_lit.eval.records import command_line, environment_versions, write_row
 from hific_lit.eval.runner import Scorers, evaluate_checkpoint, realism_method, unique_names
 from hific_lit.io.images import DEFAULT_MAX_PIXELS
 from hific_lit.models.base import Codec
+from hific_lit.models.error_bound import NO_CODER
 from hific_lit.nn.realism import check_beta
 from hific_lit.runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Path]:
-    """Name -> path of each checkpoint (``ckpt=PATH`` or ``ckpt=[low,med,high]``); names are unique."""
-    paths = [Path(str(p)) for p in ([] if ckpt is None else [ckpt] if isinstance(ckpt, str) else list(ckpt))]
-    if not paths:
-        raise CheckpointError("no checkpoint given: pass ckpt=PATH, or ckpt=[low,med,high] for an RD curve")
-    return dict(zip(unique_names(paths), paths, strict=True))
+def _as_list(value: str | list[str] | ListConfig | None) -> list[str]:
+    return [] if value is None else [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def checkpoint_paths(
+    ckpt: str | list[str] | ListConfig | None, model: str | list[str] | ListConfig | None = None
+) -> dict[str, Path]:
+    """Name -> path of each checkpoint (``ckpt=PATH`` or ``ckpt=[low,med,high]``) and each model named
+    (``model=bundled`` or ``model=[hific-low,hific-med]``, from the model cache or the package); names are unique."""
+    from hific_lit.pretrained.registry import resolve_model
+
+    paths = [Path(p) for p in _as_list(ckpt)]
+    named = {name: resolve_model(name).path for name in _as_list(model)}
+    if not paths and not named:
+        raise CheckpointError(
+            "no checkpoint given: pass ckpt=PATH (or ckpt=[low,med,high] for an RD curve), or model=NAME"
+        )
+    return dict(zip(unique_names(paths), paths, strict=True)) | named
 
 
 def dataset_images(eval_set: DictConfig) -> list[Path]:
@@ -110,7 +123,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
     from hific_lit.io.checkpoint import load_inference_checkpoint
 
     out_dir = Path(cfg.paths.output_dir if out_dir is None else out_dir)
-    checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt)
+    checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt, cfg.get("model"))
     device = resolve_device(cfg.device)
     precision = cfg.get("precision", "fp32")
     models = {
@@ -118,6 +131,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         for name, path in checkpoints.items()
     }
     betas = realism_betas(models, cfg.get("realism_betas"))
+    max_error = cfg.get("max_error")
+    if max_error is not None:
+        for name, model in models.items():
+            bound = model.capabilities.error_bound
+            if bound is None or not 0 <= max_error <= bound:
+                reason = NO_CODER if bound is None else f"max_error={max_error} is outside 0..{bound}"
+                raise SettingError(f"{checkpoints[name]}: {reason}")
     images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
@@ -126,12 +146,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
     if scorers.embed is None:
         missing.setdefault("fid", "no FID feature extractor given")
         missing.setdefault("kid", "no FID feature extractor given")
-    codecs = available_codecs(list(cfg.baselines), missing)
+    codecs = available_codecs(list(cfg.baselines), missing) if max_error is None else []
     rows, results, points, realism_points, viewers, feature_cache = [], {}, [], [], {}, {}
     for name, model in models.items():
         res = evaluate_checkpoint(
             model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,
-            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas,
+            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas, max_error,
         )  # fmt: skip
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these

@@ -23,7 +23,7 @@ from PIL import features
 from hific_lit.io.files import atomic_write_bytes
 from hific_lit.version import __version__
 
-QUALITY_METRICS = ("psnr", "ms_ssim", "lpips")
+QUALITY_METRICS = ("psnr", "ms_ssim", "lpips", "delta_e")
 
 
 @dataclass
@@ -47,12 +47,16 @@ class ImageResult:
     ms_ssim: float | None
     lpips: float | None
     file: str
+    delta_e: float | None = None
+    """Colour error: mean CIEDE2000 of 8x8-block means (:func:`hific_lit.eval.metrics.colour_error`)."""
     quality: int | None = None
     matched: bool = True
     encode_s: float | None = None
     decode_s: float | None = None
     beta: float | None = None
     """The realism weight our reconstruction was decoded at (realism-conditioned models, ``realism_betas``)."""
+    max_error: int | None = None
+    """The largest difference of a pixel value from the original (``max_error`` runs: ours and the library codecs)."""
 
 
 def mean_of(rows: list[ImageResult], key: str) -> float | None:
@@ -67,6 +71,9 @@ def means(rows: list[ImageResult]) -> dict[str, float | int | None]:
     out: dict[str, float | int | None] = {key: mean_of(rows, key) for key in ("bpp", *QUALITY_METRICS)}
     out["images"] = len(rows)
     out["unmatched"] = sum(not r.matched for r in rows)
+    errors = [r.max_error for r in rows if r.max_error is not None]
+    if errors:
+        out["max_error"] = max(errors)
     return out
 
 

@@ -29,6 +29,28 @@ GAN_LOSSES = ("non_saturating", "least_squares")
 
 
 @dataclass(frozen=True)
+class Regime:
+    """A rate regime: the target rate r_t, the rate weight λ_A above it and λ_B at or below it (eq. 4).
+
+    ``lambda_b`` is the authors' code's ``C / lmbda_b = 0.1·2^-5 / (0.1·2^1) = 2^-6`` (``configs.py``); the
+    paper's text says 2^-4 (``regime.lambda_b=0.0625``). Hydra's ``regime`` group is :data:`REGIMES`
+    (:mod:`hific_lit.config.store`).
+    """
+
+    target_bpp: float
+    lambda_a: float
+    lambda_b: float = 2.0**-6
+
+
+REGIMES = {"low": Regime(0.14, 2.0), "med": Regime(0.30, 1.0), "high": Regime(0.45, 0.5)}
+"""HiFiC^Lo, ^Mi, ^Hi (Mentzer et al. 2020, Table 4): target rates 0.14 / 0.30 / 0.45 bpp, λ_A 2 / 1 / 1/2."""
+
+ADAM_LR = 1e-4
+"""The learning rate of every optimizer (codec, aux, discriminator): Adam at 1e-4 (Mentzer et al. 2020, App. A.2;
+the authors' ``configs.py`` ``lr``). Hydra's ``optimizer=adam`` node (:mod:`hific_lit.config.store`)."""
+
+
+@dataclass(frozen=True)
 class LossConfig:
     """The weights of the objective: the ``med`` regime, numbers from the authors' code (see module doc).
 
@@ -36,9 +58,9 @@ class LossConfig:
     ``warmup_rate_weight_factor`` multiplies the weight during warm-up (code: λ ×2, so the weight ×1/2).
     """
 
-    target_bpp: float = 0.30
-    lambda_a: float = 1.0
-    lambda_b: float = 2.0**-6
+    target_bpp: float = REGIMES["med"].target_bpp
+    lambda_a: float = REGIMES["med"].lambda_a
+    lambda_b: float = REGIMES["med"].lambda_b
     k_m: float = 0.075 * 2.0**-5
     k_p: float = 1.0
     beta: float = 0.15
@@ -46,14 +68,17 @@ class LossConfig:
     warmup_rate_weight_factor: float = 0.5
     warmup_target_factor: float = 0.20 / 0.14
     gan_loss: str = "non_saturating"
+    k_colour: float = 0.0
+    """Weight of the colour term, MSE (0..255) of 8x8-block means (:func:`block_mean_mse`); the paper has none (0).
+    It weighs the local mean colour that the colour error measures (an option; docs/bundled.md says what it did)."""
 
     def __post_init__(self) -> None:
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
         if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
             raise ValueError("target_bpp must be > 0 and lambda_a, lambda_b >= 0")
-        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0:
-            raise ValueError("warmup_iterations and warmup_rate_weight_factor must be >= 0")
+        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0 or self.k_colour < 0:
+            raise ValueError("warmup_iterations, warmup_rate_weight_factor and k_colour must be >= 0")
 
     def in_warmup(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
@@ -99,6 +124,12 @@ class LRSchedule:
 def mse_255(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean squared error of images in [0, 1], measured on the 0..255 scale (as the paper's k_M assumes)."""
     return F.mse_loss(x_hat * 255.0, x * 255.0)
+
+
+def block_mean_mse(x: torch.Tensor, x_hat: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """:func:`mse_255` of the ``block x block`` means of two images: the error of their local mean colours (the
+    quantity :func:`hific_lit.eval.metrics.colour_error` measures in CIELAB)."""
+    return mse_255(F.avg_pool2d(x, block), F.avg_pool2d(x_hat, block))
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
