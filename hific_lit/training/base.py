@@ -20,10 +20,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.entropy.tables import CodingBuffers
+from hific_lit.errors import CheckpointError
 from hific_lit.models.base import Codec
 from hific_lit.models.hific.arch import ArchConfig
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
-from hific_lit.training.losses import LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
+from hific_lit.training.losses import ADAM_LR, LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ MODEL_KEY = "hific_model"
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam at the paper's learning rate 1e-4 (App. A.2)."""
-    return torch.optim.Adam(params, lr=1e-4)
+    """Adam at the paper's learning rate (:data:`~hific_lit.training.losses.ADAM_LR`)."""
+    return torch.optim.Adam(params, lr=ADAM_LR)
 
 
 class IterationCheckpointing:
@@ -55,6 +56,14 @@ class IterationCheckpointing:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
+        own, stored = self.model.arch.to_dict(), checkpoint.get(ARCH_KEY)
+        if stored and "hyper_analysis_kernel" in own:  # written before the field existed: plain kernels
+            kernel = stored.get("hyper_analysis_kernel", "plain")
+            if kernel != own["hyper_analysis_kernel"]:
+                raise CheckpointError(
+                    f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
+                    f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
+                )
 
 
 class ManualSteps:
@@ -91,7 +100,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
             perceptual term (only with ``loss.k_p == 0``: a rate-MSE model, e.g. the CPU demo).
         codec_optimizer, aux_optimizer: optimizer factories for the codec and the quantiles.
         discriminator_optimizer: optimizer factory for D, used by stages with a discriminator
-            (paper: Adam, lr 1e-4, one D step per codec step).
+            (paper: Adam at :data:`~hific_lit.training.losses.ADAM_LR`, one D step per codec step).
         lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
         gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
             missing or ``None`` means no clipping.

@@ -12,6 +12,10 @@ zero: the model computes the plain one at every β). Likewise a rate-conditioned
 may start from a fixed-rate checkpoint, an imported JT model included: its gains start at 1 (the source model at
 every rate) and training spreads the anchors. The reverse of either, which would drop a trained conditioning, is
 refused.
+
+h_a's kernels may be stored plain or as RDFT coefficients (``arch.hyper_analysis_kernel``); a warm start
+converts them to the stage's form (:func:`~hific_lit.nn.rdft.convert_kernel_state`): plain into RDFT exactly
+(the same kernels, zero coefficient steps), RDFT into plain as the kernels the source computes.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from hific_lit.errors import CheckpointError
 from hific_lit.io.checkpoint import DISCRIMINATOR_KEY, check_inference_payload, is_inference_payload
 from hific_lit.io.torch_load import guarded_load
 from hific_lit.models.base import Codec
+from hific_lit.nn.rdft import convert_kernel_state
 from hific_lit.nn.realism import FiLMChannelNorm2d
 from hific_lit.training.base import ARCH_KEY
 
@@ -43,7 +48,8 @@ RATE_FIELDS = ("rate_conditioning", "rate_anchors")
 """The architecture fields of the rate conditioning, which a fixed-rate source does not constrain."""
 RATE_PREFIX = "rate_gains."
 TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
-"""Architecture fields that change how a model trains, not the tensors it holds: a warm start may change them."""
+"""Architecture fields that change how a model trains, not the function it computes: a warm start may change them
+(h_a's kernels are converted between plain and RDFT form)."""
 
 
 class CheckpointWeights(NamedTuple):
@@ -181,8 +187,12 @@ def load_codec_weights(model: Codec, path: str | Path, weights: CheckpointWeight
             "add arch.rate_conditioning=true"
         )
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
-    _load_matching(model, weights.codec, path, "codec", tables + fresh)
+    codec = dict(weights.codec)
+    converted = convert_kernel_state(model, codec)
+    _load_matching(model, codec, path, "codec", tables + fresh)
     log.info("warm start: codec weights loaded from %s", path)
+    if converted:
+        log.info("warm start: kernels of %s converted between plain and RDFT form: %s", path, ", ".join(converted))
     if fresh_realism:
         kept = sum(k.startswith(fresh_realism) for k in model.state_dict())
         log.info(
