@@ -208,3 +208,27 @@ def test_a_file_decodes_on_cuda_to_the_cpu_latent(rate_model: HiFiC, photo: torc
     _, gpu = gpu_model.decompress_latent(data)
     assert torch.equal(gpu.cpu(), cpu)
     assert gpu_model.compress(photo.cuda(), rate=0.37) == data
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_searches_on_cuda_choose_the_cpu_files(rate_model: HiFiC, photo: torch.Tensor) -> None:
+    pixels = photo.shape[-1] * photo.shape[-2]
+    low, high = (len(rate_model.compress(photo, rate=r)) for r in (0.0, 1.0))
+    target, budget = 8 * (low * high) ** 0.5 / pixels, (low + high) // 2
+    on_cpu = [rate_model.compress(photo, target_bpp=target), rate_model.compress(photo, max_bytes=budget)]
+    _, cpu_latent = rate_model.decompress_latent(on_cpu[0])
+    gpu_model = rate_model.to("cuda")
+    on_gpu = [gpu_model.compress(photo.cuda(), target_bpp=target), gpu_model.compress(photo.cuda(), max_bytes=budget)]
+    assert on_gpu == on_cpu and [d.rate for d in on_gpu] == [d.rate for d in on_cpu]
+    assert torch.equal(gpu_model.decompress_latent(on_cpu[0])[1].cpu(), cpu_latent)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_at_drawn_anchors_runs_on_cuda(photo: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    model = HiFiC(TINY_RATE).cuda().train()
+    out = model(photo[None].expand(4, -1, -1, -1).cuda())
+    assert out.rate.device.type == "cuda" and set(out.rate.tolist()) <= {0.0, 0.5, 1.0}
+    (out.bpp + (out.x_hat - photo.cuda()).square().mean()).backward()
+    grad = model.rate_gains.log_gain.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
