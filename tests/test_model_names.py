@@ -120,3 +120,21 @@ def test_bundle_model_puts_a_run_into_the_package_in_bf16(
     assert info["fingerprint"] == load_inference_checkpoint(run / "inference.ckpt").fingerprint().hex()
     raw = torch.load(ckpt, weights_only=True)["state_dict"]
     assert {v.dtype for k, v in raw.items() if k.startswith("g_s.") and v.is_floating_point()} == {torch.bfloat16}
+
+
+def test_bundle_model_joins_the_curve_of_a_resumed_run(tmp_path: Path, load_script) -> None:
+    """A run resumed at step 3 logs into csv/version_1 from there: the shipped curve is version_0 up to step 2, then
+    version_1 (its columns added), each step once."""
+    logs = []
+    for version, text in enumerate(
+        ["step,train/psnr\n0,10.0\n2,11.0\n3,12.0\n4,13.0\n", "step,train/psnr,val/psnr\n3,12.5,\n4,13.5,9.0\n"]
+    ):
+        folder = tmp_path / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(text)
+        logs.append(folder / "metrics.csv")
+    out = tmp_path / "metrics.csv"
+    load_script("bundle_model").write_joined_curve(logs, out)
+    assert out.read_text().splitlines() == [
+        "step,train/psnr,val/psnr", "0,10.0,", "2,11.0,", "3,12.5,", "4,13.5,9.0"
+    ]  # fmt: skip
