@@ -87,6 +87,22 @@ def coded(model: HiFiC, photo: torch.Tensor, **option: float) -> tuple[float, fl
     return 8 * len(data) / pixels, float(psnr(photo, model.decompress(data))), data
 
 
+def rate_curves(model: HiFiC, photo: torch.Tensor) -> tuple[list[tuple[float, float]], list[float]]:
+    """(bpp, PSNR) of ``photo``'s files at :data:`CURVE_RATES` and bpp at :data:`FINE_RATES`: g_a runs once, every
+    file is ``compress_latent`` of its latent (the bytes ``compress(photo, rate=R)`` gives)."""
+    latent = model.analysis(photo)
+    height, width = photo.shape[-2:]
+
+    def bpp(data: Compressed) -> float:
+        return 8 * len(data) / (height * width)
+
+    curve = []
+    for r in CURVE_RATES:
+        data = model.compress_latent(latent, height, width, rate=r)
+        curve.append((bpp(data), float(psnr(photo, model.decompress(data)))))
+    return curve, [bpp(model.compress_latent(latent, height, width, rate=r)) for r in FINE_RATES]
+
+
 def psnr_at(curve: list[tuple[float, float]], bpp: float) -> float | None:
     """PSNR of a (bpp, PSNR) curve at ``bpp``, linear in log bpp between its points; None outside it."""
     rates, qualities = np.log([b for b, _ in curve]), [q for _, q in curve]
@@ -98,7 +114,8 @@ def psnr_at(curve: list[tuple[float, float]], bpp: float) -> float | None:
 def part_training(fixed_paths: dict[str, Path], conditioned_path: Path, photos: dict[str, torch.Tensor]) -> dict:
     """Part 1: the fixed-rate points against the rate-conditioned curve, per photo and on the set means."""
     conditioned = load_inference_checkpoint(conditioned_path)
-    curves = {name: [coded(conditioned, x, rate=r)[:2] for r in CURVE_RATES] for name, x in photos.items()}
+    measured = {name: rate_curves(conditioned, x) for name, x in photos.items()}
+    curves = {name: curve for name, (curve, _) in measured.items()}
     regimes = {}
     for regime, path in fixed_paths.items():
         model = load_inference_checkpoint(path)
@@ -113,7 +130,7 @@ def part_training(fixed_paths: dict[str, Path], conditioned_path: Path, photos: 
         }
     mean_curve = [(float(b), float(q)) for b, q in np.array(list(curves.values())).mean(axis=0)]
     fixed_curve = [(r["fixed_bpp"], r["fixed_psnr"]) for r in regimes.values()]
-    fine = [float(np.mean([coded(conditioned, x, rate=r)[0] for x in photos.values()])) for r in FINE_RATES]
+    fine = [float(b) for b in np.mean([bpps for _, bpps in measured.values()], axis=0)]
     steps = np.diff(fine) / np.array(fine[:-1])
     return {
         "regimes": regimes,
