@@ -46,7 +46,7 @@ KINDS = ("moment", "write", "moment", "startup", "write")
 """The kinds of kill, in turn: a random moment of a step, during a checkpoint write, during start-up."""
 RESUMED = re.compile(r"resumed at iteration (\d+)")
 AFRESH = "starting afresh"
-RECEIVED = re.compile(r"(SIG\w+) received during iteration (\d+)")
+RECEIVED = re.compile(r"(SIG\w+) received after iteration (\d+)")
 STOPPED = re.compile(r"(SIG\w+): stopped after iteration (\d+)")
 
 
@@ -167,8 +167,8 @@ def resumed_iteration(proc: subprocess.Popen, log: Path) -> int | None:
 
 def kill_once(proc: subprocess.Popen, run_dir: Path, kind: str, target: int, timing: dict, rng: random.Random) -> str:
     """Wait as ``kind`` says, then SIGKILL; return what the kill hit ('crashed' if the process ended on its own)."""
-    if kind == "startup":
-        time.sleep(rng.uniform(0, timing["startup_s"] / 2))
+    if kind == "startup":  # the checkpoint is being restored, the trainer set up
+        time.sleep(rng.uniform(0, 1.0))
     else:
         wait_for(proc, lambda: newest_resume_point(run_dir) >= target, timeout=600, poll=0.02)
         if kind == "write":
@@ -185,7 +185,7 @@ def kill_once(proc: subprocess.Popen, run_dir: Path, kind: str, target: int, tim
 def soak_kills(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, Any]:
     """Part 1: the killed and resumed run, then a SIGTERM, then the run to its end."""
     run_dir, rng = out / "resumed", random.Random(args.seed)
-    targets = sorted(rng.sample(range(args.every, args.iterations - args.every), args.kills))
+    targets = sorted(rng.sample(range(args.every, args.iterations * 4 // 5), args.kills))
     kills: list[dict[str, Any]] = []
     resumes: list[dict[str, Any]] = []
     newest = 0
@@ -198,7 +198,7 @@ def soak_kills(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, A
         if attempt == args.kills + 1:
             proc.wait()
         elif attempt == args.kills:
-            sigterm = stop_with_sigterm(proc, run_dir, log, timing)
+            sigterm = stop_with_sigterm(proc, run_dir, log, timing, at=args.iterations * 9 // 10)
         else:
             kind = KINDS[attempt % len(KINDS)]
             target = max(targets[attempt], newest_resume_point(run_dir) + args.every)
@@ -223,11 +223,15 @@ def soak_kills(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, A
     }
 
 
-def stop_with_sigterm(proc: subprocess.Popen, run_dir: Path, log: Path, timing: dict, pid: int | None = None) -> dict:
-    """SIGTERM (to ``pid``, default the run's process) once training runs; the exit status and the iterations."""
-    begun = newest_resume_point(run_dir)
-    wait_for(proc, lambda: newest_resume_point(run_dir) > begun, timeout=600, poll=0.02)
+def stop_with_sigterm(
+    proc: subprocess.Popen, run_dir: Path, log: Path, timing: dict, at: int, pid: int | None = None
+) -> dict[str, Any]:
+    """SIGTERM (to ``pid``, default the run's process) once the run is past iteration ``at``, in the middle of a
+    step; the exit status, and after which iterations the signal came and the run stopped."""
+    wait_for(proc, lambda: newest_resume_point(run_dir) >= at, timeout=900, poll=0.02)
     time.sleep(timing["seconds_per_iteration"] / 2)
+    if proc.poll() is not None:
+        raise SystemExit(f"the run ended (status {proc.returncode}) before the SIGTERM; see {log}")
     os.kill(pid or proc.pid, signal.SIGTERM)
     status = proc.wait(timeout=600)
     text = log.read_text()
@@ -238,7 +242,7 @@ def stop_with_sigterm(proc: subprocess.Popen, run_dir: Path, log: Path, timing: 
     return {
         "exit_status": status,
         "requeue_status": status == REQUEUE,
-        "received_during_iteration": during,
+        "received_after_iteration": during,
         "stopped_after_iteration": after,
         "checkpoint_written": whole,
         "ranks_that_logged_the_signal": len(received),
@@ -251,17 +255,30 @@ def child_ranks(pid: int) -> list[int]:
     return [int(c) for c in children if "train.py" in Path(f"/proc/{c}/cmdline").read_text()]
 
 
+def process_ends(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` is gone (or a zombie: it has exited) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def soak_ddp(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, Any]:
     """Part 2: SIGTERM to rank 1 of a 2-process run, then the resumed run to its end."""
     run_dir = out / "resumed"
     log = out / "attempt_00.log"
     proc = start(run_dir, args, log)
-    wait_for(proc, lambda: newest_resume_point(run_dir) >= args.iterations // 2, timeout=900, poll=0.02)
+    wait_for(proc, lambda: newest_resume_point(run_dir) >= args.every, timeout=900, poll=0.02)
     ranks = child_ranks(proc.pid)
     if not ranks:
         raise SystemExit(f"no second rank found under process {proc.pid}; see {log}")
-    sigterm = stop_with_sigterm(proc, run_dir, log, timing, pid=ranks[0])
-    sigterm["rank1_ended"] = not Path(f"/proc/{ranks[0]}").exists()
+    sigterm = stop_with_sigterm(proc, run_dir, log, timing, at=args.iterations // 2, pid=ranks[0])
+    sigterm["rank1_ended"] = process_ends(ranks[0], timeout=120)
     newest = newest_whole_iteration(run_dir)
     proc = start(run_dir, args, out / "attempt_01.log")
     resumed = resumed_iteration(proc, out / "attempt_01.log")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +85,10 @@ class ResumableCSVLogger(CSVLogger):
 
 def persistent_run_id(folder: str | Path) -> str:
     """The wandb id of the run in ``folder``: read from ``folder/wandb_run_id``, else new (and written by rank zero)."""
-    import wandb
-
     path = Path(folder) / RUN_ID_FILE
     if path.is_file():
         return path.read_text().strip()
-    run_id = wandb.util.generate_id()
+    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # as wandb's own
     if rank_zero_only.rank == 0:
         atomic_write_bytes(path, run_id.encode())
     return run_id

@@ -44,10 +44,16 @@ class Preempted(SystemExit):
 
 
 class StopSignals:
-    """Handlers of :data:`STOP_SIGNALS` that record the signal and let the step in progress finish."""
+    """Handlers of :data:`STOP_SIGNALS` that record the signal and let the step in progress finish.
+
+    :attr:`iteration` is the number of iterations completed (its owner keeps it up to date); the first signal
+    records it in :attr:`received_during`.
+    """
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.iteration = 0
+        self.received_during: int | None = None
 
     def install(self) -> None:
         """Handle the stop signals from now on (the main thread only; elsewhere nothing changes)."""
@@ -55,7 +61,8 @@ class StopSignals:
             signal.signal(signum, self._record)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        self.received = signum
+        if self.received is None:
+            self.received, self.received_during = signum, self.iteration
 
     def agreed(self, trainer: pl.Trainer) -> int | None:
         """The stop signal received by any rank (the highest number if several), or ``None``; every rank must ask."""

@@ -2,8 +2,9 @@
 
 :class:`ResumePoints` writes one every ``every_n_iterations`` iterations, at the end of training, and after the
 step during which a scheduler's stop signal arrived (:mod:`hific_lit.training.preemption`); it keeps the newest
-``keep``. Each is written atomically (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`) after the
-loggers have written what they hold, so that the logs are whole up to every checkpoint. ``ckpt_path=auto`` resumes
+``keep``. It writes between two steps, at the start of the next one, once the last step's metrics are logged and
+its validation (if due) has run; the loggers write out what they hold first, so that the logs are whole up to
+every checkpoint. Each file is written atomically (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`). ``ckpt_path=auto`` resumes
 from the newest good one (:mod:`hific_lit.training.resume`).
 """
 
@@ -50,17 +51,34 @@ class ResumePoints(Checkpoint):
         self.every_n_iterations = every_n_iterations
         self.keep = keep
         self.signals = StopSignals()
+        self.started_at = 0
         self.last_saved: tuple[int, Path] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started_at = self.signals.iteration = int(pl_module.iteration)
         self.signals.install()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self.signals.iteration = int(pl_module.iteration)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        """Between two steps, once the last one's metrics are logged (and its validation has run): save if due,
+        stop if any rank received a stop signal."""
+        loop = trainer.fit_loop.epoch_loop
+        # The logging step counts the batches completed. Lightning restores it one too high from a checkpoint
+        # written here, between two batches (it expects one written at the end of a batch or of a validation);
+        # without gradient accumulation the two counts are the same, so set it from the restored progress.
+        loop._batches_that_stepped = loop.batch_progress.total.completed
         iteration = int(pl_module.iteration)
+        received, during = self.signals.received, self.signals.received_during
+        if received is not None and during is not None:
+            log.warning("%s received after iteration %d", signal.Signals(received).name, during)
+            self.signals.received_during = None
         signum = self.signals.agreed(trainer)
-        due = self.every_n_iterations > 0 and iteration % self.every_n_iterations == 0
+        every = self.every_n_iterations
+        due = iteration != self.started_at and every > 0 and iteration % every == 0
         if signum is None and not due:
             return
         path = self.save(trainer, iteration)
@@ -89,7 +107,7 @@ class ResumePoints(Checkpoint):
             return self.last_saved[1]
         for logger in trainer.loggers:
             logger.save()
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)
         self.last_saved = (iteration, path)
         older = sorted(p for p in self.dirpath.glob("iter_*.ckpt") if NAME.fullmatch(p.name))[: -self.keep]
         for stale in older:

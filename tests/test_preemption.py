@@ -1,0 +1,142 @@
+"""Stopping on a scheduler's signal and resuming: exactly the uninterrupted run, requeue on SLURM, one-line refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hific_lit.cli import hydra_apps
+from hific_lit.errors import NOTHING_RAN, REQUEUE
+from hific_lit.training.base import ITERATION_KEY
+from hific_lit.training.preemption import Preempted
+from hific_lit.training.run import compose_config, train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "debug=fdr",
+    "perceptual=null",
+    "loss.k_p=0",
+    "logger=csv",
+    "data.samples_per_epoch=6",  # 3 batches of 2 per epoch: a resume lands mid-epoch and runs across epochs
+    "data.val_tiles=1",
+    "trainer.val_check_interval=2",
+    "trainer.log_every_n_steps=1",
+    "callbacks.reconstruction_images=null",
+    "callbacks.resume_points.every_n_iterations=2",
+]
+
+
+def final_checkpoint(run: Path, iteration: int) -> dict:
+    return torch.load(run / "checkpoints" / f"iter_{iteration:07d}.ckpt", weights_only=True)
+
+
+def logged(run: Path, key: str) -> dict[int, str]:
+    with open(run / "csv" / "version_0" / "metrics.csv", newline="") as f:
+        return {int(r["step"]): r[key] for r in csv.DictReader(f) if r.get(key)}
+
+
+def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    """SIGTERM once iteration 4 of 6 has stepped: a checkpoint after iteration 4, status 75; the same command resumes and ends
+    with the weights, optimizer states and log of the run that was never stopped (bit for bit, on the CPU)."""
+    whole = train(compose_config([*TINY, "max_iterations=6"], tmp_path / "whole"))
+    run = tmp_path / "stopped"
+    stop = ["+callbacks.signal_at._target_=signal_at.SignalAt", "+callbacks.signal_at.iteration=4"]
+    with pytest.raises(Preempted) as info:
+        train(compose_config([*TINY, "max_iterations=6", *stop], run))
+    assert info.value.code == REQUEUE and info.value.iteration == 4
+    assert info.value.checkpoint == run / "checkpoints" / "iter_0000004.ckpt"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "preempted"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back after the fit
+    assert not (run / "inference.ckpt").exists()
+
+    resumed = train(compose_config([*TINY, "max_iterations=6"], run))
+    assert resumed["iteration"] == whole["iteration"] == 6
+    a, b = final_checkpoint(tmp_path / "whole", 6), final_checkpoint(run, 6)
+    assert a[ITERATION_KEY] == b[ITERATION_KEY] == 6 and a["global_step"] == b["global_step"] == 12
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for index, state in opt_a["state"].items():
+            assert all(torch.equal(v, opt_b["state"][index][k]) for k, v in state.items()), index
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    assert logged(run, "train/loss") == logged(tmp_path / "whole", "train/loss")  # every step once, the same values
+    assert logged(run, "train/rate_weight") == logged(tmp_path / "whole", "train/rate_weight")
+    assert (run / "inference.ckpt").is_file()
+
+
+def fake_slurm(tmp_path: Path) -> dict[str, str]:
+    """The environment of a one-task SLURM job whose ``scontrol`` records its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.calls"}\n')
+    scontrol.chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "hific", "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}
+    slurm |= {"SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1"}
+    return slurm | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_sigusr1_on_slurm_checkpoints_within_an_iteration_requeues_and_exits_75(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    env = os.environ | fake_slurm(tmp_path) | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    args = [*TINY, "callbacks.resume_points.every_n_iterations=1", "max_iterations=100000", f"hydra.run.dir={run}"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoints" / "iter_0000003.ckpt").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "training did not start"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == REQUEUE, output[-3000:]
+    assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
+    received = int(output.split("SIGUSR1 received after iteration ")[1].split()[0])
+    stopped = int(output.split("SIGUSR1: stopped after iteration ")[1].split(",")[0])
+    assert 0 <= stopped - received <= 1
+    assert torch.load(run / "checkpoints" / f"iter_{stopped:07d}.ckpt", weights_only=True)[ITERATION_KEY] == stopped
+    assert "Traceback" not in output
+
+
+def test_a_missing_ckpt_path_stops_the_command_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope" / "last.ckpt"
+    args = [*TINY, f"ckpt_path={missing}", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert hydra_apps.main("train", args, "hific train") == NOTHING_RAN
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"hific train: error: ckpt_path={missing}: no such file " + (
+        "(ckpt_path=auto resumes from the newest checkpoint of the run folder)"
+    )
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_soak_resumes_every_kill_and_ends_with_the_uninterrupted_weights(tmp_path: Path, load_script) -> None:
+    soak = load_script("soak_resume")
+    soak.main(["--iterations", "40", "--kills", "4", "--every", "3", "--out", str(tmp_path / "one")])
+    summary = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert summary["resumes_succeeded"] == len(summary["resumes"]) == 5
+    assert summary["checkpoints_lost"] == summary["checkpoints_damaged"] == 0
+    assert summary["kills_during_write"] >= 1
+    assert summary["sigterm"]["requeue_status"] and summary["sigterm"]["checkpoint_written"]
+    assert summary["final_status"] == 0 and summary["final_iteration"] == 40
+    assert summary["final_weights"]["tensors_unequal"] == 0
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_ddp_rank_stops_both_and_the_run_resumes(tmp_path: Path, load_script) -> None:
+    soak = load_script("soak_resume")
+    soak.main(["--ddp", "--iterations", "16", "--kills", "0", "--every", "2", "--out", str(tmp_path / "ddp")])
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    stop = summary["sigterm_to_rank1"]
+    assert stop["requeue_status"] and stop["checkpoint_written"] and stop["rank1_ended"]
+    assert 0 <= stop["stopped_after_iteration"] - stop["received_after_iteration"] <= 1
+    assert summary["resume"]["ok"] and summary["final_status"] == 0 and summary["final_iteration"] == 16
+    assert summary["final_weights"]["tensors_unequal"] == 0
