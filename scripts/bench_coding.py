@@ -33,9 +33,9 @@ import torch
 from tqdm import tqdm
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.entropy import GaussianConditional
 from hific_lit.entropy.coder import torchac_module
+from hific_lit.io.checkpoint import load_inference_checkpoint
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field")
 OUTPUT = Path("outputs/bench/coding.json")

@@ -25,8 +25,8 @@ from PIL import Image
 from hific_lit.data import ImageFolderDataModule, SampleDataModule, WebDataModule
 from hific_lit.data.sample import SAMPLE_FILES, load_sample_photo
 from hific_lit.data.shard_writer import ShardSettings, write_shards
-from hific_lit.files import atomic_write_bytes
-from hific_lit.image_io import to_uint8
+from hific_lit.io.files import atomic_write_bytes
+from hific_lit.io.images import to_uint8
 
 OUT = Path("outputs/bench/data.json")
 

@@ -24,13 +24,13 @@ import torch
 from skimage import data
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.eval import baselines
 from hific_lit.eval.fid import fid_patches
 from hific_lit.eval.metrics import LpipsScorer, ms_ssim
 from hific_lit.eval.runner import code_with_model
-from hific_lit.files import atomic_write_bytes
-from hific_lit.perceptual import LPIPSLoss
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.files import atomic_write_bytes
+from hific_lit.training.perceptual import LPIPSLoss
 
 OUTPUT = Path("outputs/bench/eval.json")
 PHOTOS = ("hubble_deep_field", "retina")

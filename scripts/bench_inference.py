@@ -34,8 +34,8 @@ from measure import best_seconds, peak_rss_of_cli
 from torch import nn
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.precision import cpu_has_native_bf16, resolve_precision, set_transform_precision
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.runtime.precision import cpu_has_native_bf16, resolve_precision, set_transform_precision
 
 OUTPUT = Path("outputs/bench/inference.json")
 DEMO_CKPT = Path("outputs/demo/gan/inference.ckpt")
@@ -72,8 +72,8 @@ def conv_throughput(dtype: torch.dtype, repeats: int, height: int = 48, width: i
 
 _CHILD = """
 import json, sys, time, torch
-from hific_lit.checkpoint import load_inference_checkpoint
-from hific_lit.image_io import load_image
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.images import load_image
 
 
 ckpt, op, path, out, precision, repeats, threads = sys.argv[1:]
@@ -178,9 +178,9 @@ def bench_quality(ckpt: Path, photos: tuple[str, ...] = QUALITY_PHOTOS) -> dict:
     """Bytes and PSNR of fp32 and auto on real photos with a trained model; files decoded across precisions."""
     from skimage import data
 
-    from hific_lit.checkpoint import load_inference_checkpoint
-    from hific_lit.files import bits_per_pixel
-    from hific_lit.losses import psnr
+    from hific_lit.io.checkpoint import load_inference_checkpoint
+    from hific_lit.io.files import bits_per_pixel
+    from hific_lit.training.losses import psnr
 
     models = {p: load_inference_checkpoint(ckpt, precision=p) for p in ("fp32", "auto")}
     rows = {}

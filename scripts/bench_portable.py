@@ -1,7 +1,7 @@
 """What portable bitstreams cost: .hfc format 2 (integer h_s) against format 1 (float h_s) on real photos.
 
 For each of scikit-image's bundled photos: compress with format 2 (``model.compress``) and with the
-format-1 encoder kept for comparisons (:mod:`hific_lit.format_v1`), decode both, and compare file
+format-1 encoder kept for comparisons (:mod:`hific_lit.models.hific.format_v1`), decode both, and compare file
 sizes and PSNR against the original (8-bit). Also counts the latents that the two paths quantize
 into different bins (their means differ by up to ~1e-3, so a y near a bin edge can fall on the
 other side), and the largest difference of y_hat elsewhere. Writes ``outputs/bench/portable.json``.
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hific_lit import format_v1
-from hific_lit.checkpoint import load_inference_checkpoint
-from hific_lit.image_io import to_uint8
-from hific_lit.padding import pad_to_multiple
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.images import to_uint8
+from hific_lit.models.hific import format_v1
+from hific_lit.nn.padding import pad_to_multiple
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "hubble_deep_field", "retina")
 OUTPUT = Path("outputs/bench/portable.json")

@@ -35,9 +35,9 @@ from measure import peak_rss_of_cli
 from PIL import Image
 
 from hific_lit import HiFiC
-from hific_lit.arch import arch_preset
-from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.padding import pad_to_multiple
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.models.hific.arch import arch_preset
+from hific_lit.nn.padding import pad_to_multiple
 from hific_lit.tiling import (
     DEFAULT_MAX_MEMORY,
     MEMORY_SAFETY,

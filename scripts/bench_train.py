@@ -25,12 +25,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from hific_lit.arch import arch_preset
 from hific_lit.data import SampleDataModule
-from hific_lit.lit import GANStage, RDStage
-from hific_lit.losses import LossConfig
+from hific_lit.models.hific.arch import arch_preset
 from hific_lit.nn import Discriminator
-from hific_lit.perceptual import LPIPSLoss
+from hific_lit.training.base import RDStage
+from hific_lit.training.gan import GANStage
+from hific_lit.training.losses import LossConfig
+from hific_lit.training.perceptual import LPIPSLoss
 
 OUTPUT = Path("outputs/bench/train.json")
 

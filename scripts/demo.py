@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from hific_lit.arch import ARCH_PRESETS
-from hific_lit.checkpoint import read_inference_checkpoint
 from hific_lit.cli import main as hific
 from hific_lit.data.sample import SAMPLE_VAL_PHOTO, sample_photo_path
 from hific_lit.eval.baselines import decode, match_bpp
-from hific_lit.image_io import load_image
-from hific_lit.losses import psnr
+from hific_lit.io.checkpoint import read_inference_checkpoint
+from hific_lit.io.images import load_image
+from hific_lit.models.hific.arch import ARCH_PRESETS
+from hific_lit.training.losses import psnr
 
 
 def colour_offset(x: torch.Tensor, x_hat: torch.Tensor) -> tuple[float, float, float]:

@@ -15,8 +15,8 @@ import sys
 
 from hific_lit.data.shard_writer import ShardSettings, write_shards
 from hific_lit.errors import exit_status
-from hific_lit.files import parse_size
-from hific_lit.image_io import DEFAULT_MAX_PIXELS
+from hific_lit.io.files import parse_size
+from hific_lit.io.images import DEFAULT_MAX_PIXELS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,7 +69,7 @@ def held_out_photos(pattern: str) -> dict[str, torch.Tensor]:
     """The held-out set: the astronaut and the photos matching ``pattern``, as (1, 3, H, W) tensors in [0, 1]."""
     from hific_lit.data.image_files import open_image
     from hific_lit.data.sample import SAMPLE_VAL_PHOTO, load_sample_photo, shrink, upright
-    from hific_lit.image_io import pil_to_tensor
+    from hific_lit.io.images import pil_to_tensor
 
     paths = sorted(Path(p) for p in glob.glob(pattern))
     if not paths:
@@ -85,8 +85,8 @@ def held_out_photos(pattern: str) -> dict[str, torch.Tensor]:
 
 def held_out_rates(run_dir: Path, photos: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
     """{photo: (bpp of its .hfc file, PSNR of its decoding)} with the run's inference checkpoint."""
-    from hific_lit.checkpoint import load_inference_checkpoint
-    from hific_lit.losses import psnr
+    from hific_lit.io.checkpoint import load_inference_checkpoint
+    from hific_lit.training.losses import psnr
 
     model = load_inference_checkpoint(run_dir / "inference.ckpt")
     rates = {}

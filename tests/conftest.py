@@ -66,7 +66,7 @@ def one_torch_thread() -> Iterator[None]:
 
 
 TIERS = {
-    "config": {"test_config"},
+    "config": {"test_config", "test_config_combinations"},
     "smoke": {
         "test_train",
         "test_lit",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hific_lit import allocator
+from hific_lit.runtime import allocator
 
 
 class _FakeLibc:

@@ -11,18 +11,20 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.bitstream import (
+from hific_lit.errors import BitstreamError
+from hific_lit.io.container import (
     HEADER_SIZE,
     HEADER_SIZES,
     MAGIC,
+    SECTION_TAGS,
     Header,
     header_fields,
     pack,
     read_hfc,
+    register_section,
     unpack,
     write_hfc,
 )
-from hific_lit.errors import BitstreamError
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +51,39 @@ def test_headers_of_both_versions_round_trip_with_large_sizes() -> None:
     for header in (Header(*sizes, version=2, likelihood=1), Header(*sizes, version=1, symbols_crc=0xDEADBEEF)):
         data = pack(header, b"zzz", b"yyyyy")
         assert data[:4] == MAGIC and len(data) == HEADER_SIZES[header.version] + 8
-        assert unpack(data) == (header, b"zzz", b"yyyyy")
-    assert HEADER_SIZES == {1: 62, 2: 60}
+        assert unpack(data) == (header, b"zzz", b"yyyyy", {})
+    assert HEADER_SIZES == {1: 62, 2: 60, 3: 64}
+
+
+def test_sections_make_a_version_3_file_and_come_back_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(SECTION_TAGS, 201, "first")
+    monkeypatch.setitem(SECTION_TAGS, 202, "second")
+    header = Header(b"\x02" * 8, 64, 64, (8, 4, 4), (8, 1, 1), 3, 5)
+    data = pack(header, b"zzz", b"yyyyy", {"first": b"abc", "second": b""})
+    assert struct.unpack_from("<H", data, 4)[0] == 3 and len(data) == 64 + 8 + (5 + 3) + 5
+    unpacked = unpack(data)
+    assert unpacked.header.version == 3 and unpacked.header.sections_length == 13
+    assert (unpacked.z_stream, unpacked.y_stream, unpacked.sections) == (
+        b"zzz",
+        b"yyyyy",
+        {"first": b"abc", "second": b""},
+    )
+    assert pack(header, b"zzz", b"yyyyy") == pack(header, b"zzz", b"yyyyy", {})  # no sections: version 2
+    with pytest.raises(ValueError, match=r"unknown \.hfc sections"):
+        pack(header, b"zzz", b"yyyyy", {"third": b""})
+    monkeypatch.delitem(SECTION_TAGS, 202)
+    with pytest.raises(BitstreamError, match="unknown tag 202"):
+        unpack(data)
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack(data[:-1])
+    with pytest.raises(BitstreamError, match="payload is corrupt"):
+        unpack(data[:-1] + b"x")
+    with pytest.raises(ValueError, match="clashes"):
+        register_section(201, "other")
 
 
 def test_layout_matches_the_documented_offsets(data: bytes) -> None:
-    header, z, y = unpack(data)
+    header, z, y, _ = unpack(data)
     assert struct.unpack_from("<H", data, 4)[0] == 2
     assert data[6:14] == header.fingerprint
     assert data[14:16] == b"\x00\x00"

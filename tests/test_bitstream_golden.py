@@ -15,10 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from hific_lit import HiFiC, format_v1
-from hific_lit.bitstream import unpack
-from hific_lit.image_io import save_image, to_uint8
-from hific_lit.padding import pad_to_multiple
+from hific_lit import HiFiC
+from hific_lit.io.container import unpack
+from hific_lit.io.images import save_image, to_uint8
+from hific_lit.models.hific import format_v1
+from hific_lit.nn.padding import pad_to_multiple
 
 EXPECTED = Path(__file__).parent / "expected"
 GOLDEN_V1 = EXPECTED / "golden_tiny.hfc"
@@ -53,7 +54,7 @@ def test_golden_file_v2(model: HiFiC) -> None:
     if not GOLDEN_V2.exists():
         pytest.fail(f"{GOLDEN_V2} is missing; create it with HIFIC_REGEN_GOLDEN=1")
     committed = GOLDEN_V2.read_bytes()
-    header, _, _ = unpack(committed)
+    header = unpack(committed).header
     assert (header.version, header.height, header.width) == (2, 48, 80)
     assert data == committed, "the encoder no longer produces the committed bytes"
     decoded = to_uint8(model.decompress(committed))
@@ -64,7 +65,7 @@ def test_golden_file_v2(model: HiFiC) -> None:
 
 def test_golden_file_v1_still_decodes(model: HiFiC) -> None:
     committed = GOLDEN_V1.read_bytes()
-    header, _, _ = unpack(committed)
+    header = unpack(committed).header
     assert (header.version, header.height, header.width) == (1, 48, 80)
     assert np.array_equal(to_uint8(model.decompress(committed)), _pixels(GOLDEN_V1_PNG))
     with torch.no_grad():

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main
-from hific_lit.image_io import load_image
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.io.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.padding import crop, pad_to_multiple, padded_indices, padded_size
+from hific_lit.nn.padding import crop, pad_to_multiple, padded_indices, padded_size
 
 
 @pytest.fixture

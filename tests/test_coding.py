@@ -10,8 +10,8 @@ from hific_lit.entropy import FactorizedPrior, GaussianConditional, LogisticCond
 from hific_lit.entropy.coder import StreamReader, StreamWriter, plan_runs
 from hific_lit.entropy.tables import TOTAL, CodingTables, quantize_pmfs, scale_table
 from hific_lit.errors import BitstreamError, CheckpointError
-from hific_lit.format_v1 import scale_indexes
-from hific_lit.padding import pad_to_multiple
+from hific_lit.models.hific.format_v1 import scale_indexes
+from hific_lit.nn.padding import pad_to_multiple
 
 
 @pytest.fixture
@@ -244,11 +244,11 @@ def test_fingerprint_tracks_decoding_weights_but_not_dtype(model: HiFiC) -> None
 
 def test_fingerprint_is_hashed_once_per_weights_in_every_precision(model: HiFiC, monkeypatch) -> None:
     """Every compress and decompress asks for it: a float32 model must not re-hash g_s each time."""
-    import hific_lit.codec
+    import hific_lit.models.fingerprint
 
     hashed = []
-    blake2b = hific_lit.codec.hashlib.blake2b
-    monkeypatch.setattr(hific_lit.codec.hashlib, "blake2b", lambda **kw: hashed.append(1) or blake2b(**kw))
+    blake2b = hific_lit.models.fingerprint.hashlib.blake2b
+    monkeypatch.setattr(hific_lit.models.fingerprint.hashlib, "blake2b", lambda **kw: hashed.append(1) or blake2b(**kw))
     for precision in (torch.float32, torch.bfloat16):
         model.g_s.to(precision)
         first = model.fingerprint()
@@ -261,7 +261,7 @@ def test_fingerprint_is_hashed_once_per_weights_in_every_precision(model: HiFiC,
 
 
 def test_logistic_models_code_and_refuse_gaussian_files(model: HiFiC) -> None:
-    from hific_lit.arch import ArchConfig, arch_preset
+    from hific_lit.models.hific.arch import ArchConfig, arch_preset
 
     torch.manual_seed(0)
     logistic = HiFiC(ArchConfig(**{**arch_preset("tiny").to_dict(), "latent_likelihood": "logistic"})).eval()

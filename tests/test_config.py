@@ -11,13 +11,14 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from hific_lit.arch import ARCH_PRESETS
 from hific_lit.config import CONFIG_DIR
-from hific_lit.gc2018 import GC2018_PRESETS
-from hific_lit.lit import GANStage, RDStage
-from hific_lit.losses import LossConfig
+from hific_lit.models.gc2018.arch import GC2018_PRESETS
+from hific_lit.models.hific.arch import ARCH_PRESETS
 from hific_lit.nn import Discriminator
-from hific_lit.train import DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
+from hific_lit.training.base import RDStage
+from hific_lit.training.gan import GANStage
+from hific_lit.training.losses import LossConfig
+from hific_lit.training.run import DDP_STRATEGY, compose_config, instantiate_dict, strategy_for_devices
 
 FAST = ["perceptual.pretrained_backbone=false"]
 

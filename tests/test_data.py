@@ -18,7 +18,7 @@ from hific_lit.data.folder import hold_out
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles, rotate_hue
 from hific_lit.errors import DatasetError
-from hific_lit.image_io import pil_to_tensor
+from hific_lit.io.images import pil_to_tensor
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 

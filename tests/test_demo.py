@@ -10,15 +10,15 @@ from types import ModuleType
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.arch import arch_preset
-from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.models.hific.arch import arch_preset
 
 
 def test_model_label_reads_kind_preset_stage_and_length(
     load_script: Callable[[str], ModuleType], tmp_path: Path
 ) -> None:
     demo = load_script("demo")
-    config = {"stage": {"_target_": "hific_lit.lit.GANStage"}, "max_iterations": 7}
+    config = {"stage": {"_target_": "hific_lit.training.gan.GANStage"}, "max_iterations": 7}
     save_inference_checkpoint(HiFiC.from_preset("tiny").eval(), tmp_path / "gan.ckpt", config=config)
     assert demo.model_label(tmp_path / "gan.ckpt") == "HiFiC tiny, GANStage, 7 it."
     save_inference_checkpoint(HiFiC.from_preset("small").eval(), tmp_path / "bare.ckpt")

@@ -7,7 +7,7 @@ import pytest
 from skimage import data
 
 from hific_lit.eval.baselines import available_baselines, decode, encode, match_bpp
-from hific_lit.files import bits_per_pixel
+from hific_lit.io.files import bits_per_pixel
 
 
 @pytest.fixture(scope="module")

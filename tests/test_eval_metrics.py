@@ -1,4 +1,4 @@
-"""Per-image metrics: PSNR on uint8, MS-SSIM, LPIPS through hific_lit.perceptual."""
+"""Per-image metrics: PSNR on uint8, MS-SSIM, LPIPS through hific_lit.training.perceptual."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from skimage import data
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
 
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer, ms_ssim, psnr_uint8, uint8_to_tensor
-from hific_lit.perceptual import LPIPSLoss
+from hific_lit.training.perceptual import LPIPSLoss
 
 
 @pytest.fixture(scope="module")

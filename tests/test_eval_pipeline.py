@@ -16,15 +16,15 @@ from PIL import Image
 from skimage import data
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.config import compose_config
 from hific_lit.errors import CheckpointError, DatasetError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.metrics import LpipsScorer
 from hific_lit.eval.pipeline import checkpoint_paths, evaluate, load_scorers
 from hific_lit.eval.runner import Scorers
-from hific_lit.image_io import to_uint8
-from hific_lit.perceptual import LPIPSLoss
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.io.images import to_uint8
+from hific_lit.training.perceptual import LPIPSLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 

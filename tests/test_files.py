@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.device import resolve_device
 from hific_lit.errors import SettingError
-from hific_lit.files import atomic_write, atomic_write_bytes, bits_per_pixel, parse_size
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.io.files import atomic_write, atomic_write_bytes, bits_per_pixel, parse_size
+from hific_lit.runtime.device import resolve_device
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:

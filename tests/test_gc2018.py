@@ -12,25 +12,20 @@ import pytest
 import torch
 from PIL import Image
 
-from hific_lit.bitstream import HEADER_SIZES, unpack
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main as hific
-from hific_lit.codec import HiFiC
 from hific_lit.config import compose_config as compose_eval
 from hific_lit.data.sample import SAMPLE_TRAIN_PHOTOS, load_sample_photo, sample_photo_path
 from hific_lit.errors import BitstreamError
 from hific_lit.eval.pipeline import evaluate
-from hific_lit.gc2018 import (
-    GC2018,
-    GC2018_PRESETS,
-    GC2018Config,
-    MultiscaleDiscriminator,
-    SoftToHardQuantizer,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
-from hific_lit.train import compose_config, train
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.io.container import HEADER_SIZES, unpack
+from hific_lit.models.gc2018.arch import GC2018_PRESETS, GC2018Config
+from hific_lit.models.gc2018.bottleneck import SoftToHardQuantizer
+from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
+from hific_lit.models.gc2018.model import GC2018
+from hific_lit.models.hific.model import HiFiC
+from hific_lit.training.gc2018_losses import discriminator_loss, feature_matching_loss, generator_loss
+from hific_lit.training.run import compose_config, train
 
 TINY = GC2018_PRESETS["gc2018_tiny"]
 
@@ -79,10 +74,12 @@ def test_feature_matching_is_zero_for_identical_inputs_only() -> None:
 
 
 def test_lsgan_losses_at_known_points() -> None:
-    # LSGAN (paper eq. 4-5): f(y) = (y - 1)^2 for real, g(y) = y^2 for fake; D's loss halved as in pix2pixHD.
+    # LSGAN (paper eq. 4-5): f(y) = (y - 1)^2 for real, g(y) = y^2 for fake. D's loss summed over the 3 scales, not
+    # halved; G's term from the full-resolution D only (the TF1 port's model.py lines 120-125; pix2pixHD's options).
     ones, zeros = [[torch.ones(1, 1, 2, 2)]] * 3, [[torch.zeros(1, 1, 2, 2)]] * 3
     assert discriminator_loss(ones, zeros).item() == 0.0 and generator_loss(ones).item() == 0.0
-    assert discriminator_loss(zeros, ones).item() == pytest.approx(0.5 * 3 * 2) and generator_loss(zeros).item() == 3.0
+    assert discriminator_loss(zeros, ones).item() == pytest.approx(3 * 2) and generator_loss(zeros).item() == 1.0
+    assert discriminator_loss(zeros, ones, 0.5).item() == pytest.approx(3.0) and generator_loss(zeros, "all") == 3.0
 
 
 @pytest.mark.parametrize("name", sorted(GC2018_PRESETS))
@@ -90,8 +87,11 @@ def test_arch_presets_compose_and_the_stage_carries_the_papers_weights(name: str
     cfg = compose_config([f"arch={name}", "stage=gc2018"], tmp_path)
     assert hydra.utils.instantiate(cfg.arch) == GC2018_PRESETS[name]
     loss = hydra.utils.instantiate(cfg.stage.loss)
-    # lambda = 10 on the MSE (the TF1 port's lambda_X), feature matching 10 (pix2pixHD; feature_matching_weight)
+    # lambda = 10 on the MSE (the paper; the TF1 port's lambda_X was 10 until b311d52, 12 since), feature matching 10
+    # (pix2pixHD; feature_matching_weight), the GAN terms in the port's form (model.py lines 119-133)
     assert (loss.distortion_weight, loss.feature_matching_weight, loss.perceptual_weight) == (10.0, 10.0, 0.0)
+    assert (loss.feature_matching, loss.adversarial_scales, loss.discriminator_loss_factor) == ("sum", "full", 1.0)
+    assert cfg.stage.discriminator_batch == "next" and cfg.stage.discriminator.pooling == "same"
     assert cfg.stage.codec_optimizer.lr == cfg.stage.discriminator_optimizer.lr == 2e-4  # G_/D_learning_rate
     assert cfg.stage.discriminator.scales == 3
 
@@ -115,7 +115,7 @@ def fitted() -> GC2018:
 def test_the_prior_codes_real_photos_below_the_bound(fitted: GC2018) -> None:
     x = load_sample_photo()  # the held-out astronaut
     data = fitted.compress(x)
-    header, _, stream = unpack(bytes(data))
+    header, _, stream, _ = unpack(bytes(data))
     height, width = x.shape[-2:]
     assert header.kind == 1 and header.y_shape == (TINY.latent_channels, height // 16, width // 16)
     assert len(stream) * 8 < bound_bits(TINY, height, width)
@@ -221,3 +221,45 @@ def test_the_papers_instance_norm_runs_untiled_with_a_warning() -> None:
         data = model.compress(x)
     with pytest.warns(UserWarning, match="untiled"):
         assert model.decompress(data).shape == (1, 3, 64, 96)
+
+
+@pytest.mark.parametrize("discriminator_batch", ["next", "same"])
+def test_the_gan_stage_trains_d_after_e_g_on_the_next_batch_as_the_port(discriminator_batch: str) -> None:
+    # The TF1 port's train.py lines 76-80: one sess.run of G's train op, then one of D's; each run draws a batch from
+    # the iterator and recomputes the reconstruction, so D learns from the next batch reconstructed by the updated G.
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from hific_lit.training.gc2018 import GC2018GANStage
+
+    torch.manual_seed(0)
+    stage = GC2018GANStage(
+        TINY, discriminator=MultiscaleDiscriminator((8, 16)), discriminator_batch=discriminator_batch
+    )
+    crops = torch.rand(2, 3, 64, 64)
+    calls: list[tuple[str, int, bool]] = []
+
+    def which(x: torch.Tensor) -> int:
+        return next((i for i in range(2) if torch.equal(x, crops[i : i + 1])), -1)
+
+    stage.model.register_forward_pre_hook(
+        lambda _m, args: calls.append(("E/G", which(args[0]), torch.is_grad_enabled()))
+    )
+    stage.discriminator.register_forward_pre_hook(lambda _m, args: calls.append(("D", which(args[0]), False)))
+    count = stage.sub_batches_per_iteration
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(stage, train_dataloaders=DataLoader([crops[i] for i in range(count)], batch_size=count))
+    e_g = [(name, index, grad) for name, index, grad in calls if name == "E/G"]
+    d_real = [index for name, index, _ in calls if name == "D" and index >= 0]
+    if discriminator_batch == "next":
+        assert e_g == [("E/G", 0, True), ("E/G", 1, False)] and d_real == [0, 1]  # G's real x, then D's step on crop 1
+    else:
+        assert e_g == [("E/G", 0, True)] and d_real == [0, 0]

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from hific_lit.errors import ImageReadError
-from hific_lit.image_io import ImageTooLargeError, load_image, open_image, save_image, to_uint8
+from hific_lit.io.images import ImageTooLargeError, load_image, open_image, save_image, to_uint8
 
 
 def bomb_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
@@ -163,7 +163,7 @@ def _idat_stream(png: bytes) -> bytes:
 def test_png_writer_gives_pillows_pixels_and_its_very_zlib_stream(tmp_path: Path, shape: tuple[int, int]) -> None:
     from skimage import data
 
-    from hific_lit.image_io import encode_image, write_png
+    from hific_lit.io.images import encode_image, write_png
 
     photo = data.astronaut()[: shape[0], : shape[1]]
     noise = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)

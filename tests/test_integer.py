@@ -11,7 +11,7 @@ from torch import nn
 
 from hific_lit.entropy import GaussianConditional, IntegerConvNet, integer
 from hific_lit.entropy.integer import WEIGHT_BITS
-from hific_lit.format_v1 import scale_indexes
+from hific_lit.models.hific.format_v1 import scale_indexes
 from hific_lit.nn import HyperSynthesis
 
 

@@ -25,14 +25,13 @@ import torch
 from torch import nn
 
 from hific_lit import cli
-from hific_lit.arch import ArchConfig, arch_preset
-from hific_lit.checkpoint import DISCRIMINATOR_KEY, load_inference_checkpoint, read_inference_checkpoint
-from hific_lit.codec import HiFiC
 from hific_lit.errors import CheckpointError
-from hific_lit.image_io import load_image, save_image
-from hific_lit.lit.warmstart import warm_start
+from hific_lit.io.checkpoint import DISCRIMINATOR_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.io.images import load_image, save_image
+from hific_lit.models.hific.arch import ArchConfig, arch_preset
+from hific_lit.models.hific.model import HiFiC
 from hific_lit.nn import Discriminator
-from hific_lit.padding import pad_to_multiple
+from hific_lit.nn.padding import pad_to_multiple
 from hific_lit.pretrained import import_jt, read_port_checkpoint
 from hific_lit.tiling import (
     MEMORY_SAFETY,
@@ -43,7 +42,8 @@ from hific_lit.tiling import (
     synthesis_stages,
     tiled_synthesis,
 )
-from hific_lit.train import compose_config, train
+from hific_lit.training.run import compose_config, train
+from hific_lit.training.warmstart import warm_start
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jt"
 SCRIPT = Path(__file__).parents[1] / "scripts" / "make_jt_fixtures.py"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit import latent_bands as bands
 from hific_lit.entropy import coder
 from hific_lit.entropy.tables import scale_table
+from hific_lit.models.hific import latent_bands as bands
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_h_a_in_tiles_gives_the_hyperlatent_of_the_whole_latent(model: HiFiC, mo
 
 
 def test_decompress_hands_g_s_y_hat_in_chunks_let_go_once_used(model: HiFiC, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hific_lit.padding import crop
+    from hific_lit.nn.padding import crop
 
     data = model.compress(torch.rand(1, 3, 320, 96))
     y_hat = model.decompress_latent(data)[1]

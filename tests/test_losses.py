@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hific_lit.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss, mse_255, psnr
+from hific_lit.training.losses import LossConfig, LRSchedule, discriminator_loss, generator_loss, mse_255, psnr
 
 # The authors' code (tensorflow/compression models/hific/configs.py, model.py): rate term C/λ·R with
 # λ = lmbda_a above the target, lmbda_b below; lambda_schedule multiplies λ by 2 for the first 50k steps.

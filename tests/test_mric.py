@@ -20,22 +20,21 @@ from PIL import Image
 from skimage import data
 
 from hific_lit import HiFiC
-from hific_lit.arch import arch_preset
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
 from hific_lit.cli import main
 from hific_lit.config import compose_config
 from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.eval.fid import PatchEmbedder
 from hific_lit.eval.pipeline import evaluate
 from hific_lit.eval.runner import Scorers
-from hific_lit.lit import load_codec_weights
-from hific_lit.lit.base import ARCH_KEY
-from hific_lit.lit.warmstart import REALISM_FIELDS
-from hific_lit.losses import perceptual_term, realism_weighted
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.models.hific.arch import arch_preset
 from hific_lit.nn.generator import Generator
 from hific_lit.nn.realism import BETA_MAX, FiLMChannelNorm2d, fourier_features
 from hific_lit.pretrained.jt import port_arch
 from hific_lit.pretrained.jt_checkpoint import PortModel
+from hific_lit.training.base import ARCH_KEY
+from hific_lit.training.losses import perceptual_term, realism_weighted
+from hific_lit.training.warmstart import REALISM_FIELDS, load_codec_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,7 +243,7 @@ def test_eval_writes_one_row_per_beta_at_the_same_bpp(ckpts: dict[str, Path], tm
 def test_mric_experiments_compose_on_hific_stages() -> None:
     base = compose_config("train", ["experiment=mric_base"])
     gan = compose_config("train", ["experiment=mric_gan", "warmstart=x.ckpt"])
-    for cfg, target in ((base, "hific_lit.lit.RDStage"), (gan, "hific_lit.lit.GANStage")):
+    for cfg, target in ((base, "hific_lit.training.base.RDStage"), (gan, "hific_lit.training.gan.GANStage")):
         assert cfg.arch.realism_conditioning and cfg.arch.beta_max == 2.56 and cfg.arch.realism_width == 512
         assert cfg.stage._target_ == target and cfg.loss.k_p == 1.0 and cfg.loss.beta == 0.15
         assert cfg.arch.latent_channels == 220 and cfg.stage.gradient_clip.codec is None
@@ -280,7 +279,7 @@ def test_mric_warm_starts_from_plain_hific_as_the_plain_model_at_every_beta(
         torch.manual_seed(1)
         model = HiFiC(arch).eval()
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="hific_lit.lit.warmstart"):
+        with caplog.at_level(logging.INFO, logger="hific_lit.training.warmstart"):
             load_codec_weights(model, path)
         said = [r.getMessage() for r in caplog.records if "realism" in r.getMessage()]
         assert len(said) == 1 and "plain HiFiC" in said[0] and "20 tensors" in said[0], said
@@ -311,7 +310,7 @@ def test_the_readme_command_fine_tunes_an_imported_jt_model_into_mric() -> None:
     # run's architecture differs from what `hific import-jt HIFIC-med.pt` writes only where warm start allows it.
     overrides = ["experiment=mric_gan", "arch=jt", "arch.latent_likelihood=logistic", "warmstart=hific-med.ckpt"]
     cfg = compose_config("train", overrides)
-    assert cfg.stage._target_ == "hific_lit.lit.GANStage" and cfg.warmstart == "hific-med.ckpt"
+    assert cfg.stage._target_ == "hific_lit.training.gan.GANStage" and cfg.warmstart == "hific-med.ckpt"
     med = PortModel(
         latent_channels=220, residual_blocks=9, likelihood="logistic", normalize_input=False, channel_norm=True,
         regime="med", model_type="compression_gan", steps=None, epoch=None, has_discriminator=True,
@@ -333,3 +332,38 @@ def test_export_sets_the_default_realism_and_info_shows_it(photo: torch.Tensor, 
     assert main(["export", str(plain), str(tmp_path / "p.ckpt"), "--realism", "0.5"]) == 2
     err = capsys.readouterr().err.strip()
     assert "not realism-conditioned" in err and len(err.splitlines()) == 1 and not (tmp_path / "p.ckpt").exists()
+
+
+def test_mric_paper_composes_to_the_reference_recipe() -> None:
+    # Nikolai10/MRIC at db250de: src/config.py (mse_weight = 1/100, lpips_weight = 4.26, lmbda_weight = 100),
+    # src/amtm2023.py (betas ~ uniform(0, 5.12) in train_step; decode --beta in [0, 2.56]; Adam lr 1e-4 with
+    # global_clipnorm=1.0 on G only; lr / 10 from 0.85 * total steps in stage 1, constant in stage 2; --batchsize 16
+    # split into G's and D's halves), README (lambda 0.128; 2M + 0.3M steps; official: 10x lambda for the first 15 %).
+    base = compose_config("train", ["experiment=mric_paper_base"])
+    gan = compose_config("train", ["experiment=mric_paper", "warmstart=x.ckpt"])
+    for cfg in (base, gan):
+        arch, loss = instantiate(cfg.arch), instantiate(cfg.loss)
+        assert arch.realism_conditioning and arch.beta_max == 2.56 and arch.train_beta_max == 5.12
+        assert loss.k_m == 1 / 100 and loss.k_p == 4.26
+        assert loss.lambda_a == loss.lambda_b == pytest.approx(0.128 * 100)  # one rate weight, whatever the rate
+        assert cfg.stage.gradient_clip.codec == 1.0 and cfg.stage.codec_optimizer.lr == 1e-4
+        assert cfg.data.batch_size == 16 // 2 and cfg.data.crop_size == 256
+    base_loss, gan_loss = instantiate(base.loss), instantiate(gan.loss)
+    assert base.stage._target_ == "hific_lit.training.base.RDStage" and base.max_iterations == 2_000_000
+    assert base.stage.lr_schedule.decay_iteration == int(0.85 * 2_000_000) and base.stage.lr_schedule.factor == 0.1
+    assert base_loss.rate_weight(0.0, 0) == pytest.approx(10 * 12.8)  # official: 10x lambda for the first 15 %
+    assert base_loss.in_warmup(int(0.15 * 2_000_000) - 1) and not base_loss.in_warmup(int(0.15 * 2_000_000))
+    assert gan.stage._target_ == "hific_lit.training.gan.GANStage" and gan.max_iterations == 300_000
+    assert gan_loss.beta == 1.0 and gan_loss.gan_loss == "non_saturating"  # reduce_mean(betas * g_loss)
+    assert gan.stage.lr_schedule.factor == 1.0 and gan.stage.gradient_clip.discriminator is None
+    assert gan.stage.discriminator_optimizer.lr == 1e-4 and gan_loss.rate_weight(1.0, 0) == pytest.approx(12.8)
+
+
+def test_training_draws_beta_from_its_own_range_and_decoding_keeps_the_other() -> None:
+    arch = dataclasses.replace(arch_preset("tiny"), realism_conditioning=True, realism_width=8, train_beta_max=5.12)
+    g_s = Generator.from_arch(arch).train()
+    torch.manual_seed(0)
+    drawn = g_s.betas(None, 4096, torch.device("cpu"))
+    assert float(drawn.max()) > 2.56 * 1.9 and float(drawn.max()) <= 5.12 and float(drawn.min()) >= 0.0
+    with pytest.raises(SettingError, match=r"outside this model's realism range \[0, 2.56\]"):
+        g_s.eval().betas(3.0, 1, torch.device("cpu"))

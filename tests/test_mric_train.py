@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from hific_lit.checkpoint import load_inference_checkpoint
 from hific_lit.data.sample import load_sample_photo
-from hific_lit.losses import psnr
+from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.nn.realism import BETA_MAX
-from hific_lit.train import compose_config, train
+from hific_lit.training.losses import psnr
+from hific_lit.training.run import compose_config, train
 
 
 @pytest.mark.slow

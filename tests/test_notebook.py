@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.io.checkpoint import save_inference_checkpoint
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "demo.ipynb"
 

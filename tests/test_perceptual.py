@@ -9,9 +9,9 @@ import pytest
 import torch
 import torchvision
 
-from hific_lit import perceptual
 from hific_lit.errors import WeightsUnavailableError
-from hific_lit.perceptual import LPIPSLoss, alexnet_weights_path
+from hific_lit.training import perceptual
+from hific_lit.training.perceptual import LPIPSLoss, alexnet_weights_path
 
 
 @pytest.fixture

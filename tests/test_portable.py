@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import save_inference_checkpoint
+from hific_lit.io.checkpoint import save_inference_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_batch_tiled_and_reduced_precision_encoders_write_decodable_files(model:
 _CHILD = """
 import hashlib, json, sys
 import torch
-from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.io.checkpoint import load_inference_checkpoint
 setting, ckpt, hfc = sys.argv[1:4]
 model = load_inference_checkpoint(ckpt)
 if setting == "onednn_off":

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import load_inference_checkpoint, save_inference_checkpoint
-from hific_lit.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
+from hific_lit.io.checkpoint import load_inference_checkpoint, save_inference_checkpoint
+from hific_lit.runtime.precision import cpu_flags, cpu_has_native_bf16, resolve_precision
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
@@ -26,9 +26,9 @@ def test_precision_names_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_precision("fp32") == torch.float32
     assert resolve_precision("bf16") == torch.bfloat16
     assert resolve_precision("fp16") == torch.float16
-    monkeypatch.setattr("hific_lit.precision.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("hific_lit.runtime.precision.cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == torch.bfloat16
-    monkeypatch.setattr("hific_lit.precision.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("hific_lit.runtime.precision.cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == torch.float32
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         resolve_precision("fp8")

@@ -23,7 +23,7 @@ from hific_lit.data.shard_writer import ShardSettings, write_shards
 from hific_lit.data.shards import ShardStream, batches_for_worker, decode_image, resolve_shards, shards_for_rank
 from hific_lit.data.transforms import RandomScaleCrop
 from hific_lit.errors import DatasetError
-from hific_lit.image_io import load_image, pil_to_tensor
+from hific_lit.io.images import load_image, pil_to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADER = {"batch_size": 2, "crop_size": 32, "num_workers": 2, "batches_per_epoch": 6}

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.arch import arch_preset
+from hific_lit.models.hific.arch import arch_preset
 from hific_lit.nn import Encoder, Generator
-from hific_lit.padding import pad_to_multiple
-from hific_lit.precision import set_transform_precision
+from hific_lit.nn.padding import pad_to_multiple
+from hific_lit.runtime.precision import set_transform_precision
 from hific_lit.tiling import (
     MEMORY_SAFETY,
     MemoryBudgetError,

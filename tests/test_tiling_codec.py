@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from hific_lit import HiFiC
-from hific_lit.checkpoint import save_inference_checkpoint
 from hific_lit.cli import coding, main
-from hific_lit.image_io import load_image, save_image
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.io.images import load_image, save_image
 from hific_lit.tiling import (
     DEFAULT_MAX_MEMORY,
     MEMORY_SAFETY,
@@ -128,17 +128,17 @@ def test_cli_default_budget_shrinks_for_large_images(
     save_inference_checkpoint(model, ckpt)
     save_image(torch.rand(1, 3, 150, 230), image)
     seen: list[object] = []
-    encode, decode = coding.compress_to_file, HiFiC.synthesis
+    encode, decode = HiFiC.compress_to_file, HiFiC.synthesis
 
-    def spy_encode(*args: object, max_memory: int | None, **kwargs: object) -> float:
+    def spy_encode(self: HiFiC, *args: object, max_memory: int | None, **kwargs: object) -> float:
         seen.append(max_memory)
-        return encode(*args, max_memory=max_memory, **kwargs)
+        return encode(self, *args, max_memory=max_memory, **kwargs)
 
     def spy_decode(self: HiFiC, y_hat: torch.Tensor, max_memory: int | None, *args: object) -> torch.Tensor:
         seen.append(max_memory)
         return decode(self, y_hat, max_memory, *args)
 
-    monkeypatch.setattr(coding, "compress_to_file", spy_encode)
+    monkeypatch.setattr(HiFiC, "compress_to_file", spy_encode)
     monkeypatch.setattr(HiFiC, "synthesis", spy_decode)
 
     def both(*budget: str) -> list[object]:

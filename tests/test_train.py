@@ -11,16 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.errors import InstantiationException
 
-from hific_lit.checkpoint import load_inference_checkpoint
+from hific_lit.cli import main as hific
 from hific_lit.config import CONFIG_DIR
 from hific_lit.data.sample import load_sample_photo
-from hific_lit.errors import DatasetError, WeightsUnavailableError
-from hific_lit.lit.base import ITERATION_KEY
-from hific_lit.lit.export import main as export_main
-from hific_lit.losses import LossConfig, psnr
-from hific_lit.train import compose_config, default_wandb_mode, run, train
+from hific_lit.errors import DatasetError, SettingError, WeightsUnavailableError
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.training.base import ITERATION_KEY
+from hific_lit.training.losses import LossConfig, psnr
+from hific_lit.training.run import compose_config, default_wandb_mode, run, train
 
 ROOT = CONFIG_DIR.parent
 SMOKE = ["debug=fdr", "data.samples_per_epoch=8", "data.val_tiles=1"]
@@ -69,10 +68,10 @@ def test_the_exported_checkpoint_compresses_a_real_photo(base_run: tuple[Path, d
 
 def test_best_checkpoint_exports_from_the_command_line(base_run: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = base_run
-    assert export_main([str(out / "checkpoints" / "best.ckpt"), str(tmp_path / "best.inference.ckpt")]) == 0
+    assert hific(["export", str(out / "checkpoints" / "best.ckpt"), str(tmp_path / "best.inference.ckpt")]) == 0
     model = load_inference_checkpoint(tmp_path / "best.inference.ckpt")
     assert model.decompress(model.compress(torch.rand(3, 40, 30))).shape == (1, 3, 40, 30)
-    assert export_main([str(tmp_path / "missing.ckpt"), str(tmp_path / "x.ckpt")]) == 2
+    assert hific(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "x.ckpt")]) == 2
     assert not (tmp_path / "x.ckpt").exists()
 
 
@@ -110,7 +109,7 @@ def test_a_failing_sweep_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -> None:
     cfg = compose_config([*SMOKE, "regime.target_bpp=-1"], tmp_path)
-    with pytest.raises(InstantiationException, match="target_bpp"):
+    with pytest.raises(SettingError, match=r"^stage: target_bpp must be > 0"):  # one line, no traceback (issue #26)
         run(cfg, in_sweep=False)
     assert math.isnan(run(cfg, in_sweep=True))
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
@@ -166,7 +165,7 @@ def test_the_paper_model_without_shards_stops_before_building_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HIFIC_SHARDS", str(tmp_path / "no-shards"))
-    monkeypatch.setattr("hific_lit.train.build_module", lambda cfg: pytest.fail("the model was built"))
+    monkeypatch.setattr("hific_lit.training.run.build_module", lambda cfg: pytest.fail("the model was built"))
     with pytest.raises(DatasetError, match=r"no training shards at .*no-shards.*make shards SRC=.* OUT=.*no-shards"):
         train(compose_config(["regime=med", "trainer.devices=4"], tmp_path / "run"))
 

@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hific_lit import __version__
 from hific_lit.cli import coding, hydra_apps, tools
 from hific_lit.cli.common import EXIT_STATUS, add_command
 from hific_lit.errors import exit_status
 from hific_lit.pretrained import cli as pretrained_cli
+from hific_lit.version import __version__
 
 HYDRA_EXAMPLES = {
     "train": "hific train experiment=demo_base  (or: regime=med trainer.devices=4; hific train --help)",

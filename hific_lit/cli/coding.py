@@ -15,30 +15,28 @@ from typing import Any, NamedTuple
 import torch
 from tqdm import tqdm
 
-from hific_lit.allocator import LARGE_IMAGE_PIXELS, release_memory_for
-from hific_lit.bitstream import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack, write_hfc
-from hific_lit.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.cli.common import add_command, option_type, parse_realism
-from hific_lit.codec import HiFiC
-from hific_lit.device import resolve_device
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
-from hific_lit.files import bits_per_pixel
-from hific_lit.hfc_writer import compress_to_file
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, load_image, save_image
-from hific_lit.padding import crop
-from hific_lit.precision import PRECISIONS
+from hific_lit.io.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
+from hific_lit.io.files import bits_per_pixel
+from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
+from hific_lit.models.base import Codec
+from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
+from hific_lit.runtime.device import resolve_device
+from hific_lit.runtime.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
 
 
-def _load_model(args: argparse.Namespace) -> HiFiC:
+def _load_model(args: argparse.Namespace) -> Codec:
     return load_inference_checkpoint(args.ckpt, map_location=resolve_device(args.device), precision=args.precision)
 
 
 AUTO_BUDGET = "auto"
 LARGE_IMAGE_MAX_MEMORY = 128 * 2**20
-"""``--max-memory auto`` (the default) from :data:`~hific_lit.allocator.LARGE_IMAGE_PIXELS` on: 144 MP with the
+"""``--max-memory auto`` (the default) from :data:`~hific_lit.runtime.allocator.LARGE_IMAGE_PIXELS` on: 144 MP with the
 ``small`` model then peaks at 1.28 GiB (compress) and 1.31 GiB (decompress) instead of 1.45 and 1.67 GiB at 384M,
 within 1 GB + the 8-bit image + the model, and takes about as long (``scripts/bench_inference.py``, part 4)."""
 
@@ -196,15 +194,10 @@ def run_compress(args: argparse.Namespace) -> int:
     def compute(loaded: _Handed, dst: Path) -> tuple[int, int, list[str], float]:
         height, width = loaded.value.shape[-2:]
         release_memory_for(height * width)
-        if isinstance(model, HiFiC):  # the file written as it is coded, the image freed once g_a has run
-            tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
-            bits = compress_to_file(
-                model, loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"]
-            )
-            return height, width, loaded.notes, bits
-        encoded = model.compress(loaded.take(), **_tiling(args, height * width))
-        write_hfc(dst, encoded)
-        return height, width, loaded.notes, encoded.estimated_bits
+        tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
+        # the file is written as it is coded, and the image freed once the analysis has run
+        bits = model.compress_to_file(loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"])
+        return height, width, loaded.notes, bits
 
     def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
         height, width, notes, estimated_bits = result
@@ -218,18 +211,6 @@ def run_compress(args: argparse.Namespace) -> int:
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
 
 
-def realism_beta(model: HiFiC, realism: float | None, ckpt: str) -> float | None:
-    """The β of ``--realism`` (0..1 onto [0, β_max]); ``None`` (the checkpoint's default) when not given.
-
-    A model trained without realism conditioning refuses ``--realism`` (:class:`CheckpointError`).
-    """
-    if realism is None:
-        return None
-    if not getattr(model.g_s, "conditioned", False):
-        raise CheckpointError(f"{ckpt}: this model is not realism-conditioned (no MRIC training); drop --realism")
-    return realism * model.g_s.beta_max
-
-
 def run_decompress(args: argparse.Namespace) -> int:
     """Decode .hfc files into images.
 
@@ -240,27 +221,26 @@ def run_decompress(args: argparse.Namespace) -> int:
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
     model = _load_model(args)
-    beta = realism_beta(model, args.realism, args.ckpt)
-    shown = "" if not getattr(model.g_s, "conditioned", False) else model.g_s.default_beta if beta is None else beta
-    realism = f", realism {shown / model.g_s.beta_max:.2f} (beta {shown:.3g})" if shown != "" else ""
+    try:
+        beta = model.realism_beta(args.realism)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{args.ckpt}: {exc}") from None
+    realism_range = model.capabilities.realism
+    shown = "" if realism_range is None else realism_range.default_beta if beta is None else beta
+    realism = f", realism {shown / realism_range.beta_max:.2f} (beta {shown:.3g})" if shown != "" else ""
 
     def write(src: Path, dst: Path, x_hat: torch.Tensor) -> str:
         save_image(x_hat, dst)
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
-    realism_args = {} if beta is None else {"beta": beta}  # models without realism (GC2018) take no beta
-
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
-        header = unpack(loaded.value)[0]
+        header = unpack(loaded.value).header
         pixels = header.height * header.width
         release_memory_for(pixels)
-        if not isinstance(model, HiFiC):
-            return model.decompress(loaded.take(), **_tiling(args, pixels), uint8=True, **realism_args)
-        tiling = _tiling(args, pixels)
-        with torch.no_grad():  # model.decompress's steps, but the file's bytes go once its latent is decoded
-            header, y_hat = model.decompress_latent(loaded.take(), by_rows=True)
-            x_hat = model.synthesis(y_hat, tiling["max_memory"], tiling["progress"], True, beta)
-        return crop(x_hat, header.height, header.width)
+        tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
+        return model.decompress(
+            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta
+        )
 
     stages = FileStages(lambda src: _Handed(read_hfc(src)), compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
@@ -270,7 +250,7 @@ def file_info(path: Path) -> dict[str, object]:
     """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
     data = read_hfc(path)
     try:
-        header, _, _ = unpack(data)
+        header = unpack(data).header
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}

@@ -22,13 +22,13 @@ log = logging.getLogger(__name__)
 def train_task(cfg: DictConfig) -> int:
     """Train one HiFiC stage; Hydra overrides as in conf/train.yaml.
 
-    Trains with PyTorch Lightning (:func:`hific_lit.train.run`); everything after `train` is Hydra's
+    Trains with PyTorch Lightning (:func:`hific_lit.training.run.run`); everything after `train` is Hydra's
     (overrides, -m sweeps, --cfg job, --help). In a sweep a failed job is recorded and gives 1.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from hific_lit.train import run
+    from hific_lit.training.run import run
 
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     run(cfg, in_sweep=in_sweep)
@@ -78,7 +78,7 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     if command == "train":
         # Lightning, imported before Hydra sets up logging, keeps its own stderr handler for its messages
         # (DDP set-up, trainer summary), as with scripts/train.py before it became an alias.
-        import hific_lit.train  # noqa: F401
+        import hific_lit.training.run  # noqa: F401
 
     def job(cfg: DictConfig) -> None:
         statuses.append(exit_status(lambda: task(cfg), prog))

@@ -19,7 +19,7 @@ def run_export(args: argparse.Namespace) -> int:
     --realism R stores the default realism of a realism-conditioned model (MRIC): what hific
     decompress and hific eval decode at when not told another (hific info CKPT shows it).
     """
-    from hific_lit.lit.export import export_training_checkpoint
+    from hific_lit.training.export import export_training_checkpoint
 
     print(export_training_checkpoint(args.source, args.output, args.realism))
     return OK

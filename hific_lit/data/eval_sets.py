@@ -23,7 +23,7 @@ from pathlib import Path
 from hific_lit.data.download import fetch, file_digests, verify_digests
 from hific_lit.data.image_files import list_images
 from hific_lit.errors import DatasetError
-from hific_lit.files import atomic_write_bytes
+from hific_lit.io.files import atomic_write_bytes
 
 LOCK_NAME = "SHA256SUMS"
 

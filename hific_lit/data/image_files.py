@@ -1,6 +1,6 @@
 """Finding image files in a directory tree and reading them as crops (a map-style dataset).
 
-Images are opened with :func:`hific_lit.image_io.open_image`, the one opener of the package.
+Images are opened with :func:`hific_lit.io.images.open_image`, the one opener of the package.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from hific_lit.data.sampler import SeededIndex, split_key
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import IMAGE_SUFFIXES, open_image
+from hific_lit.io.images import IMAGE_SUFFIXES, open_image
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -68,7 +68,7 @@ def find_images(root: str | Path) -> list[Path]:
 
 
 class ImageFileDataset(Dataset):
-    """Image files decoded with :func:`~hific_lit.image_io.open_image` and passed through ``transform``.
+    """Image files decoded with :func:`~hific_lit.io.images.open_image` and passed through ``transform``.
 
     Args:
         paths: the image files.

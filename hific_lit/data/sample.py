@@ -21,7 +21,7 @@ from hific_lit.data.image_files import Transform, open_image
 from hific_lit.data.sampler import SeededIndex, split_key
 from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
 from hific_lit.errors import DatasetError
-from hific_lit.image_io import load_image
+from hific_lit.io.images import load_image
 
 SAMPLE_FILES = {
     "astronaut": "astronaut.png",

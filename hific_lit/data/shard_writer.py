@@ -6,7 +6,7 @@ unreadable ones are skipped, counted and listed in the manifest. Images whose sh
 ``max_short_side`` are downscaled (Lanczos) and stored as PNG; the others are stored byte for byte.
 Tar headers carry no time stamps or owners, so the same inputs and settings give byte-identical
 shards. Shards and manifest are written to temporary names and renamed when complete
-(:func:`hific_lit.files.atomic_file`).
+(:func:`hific_lit.io.files.atomic_file`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from hific_lit.data.image_files import find_images
 from hific_lit.errors import ImageReadError
-from hific_lit.files import atomic_file, atomic_write_bytes
-from hific_lit.image_io import (
+from hific_lit.io.files import atomic_file, atomic_write_bytes
+from hific_lit.io.images import (
     DEFAULT_MAX_PIXELS,
     ImageTooLargeError,
     encode_image,

@@ -28,7 +28,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from hific_lit.data.image_files import SkipCounter, Transform, open_image
 from hific_lit.data.sampler import derived_seed
 from hific_lit.errors import DatasetError, ImageReadError
-from hific_lit.image_io import IMAGE_SUFFIXES
+from hific_lit.io.images import IMAGE_SUFFIXES
 
 MAX_CONSECUTIVE_SKIPS = 1000
 IMAGE_KEYS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)

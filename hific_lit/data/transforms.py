@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hific_lit.image_io import pil_to_tensor
+from hific_lit.io.images import pil_to_tensor
 
 PAPER_SCALE_RANGE = (0.75, 0.95)
 ImageLike = Image.Image | torch.Tensor

@@ -12,8 +12,8 @@ import numpy as np
 import PIL
 from PIL import features
 
-from hific_lit.files import bits_per_pixel
-from hific_lit.image_io import encode_image, open_image
+from hific_lit.io.files import bits_per_pixel
+from hific_lit.io.images import encode_image, open_image
 
 # name -> (Pillow format, file suffix, MIME type, lowest quality, highest quality)
 _CODECS = {

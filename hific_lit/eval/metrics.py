@@ -2,7 +2,7 @@
 
 PSNR is computed on the uint8 images (as published numbers are), MS-SSIM with torchmetrics
 (Wang et al. 2003, five scales, data range 255) and LPIPS (Zhang et al. 2018) through
-:mod:`hific_lit.perceptual`, which needs the pretrained AlexNet weights.
+:mod:`hific_lit.training.perceptual`, which needs the pretrained AlexNet weights.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class LpipsScorer:
     """LPIPS distance of uint8 images.
 
     ``net`` maps an original and a reconstruction, (B, 3, H, W) in [0, 1], to their mean LPIPS, as
-    :class:`hific_lit.perceptual.LPIPSLoss` does.
+    :class:`hific_lit.training.perceptual.LPIPSLoss` does.
     """
 
     def __init__(self, net: torch.nn.Module, device: torch.device | str = "cpu") -> None:

@@ -13,17 +13,18 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hific_lit.device import resolve_device
+import hific_lit.eval.baselines as baselines
 from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableError
-from hific_lit.eval import baselines
 from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
 from hific_lit.eval.plots import plot_rd, plot_realism
 from hific_lit.eval.published import PUBLISHED, published_points
 from hific_lit.eval.records import command_line, environment_versions, write_rows, write_summary
 from hific_lit.eval.runner import Scorers, evaluate_checkpoint, realism_method, unique_names
-from hific_lit.image_io import DEFAULT_MAX_PIXELS
+from hific_lit.io.images import DEFAULT_MAX_PIXELS
+from hific_lit.models.base import Codec
 from hific_lit.nn.realism import check_beta
+from hific_lit.runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def load_scorers(metrics: DictConfig, device: torch.device, missing: dict[str, s
     if not metrics.lpips:
         missing["lpips"] = "turned off (metrics.lpips=false)"
     else:
-        from hific_lit.perceptual import LPIPSLoss
+        from hific_lit.training.perceptual import LPIPSLoss
 
         try:
             scorers.lpips = LpipsScorer(LPIPSLoss(pretrained_backbone=True, download=metrics.download_weights), device)
@@ -86,17 +87,17 @@ def available_codecs(requested: list[str], missing: dict[str, str]) -> list[str]
     return [c for c in requested if c in known]
 
 
-def realism_betas(models: dict[str, torch.nn.Module], betas: list[float] | ListConfig | None) -> list[float] | None:
+def realism_betas(models: dict[str, Codec], betas: list[float] | ListConfig | None) -> list[float] | None:
     """The configured ``realism_betas``, checked: every checkpoint must be realism-conditioned (MRIC) and every β
     within its range; else a one-line :class:`CheckpointError` / :class:`~hific_lit.errors.SettingError`."""
     if not betas:
         return None
     betas = [float(b) for b in betas]
     for name, model in models.items():
-        g_s = getattr(model, "g_s", None)
-        if not getattr(g_s, "conditioned", False):
+        realism = model.capabilities.realism
+        if realism is None:
             raise CheckpointError(f"checkpoint {name} is not realism-conditioned; realism_betas needs MRIC checkpoints")
-        check_beta(torch.tensor(betas), g_s.beta_max, len(betas), torch.device("cpu"))
+        check_beta(torch.tensor(betas), realism.beta_max, len(betas), torch.device("cpu"))
     return betas
 
 
@@ -106,7 +107,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
 
     ``scorers`` replaces the configured LPIPS/FID metrics (tests pass small feature extractors).
     """
-    from hific_lit.checkpoint import load_inference_checkpoint
+    from hific_lit.io.checkpoint import load_inference_checkpoint
 
     out_dir = Path(cfg.paths.output_dir if out_dir is None else out_dir)
     checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt)

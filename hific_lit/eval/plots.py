@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from hific_lit.files import atomic_write_bytes
+from hific_lit.io.files import atomic_write_bytes
 
 # metric key -> axis label
 RD_METRICS = {"psnr": "PSNR (dB) ↑", "ms_ssim": "MS-SSIM ↑", "lpips": "LPIPS ↓", "fid": "FID/256 ↓"}

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import features
 
-from hific_lit import __version__
-from hific_lit.files import atomic_write_bytes
+from hific_lit.io.files import atomic_write_bytes
+from hific_lit.version import __version__
 
 QUALITY_METRICS = ("psnr", "ms_ssim", "lpips")
 

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hific_lit.codec import HiFiC
-from hific_lit.eval import baselines
+import hific_lit.eval.baselines as baselines
 from hific_lit.eval.fid import PatchEmbedder, fid_kid
 from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
-from hific_lit.files import atomic_write_bytes, bits_per_pixel
-from hific_lit.image_io import DEFAULT_MAX_PIXELS, encode_image, load_image, to_uint8
+from hific_lit.io.files import atomic_write_bytes, bits_per_pixel
+from hific_lit.io.images import DEFAULT_MAX_PIXELS, encode_image, load_image, to_uint8
+from hific_lit.models.base import Codec
 
 
 @dataclass
@@ -65,7 +65,7 @@ def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) 
 
 @torch.no_grad()
 def code_with_model(
-    model: HiFiC, original: np.ndarray, hfc_path: Path, beta: float | None = None
+    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None
 ) -> tuple[np.ndarray, float, float]:
     """Compress ``original`` to ``hfc_path``, decompress what is on disk (at realism ``beta``, for a
     realism-conditioned model); (uint8 image, encode s, decode s)."""
@@ -75,7 +75,7 @@ def code_with_model(
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
-    x_hat = model.decompress(hfc_path.read_bytes(), **({} if beta is None else {"beta": beta}))
+    x_hat = model.decompress_file(hfc_path, beta=beta)
     decode_s = time.perf_counter() - start
     return to_uint8(x_hat), encode_s, decode_s
 
@@ -87,14 +87,14 @@ def realism_method(beta: float) -> str:
 
 @torch.no_grad()
 def decode_at_betas(
-    model: HiFiC, checkpoint: str, image: str, original: np.ndarray, hfc: Path, out_dir: Path, betas: list[float],
+    model: Codec, checkpoint: str, image: str, original: np.ndarray, hfc: Path, out_dir: Path, betas: list[float],
     scorers: Scorers,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:  # fmt: skip
     """The file ``hfc`` decoded once per β (MRIC: one bitstream, any realism): rows, viewer variants, images."""
     rows, variants, decoded = [], [], {}
     for beta in betas:
         start = time.perf_counter()
-        recon = to_uint8(model.decompress(hfc.read_bytes(), beta=beta))
+        recon = to_uint8(model.decompress_file(hfc, beta=beta))
         decode_s, method = time.perf_counter() - start, realism_method(beta)
         png = encode_image(recon)
         atomic_write_bytes(out_dir / "reconstructions" / f"{image}_beta{beta:g}.png", png)
@@ -147,7 +147,7 @@ def _result(
 
 
 def evaluate_image(
-    model: HiFiC,
+    model: Codec,
     checkpoint: str,
     image: str,
     original: np.ndarray,
@@ -202,7 +202,7 @@ def evaluate_image(
 
 
 def evaluate_checkpoint(
-    model: HiFiC,
+    model: Codec,
     name: str,
     images: list[Path],
     out_dir: Path,

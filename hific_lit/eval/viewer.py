@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hific_lit.files import atomic_write_bytes
+from hific_lit.io.files import atomic_write_bytes
 
 _NUMBERS = (
     ("bpp", "bpp", "{:.4f}"),

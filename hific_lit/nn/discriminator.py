@@ -14,7 +14,7 @@ from hific_lit.nn.init import normal_
 from hific_lit.nn.port_layers import IMAGE_RANGES, UnitToSymmetric
 
 if TYPE_CHECKING:
-    from hific_lit.arch import ArchConfig
+    from hific_lit.models.hific.arch import ArchConfig
 
 DISCRIMINATOR_STYLES = ("hific", "jt")
 
@@ -82,7 +82,7 @@ class Discriminator(nn.Module):
 
     @classmethod
     def from_arch(cls, arch: ArchConfig) -> Discriminator:
-        """The discriminator an :class:`~hific_lit.arch.ArchConfig` describes (sizes, style, image range)."""
+        """The discriminator an :class:`~hific_lit.models.hific.arch.ArchConfig` describes (sizes, style, range)."""
         return cls(
             arch.latent_channels,
             arch.discriminator_widths,

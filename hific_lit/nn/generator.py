@@ -24,7 +24,7 @@ from hific_lit.nn.realism import (
 )
 
 if TYPE_CHECKING:
-    from hific_lit.arch import ArchConfig
+    from hific_lit.models.hific.arch import ArchConfig
 
 
 class Generator(nn.Module):
@@ -54,6 +54,7 @@ class Generator(nn.Module):
         image_range: str = "unit",
         realism_width: int = 0,
         beta_max: float = BETA_MAX,
+        train_beta_max: float | None = None,
     ) -> None:
         super().__init__()
         if image_range not in IMAGE_RANGES:
@@ -62,6 +63,7 @@ class Generator(nn.Module):
             raise ValueError(f"realism conditioning modulates ChannelNorms: it needs norm='channel', got {norm!r}")
         self.condition = RealismCondition()
         self.beta_max = float(beta_max)
+        self.train_beta_max = self.beta_max if train_beta_max is None else float(train_beta_max)
         self.default_beta = self.beta_max  # β outside training when none is given; a checkpoint may set another
 
         def norm_layer(channels: int) -> nn.Module:
@@ -107,6 +109,7 @@ class Generator(nn.Module):
             image_range=arch.image_range,
             realism_width=arch.realism_width if arch.realism_conditioning else 0,
             beta_max=arch.beta_max,
+            train_beta_max=arch.train_beta_max,
         )
 
     @property
@@ -117,8 +120,9 @@ class Generator(nn.Module):
     def betas(self, beta: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         """β per image (batch,), checked to lie in [0, beta_max]; ``None`` for an unconditioned generator.
 
-        ``beta=None`` means: in training, β drawn per image uniformly from [0, beta_max] (MRIC;
-        Nikolai10/MRIC ``train_step``), otherwise :attr:`default_beta`. An unconditioned generator refuses a β.
+        ``beta=None`` means: in training, β drawn per image uniformly from [0, train_beta_max] (MRIC;
+        Nikolai10/MRIC ``amtm2023.py`` line 388 draws from [0, 5.12] and decodes in [0, 2.56]), otherwise
+        :attr:`default_beta`. An unconditioned generator refuses a β.
         """
         if not self.conditioned:
             if beta is not None:
@@ -126,7 +130,7 @@ class Generator(nn.Module):
             return None
         if beta is None:
             if self.training:
-                return torch.rand(batch, device=device) * self.beta_max
+                return torch.rand(batch, device=device) * self.train_beta_max
             beta = self.default_beta
         return check_beta(beta, self.beta_max, batch, device)
 

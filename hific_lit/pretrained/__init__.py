@@ -5,8 +5,13 @@
 """
 
 from hific_lit.pretrained.jt import import_jt, port_arch
-from hific_lit.pretrained.jt_checkpoint import PortCheckpoint, PortModel, describe, read_port_checkpoint
-from hific_lit.pretrained.safe_load import ALLOWED_GLOBALS, load_plain_checkpoint
+from hific_lit.pretrained.jt_checkpoint import (
+    ALLOWED_GLOBALS,
+    PortCheckpoint,
+    PortModel,
+    describe,
+    read_port_checkpoint,
+)
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -14,7 +19,6 @@ __all__ = [
     "PortModel",
     "describe",
     "import_jt",
-    "load_plain_checkpoint",
     "port_arch",
     "read_port_checkpoint",
 ]

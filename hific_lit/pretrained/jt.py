@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hific_lit.arch import ArchConfig, arch_preset
-from hific_lit.checkpoint import save_inference_checkpoint
-from hific_lit.codec import HiFiC
 from hific_lit.entropy import FactorizedPrior
 from hific_lit.errors import CheckpointError
+from hific_lit.io.checkpoint import save_inference_checkpoint
+from hific_lit.models.hific.arch import ArchConfig, arch_preset
+from hific_lit.models.hific.model import HiFiC
 from hific_lit.nn import Discriminator
 from hific_lit.pretrained.jt_checkpoint import PortCheckpoint, PortModel, read_port_checkpoint
 from hific_lit.pretrained.jt_weights import (

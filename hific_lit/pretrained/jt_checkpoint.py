@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from hific_lit.errors import CheckpointError
-from hific_lit.pretrained.safe_load import load_plain_checkpoint
+from hific_lit.io.torch_load import guarded_load
 
 LIKELIHOODS = ("gaussian", "logistic")
+ALLOWED_GLOBALS: tuple[type, ...] = (argparse.Namespace,)
+"""Classes a JT-port checkpoint may name beyond torch's weights-only defaults: its ``args`` may be a
+``Namespace``, the plain attribute holder of a training script (a dict of attributes, no code of its own)."""
 _MIXTURE_PREFIX = "Hyperprior.synthesis_DLMM_params."
 
 
@@ -123,4 +126,4 @@ def describe(checkpoint: object, path: str | os.PathLike) -> PortCheckpoint:
 
 def read_port_checkpoint(path: str | os.PathLike) -> PortCheckpoint:
     """Load (weights only, nothing executed) and describe a JT-port checkpoint."""
-    return describe(load_plain_checkpoint(path, "JT-port checkpoint"), path)
+    return describe(guarded_load(path, "JT-port checkpoint", allowed_globals=ALLOWED_GLOBALS), path)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from hific_lit.nn import Encoder, Generator
-from hific_lit.padding import pad_to_multiple
+from hific_lit.nn.padding import pad_to_multiple
 from hific_lit.tiling.receptive import NotTileableError, Stage, receptive_field
 from hific_lit.tiling.tiles import (
     DEFAULT_MAX_MEMORY,
@@ -140,7 +140,7 @@ def tiled_analysis(
     ``x`` is (B, 3, H, W) with H and W multiples of 16 (the codec pads to 64), float in [0, 1] or
     uint8 (converted tile by tile); the result is on ``x``'s device, in g_a's precision. With
     ``pad_multiple``, ``x`` may have any size and is padded to that multiple tile by tile
-    (:func:`hific_lit.padding.pad_to_multiple`, never whole).
+    (:func:`hific_lit.nn.padding.pad_to_multiple`, never whole).
     A network that cannot be tiled exactly (e.g. instance norm) runs whole, with a warning.
     """
     try:

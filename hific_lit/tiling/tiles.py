@@ -45,8 +45,8 @@ from torch.utils._pytree import tree_flatten
 from tqdm.auto import tqdm
 
 from hific_lit.errors import SettingError
-from hific_lit.files import parse_size
-from hific_lit.padding import padded_indices
+from hific_lit.io.files import parse_size
+from hific_lit.nn.padding import padded_indices
 from hific_lit.tiling.receptive import Stage
 
 MEMORY_SAFETY = 1.6
@@ -66,7 +66,7 @@ class MemoryBudgetError(SettingError):
 
 
 def parse_memory_budget(text: str) -> int | None:
-    """A working-memory budget: a size as :func:`hific_lit.files.parse_size` reads it, or ``none`` for no tiling."""
+    """A working-memory budget: a size as :func:`hific_lit.io.files.parse_size` reads it, or ``none`` for no tiling."""
     if text.strip().lower() in ("none", "off", "unlimited"):
         return None
     try:
@@ -344,7 +344,7 @@ def run_tiled(
     Tiles move to the module's device and their outputs back to ``x``'s, so an image held in host
     memory can be processed by a network on a GPU. Inference only (runs without autograd).
     ``progress``: a progress bar over the tiles; ``None`` shows one only on a terminal.
-    ``pad_multiple``: ``x`` stands for itself padded to that multiple (:func:`hific_lit.padding.pad_to_multiple`);
+    ``pad_multiple``: ``x`` stands for itself padded to that multiple (:func:`hific_lit.nn.padding.pad_to_multiple`);
     each tile gathers its padded rows and columns, so the padded image never exists whole.
     ``x`` may be a :class:`RowSource`: the rows of another stage's output, made as the tiles need them.
     """

@@ -1,0 +1,1 @@
+"""Files: the .hfc container, inference checkpoints, images, atomic writes."""

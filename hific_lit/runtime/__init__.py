@@ -1,0 +1,1 @@
+"""Where and how models run: the device resolver, the float precision of the transforms, the allocator."""
