@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from hific_lit.errors import CheckpointError, REQUEUE
+from hific_lit.errors import REQUEUE, CheckpointError
 from hific_lit.training.base import ITERATION_KEY
 from hific_lit.training.checkpoint_io import verify_checkpoint
 from hific_lit.training.resume import LEFTOVER_GLOB
@@ -214,8 +214,9 @@ def soak_kills(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, A
         "kills_during_write": sum(k["kind"] == "write" for k in kills),
         "resumes": resumes,
         "resumes_succeeded": sum(r["ok"] for r in resumes),
-        "checkpoints_lost": sum(r["resumed_at"] is not None and r["resumed_at"] < r["newest_whole_checkpoint"]
-                                for r in resumes),
+        "checkpoints_lost": sum(
+            r["resumed_at"] is not None and r["resumed_at"] < r["newest_whole_checkpoint"] for r in resumes
+        ),
         "checkpoints_damaged": sum(k["damaged"] for k in kills),
         "sigterm": sigterm,
         "final_status": proc.returncode,

@@ -45,8 +45,8 @@ def logged(run: Path, key: str) -> dict[int, str]:
 
 
 def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
-    """SIGTERM once iteration 4 of 6 has stepped: a checkpoint after iteration 4, status 75; the same command resumes and ends
-    with the weights, optimizer states and log of the run that was never stopped (bit for bit, on the CPU)."""
+    """SIGTERM once iteration 4 of 6 has stepped: a checkpoint after iteration 4, status 75; the same command
+    resumes and ends with the weights, optimizer states and log of the run never stopped (bit for bit, on a CPU)."""
     whole = train(compose_config([*TINY, "max_iterations=6"], tmp_path / "whole"))
     run = tmp_path / "stopped"
     stop = ["+callbacks.signal_at._target_=signal_at.SignalAt", "+callbacks.signal_at.iteration=4"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 import os
 import random
 import signal
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -152,7 +152,9 @@ def test_the_sampler_resumes_mid_epoch_with_the_same_samples_and_seeds() -> None
     assert {k.index for r in ranks for k in r} == set(data)
     assert len({k.seed for r in ranks for k in r}) == 12  # every sample its own random numbers
     index, generator = split_key(SeededIndex(5, full[0].seed))
-    assert index == 5 and torch.equal(torch.rand(3, generator=generator), torch.rand(3, generator=split_key(full[0])[1]))
+    assert index == 5 and torch.equal(
+        torch.rand(3, generator=generator), torch.rand(3, generator=split_key(full[0])[1])
+    )
     assert split_key(5) == (5, None)
 
 

@@ -20,8 +20,9 @@ class WebDataModule(CropDataModule):
 
     Every rank reads a disjoint subset of the shards and yields exactly ``batches_per_epoch`` batches
     per epoch, so DDP ranks stay in step. A stream has no position to resume at: a resumed run reads it with a
-    fresh seed (salted with the batches already trained on) instead of replaying its start. Batches are ``(B, 3, crop, crop)`` float tensors in [0, 1],
-    ``B`` = ``batch_size / world_size`` crops per sub-batch (``batch_size`` is the global batch).
+    fresh seed (salted with the batches already trained on) instead of replaying its start. Batches are
+    ``(B, 3, crop, crop)`` float tensors in [0, 1], ``B`` = ``batch_size / world_size`` crops per sub-batch
+    (``batch_size`` is the global batch).
 
     Args:
         train_shards: a shard directory, a brace pattern (``shards/train-{000000..000123}.tar``),

@@ -55,6 +55,7 @@ class IterationCheckpointing:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
+        log.info("resumed at iteration %d", self.iteration)
 
 
 class ManualSteps:

@@ -22,6 +22,7 @@ from lightning_fabric.utilities.types import _PATH
 from hific_lit.errors import CheckpointError
 from hific_lit.io.files import atomic_write
 
+
 def verify_checkpoint(path: str | Path) -> None:
     """Raise :class:`CheckpointError` unless ``path`` is a whole ``torch.save`` file whose records match their CRC-32.
 
@@ -48,7 +49,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda f: torch.save(checkpoint, f))
 
     def load_checkpoint(
-        self, path: _PATH, map_location: Callable | None = lambda storage, loc: storage, weights_only: bool | None = None
+        self,
+        path: _PATH,
+        map_location: Callable | None = lambda storage, loc: storage,
+        weights_only: bool | None = None,
     ) -> dict[str, Any]:
         verify_checkpoint(path)
         return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)

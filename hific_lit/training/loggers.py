@@ -95,7 +95,7 @@ def persistent_run_id(folder: str | Path) -> str:
 
 
 class ResumableWandbLogger(WandbLogger):
-    """Lightning's wandb logger with the run folder's persistent id (:func:`persistent_run_id`) unless ``id`` is given."""
+    """Lightning's wandb logger with the run folder's persistent id (:func:`persistent_run_id`), unless ``id`` says."""
 
-    def __init__(self, save_dir: str | Path = ".", id: str | None = None, **kwargs: Any) -> None:  # noqa: A002
+    def __init__(self, save_dir: str | Path = ".", id: str | None = None, **kwargs: Any) -> None:
         super().__init__(save_dir=save_dir, id=id or persistent_run_id(save_dir), **kwargs)

@@ -26,7 +26,7 @@ RandomState = dict[str, Any]
 
 
 def capture() -> RandomState:
-    """The current state of torch's (CPU and, once initialised, every CUDA device's), numpy's and Python's generators."""
+    """The state of torch's (CPU and, once initialised, every CUDA device's), numpy's and Python's generators."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     state: RandomState = {
         "torch": torch.get_rng_state(),
@@ -74,7 +74,9 @@ class TrainingRandomState(pl.Callback):
         self._state: RandomState | None = None
         self._loaded: list[RandomState] | None = None
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._state is not None:
             restore(self._state)
 

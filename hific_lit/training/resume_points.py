@@ -4,8 +4,8 @@
 step during which a scheduler's stop signal arrived (:mod:`hific_lit.training.preemption`); it keeps the newest
 ``keep``. It writes between two steps, at the start of the next one, once the last step's metrics are logged and
 its validation (if due) has run; the loggers write out what they hold first, so that the logs are whole up to
-every checkpoint. Each file is written atomically (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`). ``ckpt_path=auto`` resumes
-from the newest good one (:mod:`hific_lit.training.resume`).
+every checkpoint. Each file is written atomically (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`).
+``ckpt_path=auto`` resumes from the newest good one (:mod:`hific_lit.training.resume`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class ResumePoints(Checkpoint):
     ) -> None:
         self.signals.iteration = int(pl_module.iteration)
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         """Between two steps, once the last one's metrics are logged (and its validation has run): save if due,
         stop if any rank received a stop signal."""
         loop = trainer.fit_loop.epoch_loop
