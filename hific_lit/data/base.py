@@ -113,7 +113,7 @@ class CropDataModule(pl.LightningDataModule):
         return self.rank_batch_size * self.sub_batches
 
     def shared_seed(self) -> int:
-        """:attr:`data_seed`, fixed at first use: torch's initial seed (``seed_everything``'s), rank zero's everywhere."""
+        """:attr:`data_seed`, fixed at first use: torch's initial seed (``seed_everything``'s), rank zero's on all."""
         if self.data_seed is None:
             seed = torch.initial_seed() % 2**62
             trainer = self.trainer
