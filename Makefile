@@ -74,6 +74,10 @@ demo: setup ## train a small model on CPU (bundled photos + Debian's lomiri-wall
 train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
 	$(BIN)/python scripts/train.py $(ARGS)
 
-.PHONY: bench
+.PHONY: bench soak
 bench: setup ## run every scripts/bench_*.py; each writes outputs/bench/<name>.json and prints a summary
 	@set -e; for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+soak: setup ## kill a tiny training 20 times and resume it, then SIGTERM one of 2 DDP ranks; compare with uninterrupted runs (outputs/soak/*/summary.json)
+	$(BIN)/python scripts/soak_resume.py
+	$(BIN)/python scripts/soak_resume.py --ddp --iterations 40

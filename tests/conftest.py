@@ -80,6 +80,7 @@ TIERS = {
         "test_jt_import",
         "test_gc2018",
         "test_mric_train",
+        "test_preemption",
     },
 }
 """Test modules by tier; every other module is ``unit`` (seconds in all: ``make test-unit``)."""

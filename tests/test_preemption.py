@@ -140,3 +140,17 @@ def test_sigterm_to_one_ddp_rank_stops_both_and_the_run_resumes(tmp_path: Path, 
     assert 0 <= stop["stopped_after_iteration"] - stop["received_after_iteration"] <= 1
     assert summary["resume"]["ok"] and summary["final_status"] == 0 and summary["final_iteration"] == 16
     assert summary["final_weights"]["tensors_unequal"] == 0
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path: Path) -> None:
+    """Offline wandb: the stopped run and the resumed one write to one run id (kept in <run>/wandb_run_id)."""
+    run = tmp_path / "run"
+    env = os.environ | {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "1", "NETRC": str(tmp_path / "netrc")}
+    args = [*TINY, "logger=wandb", f"hydra.run.dir={run}"]
+    for iterations in (2, 4):
+        cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args, f"max_iterations={iterations}"]
+        result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    run_id = (run / "wandb_run_id").read_text()
+    assert sorted(p.name.rsplit("-", 1)[1] for p in (run / "wandb").glob("offline-run-*")) == [run_id, run_id]

@@ -10,17 +10,20 @@ import random
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from hific_lit.data.sample import SampleDataModule
 from hific_lit.data.sampler import ResumableSampler, SeededIndex, split_key
 from hific_lit.errors import CheckpointError
 from hific_lit.training.checkpoint_io import AtomicCheckpointIO, verify_checkpoint
 from hific_lit.training.loggers import AppendingWriter, persistent_run_id
 from hific_lit.training.random_state import capture, restore
-from hific_lit.training.resume import LEFTOVER_GLOB, resolve_ckpt_path
+from hific_lit.training.resume import LEFTOVER_GLOB, require_same_tensors, resolve_ckpt_path
 
 
 def lightning_like(steps: int, size: int = 1000) -> dict:
@@ -158,6 +161,35 @@ def test_the_sampler_resumes_mid_epoch_with_the_same_samples_and_seeds() -> None
     assert split_key(5) == (5, None)
 
 
+def resumed_at(module: SampleDataModule, batches: int) -> SampleDataModule:
+    """``module`` as a run that has trained ``batches`` batches sees it (only what the loaders read of the Trainer)."""
+    progress = SimpleNamespace(total=SimpleNamespace(processed=batches))
+    fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+    module.trainer = SimpleNamespace(fit_loop=fit_loop, world_size=1, global_rank=0)
+    return module
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_the_data_of_a_resumed_run_continue_where_it_stopped(workers: int) -> None:
+    """3 batches per epoch: a run resumed after 4 batches reads batches 5, 6, ... of the uninterrupted run, crops
+    and all, whatever the number of workers; data_seed comes back through the checkpoint's data module state."""
+    settings = {"batch_size": 2, "crop_size": 32, "samples_per_epoch": 6, "val_tiles": 1}
+    torch.manual_seed(5)
+    whole = resumed_at(SampleDataModule(**settings), 0)
+    whole.setup()
+    loader = whole.train_dataloader()
+    reference = list(loader)
+    loader.sampler.set_epoch(1)  # as Lightning does at each epoch
+    reference += list(loader)
+    torch.manual_seed(99)  # a resumed process: the seed comes from the checkpoint, not from torch
+    resumed = resumed_at(SampleDataModule(**settings, num_workers=workers), 4)
+    resumed.load_state_dict(whole.state_dict())
+    resumed.setup()
+    after = list(resumed.train_dataloader())
+    assert len(reference) == 6 and len(after) == 2
+    assert all(torch.equal(a, b) for a, b in zip(after, reference[4:], strict=True))
+
+
 def test_the_csv_log_of_a_resumed_run_drops_the_rows_it_logs_again(tmp_path: Path) -> None:
     writer = AppendingWriter(str(tmp_path))
     for step in range(10):
@@ -171,6 +203,13 @@ def test_the_csv_log_of_a_resumed_run_drops_the_rows_it_logs_again(tmp_path: Pat
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(12))
     assert [float(r["train/loss"]) for r in rows] == [*map(float, range(6)), *(100.0 + s for s in range(6, 12))]
+
+
+def test_a_checkpoint_of_other_weights_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "base.ckpt"
+    torch.save({"state_dict": {"weight": torch.zeros(2, 2), "extra": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match=r"another stage or architecture \(1 tensors missing, e\.g\. \['bias'\]"):
+        require_same_tensors(nn.Linear(2, 2), path)
 
 
 def test_the_wandb_run_id_is_kept_in_the_run_folder(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ RandomState = dict[str, Any]
 
 
 def capture() -> RandomState:
-    """The state of torch's (CPU and, once initialised, every CUDA device's), numpy's and Python's generators."""
+    """The state of torch's generators (CPU; the current CUDA device once initialised), numpy's and Python's."""
     kind, keys, position, has_gauss, gauss = np.random.get_state()
     state: RandomState = {
         "torch": torch.get_rng_state(),
@@ -35,21 +35,20 @@ def capture() -> RandomState:
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def restore(state: RandomState) -> None:
-    """Set the generators to ``state`` (from :func:`capture`); CUDA states only where the device count matches."""
+    """Set the generators to ``state`` (from :func:`capture`); the CUDA state to the current device, if any."""
     torch.set_rng_state(state["torch"])
     numpy = state["numpy"]
     has_gauss, gauss = state["numpy_gauss"]
     keys = numpy["keys"].numpy().astype(np.uint32)
     np.random.set_state((numpy["kind"], keys, numpy["position"], has_gauss, gauss))
     random.setstate(state["python"])
-    cuda = state.get("cuda")
-    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def gather_over_ranks(state: RandomState) -> list[RandomState]:
