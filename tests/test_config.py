@@ -105,7 +105,8 @@ def test_loggers_instantiate(logger: str, tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_callbacks_instantiate(tmp_path: Path) -> None:
     callbacks = instantiate_dict(compose_config([], tmp_path).callbacks)
-    assert {type(cb).__name__ for cb in callbacks} == {"ModelCheckpoint", "ReconstructionImages", "InferenceExport"}
+    names = {type(cb).__name__ for cb in callbacks}
+    assert names == {"ModelCheckpoint", "ReconstructionImages", "ResumePoints", "InferenceExport"}
 
 
 REQUIRED_DATA_ARGS = {"folder": "data.train_dir={tmp}"}
