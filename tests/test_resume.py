@@ -24,6 +24,7 @@ from hific_lit.training.checkpoint_io import AtomicCheckpointIO, verify_checkpoi
 from hific_lit.training.loggers import AppendingWriter, persistent_run_id
 from hific_lit.training.random_state import capture, restore
 from hific_lit.training.resume import LEFTOVER_GLOB, require_same_tensors, resolve_ckpt_path
+from hific_lit.training.resume_points import ResumePoints
 
 
 def lightning_like(steps: int, size: int = 1000) -> dict:
@@ -188,6 +189,18 @@ def test_the_data_of_a_resumed_run_continue_where_it_stopped(workers: int) -> No
     after = list(resumed.train_dataloader())
     assert len(reference) == 6 and len(after) == 2
     assert all(torch.equal(a, b) for a, b in zip(after, reference[4:], strict=True))
+
+
+def test_resume_points_keep_the_newest_and_drop_those_of_a_run_not_continued(tmp_path: Path) -> None:
+    strategy = SimpleNamespace(remove_checkpoint=lambda path: Path(path).unlink())
+    trainer = SimpleNamespace(loggers=[], is_global_zero=True, strategy=strategy)
+    trainer.save_checkpoint = lambda path, weights_only: Path(path).write_bytes(b"checkpoint")
+    points = ResumePoints(tmp_path, every_n_iterations=10, keep=2)
+    for iteration in (10, 20, 30):
+        points.save(trainer, iteration)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_0000020.ckpt", "iter_0000030.ckpt"]
+    ResumePoints(tmp_path, keep=2).save(trainer, 5)  # a run started afresh in the same folder (ckpt_path=null)
+    assert [p.name for p in tmp_path.iterdir()] == ["iter_0000005.ckpt"]
 
 
 def test_the_csv_log_of_a_resumed_run_drops_the_rows_it_logs_again(tmp_path: Path) -> None:

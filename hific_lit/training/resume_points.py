@@ -37,7 +37,9 @@ class ResumePoints(Checkpoint):
     Args:
         dirpath: the folder (``<run>/checkpoints``, where ``ckpt_path=auto`` looks).
         every_n_iterations: iterations between two checkpoints (0: only at the end and on a signal).
-        keep: how many of the newest to keep (older ``iter_*.ckpt`` files are removed once a newer one is written).
+        keep: how many of the newest to keep (older ``iter_*.ckpt`` files are removed once a newer one is written;
+            so are those of higher iterations, left by a run this one does not continue: one started afresh in
+            the same folder, or resumed from an earlier checkpoint).
 
     A stop signal (SIGTERM, SIGUSR1) on any rank ends training after the current step on every rank: this
     callback writes a checkpoint and raises :class:`~hific_lit.training.preemption.Preempted`, so that the
@@ -111,7 +113,11 @@ class ResumePoints(Checkpoint):
             logger.save()
         trainer.save_checkpoint(path, weights_only=False)
         self.last_saved = (iteration, path)
-        older = sorted(p for p in self.dirpath.glob("iter_*.ckpt") if NAME.fullmatch(p.name))[: -self.keep]
-        for stale in older:
-            trainer.strategy.remove_checkpoint(stale)
+        points = sorted((int(m[1]), p) for p in self.dirpath.glob("iter_*.ckpt") if (m := NAME.fullmatch(p.name)))
+        beyond = [p for n, p in points if n > iteration]
+        if beyond and trainer.is_global_zero:
+            names = ", ".join(p.name for p in beyond)
+            log.info("removing %s: resume points of a run this one does not continue", names)
+        for old in beyond + [p for n, p in points if n <= iteration][: -self.keep]:
+            trainer.strategy.remove_checkpoint(old)
         return path
