@@ -69,8 +69,11 @@ def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_o
             assert all(torch.equal(v, opt_b["state"][index][k]) for k, v in state.items()), index
     assert a["lr_schedulers"] == b["lr_schedulers"]
     assert logged(run, "train/loss") == logged(tmp_path / "whole", "train/loss")  # every step once, the same values
-    assert logged(run, "train/rate_weight") == logged(tmp_path / "whole", "train/rate_weight")
+    for key in ("train/rate_weight", "val/rd_loss"):  # the λ_A/λ_B choices and the validations, at the same steps
+        assert logged(run, key) == logged(tmp_path / "whole", key), key
     assert (run / "inference.ckpt").is_file()
+    again = train(compose_config([*TINY, "max_iterations=6"], run))  # a finished run resumes at its end
+    assert again["iteration"] == 6 and again["val/rd_loss"] == resumed["val/rd_loss"] == whole["val/rd_loss"]
 
 
 def fake_slurm(tmp_path: Path) -> dict[str, str]:

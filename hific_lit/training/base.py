@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 import pytorch_lightning as pl
 import torch
@@ -33,7 +34,14 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ITERATION_KEY = "hific_iteration"
 ARCH_KEY = "hific_arch"
 MODEL_KEY = "hific_model"
-"""Entries of every stage's Lightning checkpoints: our iteration counter, the model's architecture and its kind."""
+METRICS_KEY = "hific_metrics"
+"""Entries of every stage's Lightning checkpoints: our iteration counter, the model's architecture and its kind,
+and the latest value of every metric logged so far."""
+
+
+def scalar_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The one-number entries of Lightning's ``callback_metrics``, as floats."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -43,18 +51,25 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
 
 class IterationCheckpointing:
     """Lightning hooks of every stage: our iteration counter, the model's architecture and its kind go into each
-    checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume."""
+    checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume;
+    so do the metrics logged so far (:data:`METRICS_KEY`, as :attr:`metrics_before_resume`), which a run resumed
+    after its last validation still reports."""
 
     iteration: int
     model: Codec
+    metrics_before_resume: Mapping[str, float] = MappingProxyType({})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[ITERATION_KEY] = self.iteration
         checkpoint[ARCH_KEY] = self.model.arch.to_dict()
         checkpoint[MODEL_KEY] = self.model.kind
+        trainer = self._trainer
+        logged = {} if trainer is None else scalar_metrics(trainer.callback_metrics)
+        checkpoint[METRICS_KEY] = dict(self.metrics_before_resume) | logged
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
+        self.metrics_before_resume = dict(checkpoint.get(METRICS_KEY, {}))
         log.info("resumed at iteration %d", self.iteration)
 
 

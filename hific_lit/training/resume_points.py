@@ -2,10 +2,12 @@
 
 :class:`ResumePoints` writes one every ``every_n_iterations`` iterations, at the end of training, and after the
 step during which a scheduler's stop signal arrived (:mod:`hific_lit.training.preemption`); it keeps the newest
-``keep``. It writes between two steps, at the start of the next one, once the last step's metrics are logged and
-its validation (if due) has run; the loggers write out what they hold first, so that the logs are whole up to
-every checkpoint. Each file is written atomically (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`).
-``ckpt_path=auto`` resumes from the newest good one (:mod:`hific_lit.training.resume`).
+``keep``. It writes at the end of a step, where Lightning writes its own periodic checkpoints (so that Lightning
+restores its loops exactly; the step's metrics are logged just after), having written out the loggers first, and
+writes them out again once the step is logged. A stop takes effect at the start of the next step, so the stopped
+step is logged and validated. Each file is written atomically
+(:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`). ``ckpt_path=auto`` resumes from the newest good
+one (:mod:`hific_lit.training.resume`).
 """
 
 from __future__ import annotations
@@ -53,53 +55,53 @@ class ResumePoints(Checkpoint):
         self.every_n_iterations = every_n_iterations
         self.keep = keep
         self.signals = StopSignals()
-        self.started_at = 0
+        self.stopping: Preempted | None = None
         self.last_saved: tuple[int, Path] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.started_at = self.signals.iteration = int(pl_module.iteration)
+        self.signals.iteration = int(pl_module.iteration)
         self.signals.install()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self.signals.iteration = int(pl_module.iteration)
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        """Between two steps, once the last one's metrics are logged (and its validation has run): save if due,
-        stop if any rank received a stop signal."""
-        loop = trainer.fit_loop.epoch_loop
-        # The logging step counts the batches completed. Lightning restores it one too high from a checkpoint
-        # written here, between two batches (it expects one written at the end of a batch or of a validation);
-        # without gradient accumulation the two counts are the same, so set it from the restored progress.
-        loop._batches_that_stepped = loop.batch_progress.total.completed
-        iteration = int(pl_module.iteration)
+        """After a step (where Lightning's own periodic checkpoints are written): save if due or if any rank
+        received a stop signal; a stop takes effect at the next batch, once this one is logged and validated."""
+        iteration = self.signals.iteration = int(pl_module.iteration)
         received, during = self.signals.received, self.signals.received_during
         if received is not None and during is not None:
             log.warning("%s received after iteration %d", signal.Signals(received).name, during)
             self.signals.received_during = None
         signum = self.signals.agreed(trainer)
         every = self.every_n_iterations
-        due = iteration != self.started_at and every > 0 and iteration % every == 0
-        if signum is None and not due:
+        if signum is None and not (every > 0 and iteration % every == 0):
             return
         path = self.save(trainer, iteration)
-        if signum is None:
+        if signum is not None:
+            self.stopping = Preempted(signum, iteration, path)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        """Write out the logs of the step just saved; stop (every rank) if a stop signal came."""
+        if self.last_saved is not None and self.last_saved[0] == pl_module.iteration:
+            for logger in trainer.loggers:
+                logger.save()
+        if self.stopping is None:
             return
+        stop = self.stopping
         job = slurm_job_id()
-        if signum == signal.SIGUSR1 and job is not None and trainer.is_global_zero:
+        if stop.signal_name == "SIGUSR1" and job is not None and trainer.is_global_zero:
             requeue_slurm_job(job)
         if trainer.is_global_zero:
             log.warning(
                 "%s: stopped after iteration %d, checkpoint %s; exiting with status 75 for a requeue "
                 "(the same command resumes)",
-                signal.Signals(signum).name,
-                iteration,
-                path,
+                stop.signal_name,
+                stop.iteration,
+                stop.checkpoint,
             )
-        raise Preempted(signum, iteration, path)
+        raise stop
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer, int(pl_module.iteration))

@@ -28,7 +28,6 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.errors import InstantiationException
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
@@ -39,7 +38,7 @@ from hific_lit.config.check import check_training_config
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError, SettingError
 from hific_lit.io.files import atomic_write_bytes
-from hific_lit.training.base import RDStage
+from hific_lit.training.base import RDStage, scalar_metrics
 from hific_lit.training.callbacks import InferenceExport
 from hific_lit.training.checkpoint_io import AtomicCheckpointIO
 from hific_lit.training.preemption import Preempted
@@ -190,9 +189,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             stopped = {"signal": stop.signal_name, "iteration": stop.iteration, "checkpoint": str(stop.checkpoint)}
             write_metrics(output_dir, {"status": "preempted", **stopped})
         raise
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1
-    }
+    metrics = dict(module.metrics_before_resume) | scalar_metrics(trainer.callback_metrics)
     metrics["iteration"] = module.iteration
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
