@@ -3,7 +3,7 @@
 - :class:`ResumableCSVLogger` writes ``<run>/csv/version_0/metrics.csv`` and, in a resumed run, appends to it.
   The steps between the checkpoint a run resumes from and the moment it stopped are trained again; their rows
   from the stopped run are dropped when the resumed run logs its first step, so the file reads as one run.
-  Everything logged is written out whenever a checkpoint is.
+  Rows are written as they are logged.
 - :class:`ResumableWandbLogger` keeps the run's wandb id in ``<run>/wandb_run_id``, so that a resumed run
   continues the same wandb run (Lightning's logger resumes by id). wandb drops the steps a resumed run logs
   again, up to the last step it had received.
@@ -65,10 +65,16 @@ class AppendingWriter(ExperimentWriter):
 
 
 class ResumableCSVLogger(CSVLogger):
-    """Lightning's CSV logger writing one file per run folder (``version`` 0) that a resumed run appends to."""
+    """Lightning's CSV logger writing one file per run folder (``version`` 0) that a resumed run appends to.
 
-    def __init__(self, save_dir: str | Path, name: str = "csv", version: int | str = 0, **kwargs: Any) -> None:
-        super().__init__(save_dir=save_dir, name=name, version=version, **kwargs)
+    Rows are written as they are logged (``flush_logs_every_n_steps=1``, an append of a line), so a killed run
+    loses none of the steps before its last checkpoint.
+    """
+
+    def __init__(
+        self, save_dir: str | Path, name: str = "csv", version: int | str = 0, flush_logs_every_n_steps: int = 1
+    ) -> None:
+        super().__init__(save_dir, name=name, version=version, flush_logs_every_n_steps=flush_logs_every_n_steps)
 
     @property
     @rank_zero_experiment
@@ -77,10 +83,6 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = AppendingWriter(log_dir=self.log_dir)
         return self._experiment
-
-    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        """Write out the rows held in memory, so that the file is whole up to the checkpoint."""
-        self.save()
 
 
 def persistent_run_id(folder: str | Path) -> str:

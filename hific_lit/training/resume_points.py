@@ -3,9 +3,8 @@
 :class:`ResumePoints` writes one every ``every_n_iterations`` iterations, at the end of training, and after the
 step during which a scheduler's stop signal arrived (:mod:`hific_lit.training.preemption`); it keeps the newest
 ``keep``. It writes at the end of a step, where Lightning writes its own periodic checkpoints (so that Lightning
-restores its loops exactly; the step's metrics are logged just after), having written out the loggers first, and
-writes them out again once the step is logged. A stop takes effect at the start of the next step, so the stopped
-step is logged and validated. Each file is written atomically
+restores its loops exactly), after the loggers have written out what they hold. A stop takes effect at the start
+of the next step, once the stopped step is logged and validated. Each file is written atomically
 (:class:`~hific_lit.training.checkpoint_io.AtomicCheckpointIO`). ``ckpt_path=auto`` resumes from the newest good
 one (:mod:`hific_lit.training.resume`).
 """
@@ -83,10 +82,7 @@ class ResumePoints(Checkpoint):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        """Write out the logs of the step just saved; stop (every rank) if a stop signal came."""
-        if self.last_saved is not None and self.last_saved[0] == pl_module.iteration:
-            for logger in trainer.loggers:
-                logger.save()
+        """Stop (every rank) if a stop signal came: the last step is logged and validated by now."""
         if self.stopping is None:
             return
         stop = self.stopping
