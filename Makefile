@@ -61,15 +61,20 @@ shards: setup ## WebDataset shards: make shards SRC=DIR OUT=DIR [ARGS='--max-cou
 	@test -n "$(SRC)" && test -n "$(OUT)" || { echo "usage: make shards SRC=DIR OUT=DIR [ARGS='--max-size 1G']"; exit 2; }
 	$(BIN)/python scripts/make_shards.py "$(SRC)" "$(OUT)" $(ARGS)
 
-.PHONY: demo train
+.PHONY: demo demo-train train
 DEMO_DIR := outputs/demo
-DEMO_PHOTOS := /usr/share/backgrounds/greentock_by_Peter_Nerlich.jpg
-demo: setup ## train a small model on CPU (bundled photos + Debian's lomiri-wallpapers-16.04), compress + decompress a held-out photo, print bpp and PSNR next to JPEG's
-	@test -e $(DEMO_PHOTOS) || { echo "installing Debian's lomiri-wallpapers-16.04 (15 photos, 16 MB) for the demo's training set"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq lomiri-wallpapers-16.04; }
-	$(BIN)/python scripts/train.py experiment=demo_base
-	$(BIN)/python scripts/train.py experiment=demo_gan
-	$(BIN)/python scripts/demo.py --ckpt $(DEMO_DIR)/gan/inference.ckpt --out $(DEMO_DIR) --runs $(DEMO_DIR)/base $(DEMO_DIR)/gan
+PHOTOS_READY := $(or $(HIFIC_DATA),data)/photos/root/mate-backgrounds
+$(PHOTOS_READY):
+	$(BIN)/python scripts/photos.py --fetch
+demo: setup $(PHOTOS_READY) ## the bundled model on 12 held-out photos (bpp, PSNR, colour error next to JPEG, viewer; ~1 min), then a short training (~10 min on 2 cores)
+	$(BIN)/python scripts/demo.py --heldout --out $(DEMO_DIR)
+	$(BIN)/python scripts/train.py experiment=bundled max_iterations=300 stage.lr_schedule.decay_iteration=250 \
+		trainer.val_check_interval=100 callbacks.inference_export.settle_tails=500 hydra.run.dir=$(DEMO_DIR)/train
+	$(BIN)/python scripts/demo.py --ckpt $(DEMO_DIR)/train/inference.ckpt --out $(DEMO_DIR) --runs $(DEMO_DIR)/train
+
+demo-train: setup $(PHOTOS_READY) ## train the bundled model from scratch (experiment=bundled, hours of CPU) and put it into the package
+	$(BIN)/python scripts/train.py experiment=bundled
+	$(BIN)/python scripts/bundle_model.py outputs/bundled/run
 
 train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
 	$(BIN)/python scripts/train.py $(ARGS)
@@ -81,3 +86,7 @@ bench: setup ## run every scripts/bench_*.py; each writes outputs/bench/<name>.j
 soak: setup ## kill a tiny training 20 times and resume it, then SIGTERM one of 2 DDP ranks; compare with uninterrupted runs (outputs/soak/*/summary.json)
 	$(BIN)/python scripts/soak_resume.py
 	$(BIN)/python scripts/soak_resume.py --ddp --iterations 40
+
+.PHONY: photos
+photos: setup ## fetch the Debian packages whose photos train (331) and test (12, mate-backgrounds) the bundled model, unpack them under data/photos, check every SHA-256 (hific_lit/data/photos.tsv)
+	$(BIN)/python scripts/photos.py --fetch

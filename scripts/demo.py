@@ -1,6 +1,9 @@
-"""The end of `make demo`: compress and decompress the held-out photo with the trained model, report bpp and PSNR.
+"""`make demo`: the bundled model on the held-out photos, then a freshly trained model on the held-out astronaut.
 
-Usage: ``python scripts/demo.py --ckpt outputs/demo/gan/inference.ckpt --out outputs/demo``
+Usage: ``python scripts/demo.py --heldout --out outputs/demo`` (the bundled model, or ``--ckpt``, on the 12
+held-out photos of Debian's mate-backgrounds: bpp, PSNR and colour error next to JPEG at the same bpp, and
+the HTML viewer ``outputs/demo/viewer.html``); ``python scripts/demo.py --ckpt RUN/inference.ckpt --out
+outputs/demo --runs RUN`` (a model just trained, on the astronaut):
 
 Runs the real ``hific compress`` / ``hific decompress`` commands, measures the rate from the .hfc
 file's size on disk and PSNR between the photo and the decoded PNG, prints JPEG's PSNR at the same
@@ -22,10 +25,14 @@ import torch
 
 from hific_lit.cli import main as hific
 from hific_lit.data.sample import SAMPLE_VAL_PHOTO, sample_photo_path
+from hific_lit.errors import NOTHING_RAN, HificError
 from hific_lit.eval.baselines import decode, match_bpp
-from hific_lit.io.checkpoint import read_inference_checkpoint
+from hific_lit.eval.heldout import code_next_to_jpeg, format_table, heldout_photos, summary
+from hific_lit.eval.viewer import write_viewer
+from hific_lit.io.checkpoint import load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.images import load_image
 from hific_lit.models.hific.arch import ARCH_PRESETS
+from hific_lit.pretrained.registry import BUNDLED, resolve_model
 from hific_lit.training.losses import psnr
 
 
@@ -88,9 +95,36 @@ def validation_trail(run_dir: Path, key: str) -> list[float]:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
 
 
+def heldout(ckpt: Path | None, out: Path) -> int:
+    """The model (default: the bundled one) on the held-out photos next to JPEG; writes ``out/viewer.html``."""
+    try:
+        ckpt = ckpt or resolve_model(BUNDLED).path
+        model = load_inference_checkpoint(ckpt)
+        photos = heldout_photos()
+    except HificError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return NOTHING_RAN
+    files = out / "heldout"
+    files.mkdir(parents=True, exist_ok=True)
+    print(f"model: {model_label(ckpt)} ({ckpt}); {len(photos)} held-out photos, never trained or validated on")
+    rows, viewer = [], []
+    for name, image in photos:
+        row, entry = code_next_to_jpeg(model, name, image, files)
+        rows.append(row)
+        viewer.append(entry)
+    s = summary(rows)
+    print(f"\n{format_table(rows)}\n")
+    print(
+        f"colour error above JPEG's at the same bpp on {s['photos_above_jpeg_delta_e']} of {s['photos']} photos; "
+        f"viewer: {write_viewer(viewer, out / 'viewer.html', 'the bundled model on the held-out photos')}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, required=True, help="inference checkpoint of the trained model")
+    parser.add_argument("--heldout", action="store_true", help="the held-out photos (default model: the bundled one)")
+    parser.add_argument("--ckpt", type=Path, default=None, help="inference checkpoint of the trained model")
     parser.add_argument(
         "--out", type=Path, default=Path("outputs/demo"), help="folder for the photo, .hfc and decoding"
     )
@@ -98,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", type=Path, nargs="*", default=None, help="training run folders whose val/rd_loss to show"
     )
     args = parser.parse_args(argv)
+    if args.heldout:
+        return heldout(args.ckpt, args.out)
+    if args.ckpt is None:
+        parser.error("--ckpt is needed (or --heldout for the bundled model)")
 
     args.out.mkdir(parents=True, exist_ok=True)
     original = args.out / f"{SAMPLE_VAL_PHOTO}.png"

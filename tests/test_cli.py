@@ -334,7 +334,30 @@ def test_hydra_commands_follow_the_exit_rule(tmp_path: Path) -> None:
     """``hific eval`` without a checkpoint, or with an override Hydra cannot apply: nothing ran, 2, no traceback."""
     missing = _hific("eval", "eval_set=folder", f"eval_set.path={tmp_path}", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert missing.returncode == 2, missing.stderr
-    assert missing.stderr.strip().splitlines() == ["hific eval: error: no checkpoint given: pass ckpt=PATH, or "
-                                                   "ckpt=[low,med,high] for an RD curve"]  # fmt: skip
+    assert missing.stderr.strip().splitlines() == ["hific eval: error: no checkpoint given: pass ckpt=PATH (or "
+                                                   "ckpt=[low,med,high] for an RD curve), or model=NAME"]  # fmt: skip
     typo = _hific("eval", "ckpt=m.ckpt", "eval_sett=kodak", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert typo.returncode == 2 and "Could not override 'eval_sett'" in typo.stderr and "Traceback" not in typo.stderr
+
+
+def test_bf16_export_halves_the_weights_and_decodes_the_same_files(trained: Path, tmp_path: Path) -> None:
+    """--precision bf16: g_a's and g_s's weights stored in bfloat16, everything that decides symbols as it was; the
+    fingerprint is the same, so a file coded by one copy decodes with the other."""
+    fp32, bf16 = trained / "inference.ckpt", tmp_path / "bf16.ckpt"
+    assert main(["export", str(fp32), str(bf16), "--precision", "bf16"]) == 0
+    raw = torch.load(bf16, map_location="cpu", weights_only=True)["state_dict"]
+    transforms = [k for k, v in raw.items() if k.startswith(("g_a.", "g_s.")) and v.is_floating_point()]
+    assert transforms and all(raw[k].dtype == torch.bfloat16 for k in transforms)
+    assert all(v.dtype != torch.bfloat16 for k, v in raw.items() if not k.startswith(("g_a.", "g_s.")))
+    full, half = load_inference_checkpoint(fp32), load_inference_checkpoint(bf16)
+    assert half.fingerprint() == full.fingerprint()
+    for name, tensor in full.state_dict().items():
+        if name not in transforms:
+            torch.testing.assert_close(half.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+    x = torch.rand(3, 40, 56)
+    assert half.decompress(full.compress(x)).shape == (1, 3, 40, 56)
+    assert (
+        main(["export", str(trained / "checkpoints" / "last.ckpt"), str(tmp_path / "l.ckpt"), "--precision", "bf16"])
+        == 0
+    )
+    assert torch.load(tmp_path / "l.ckpt", weights_only=True)["state_dict"][transforms[0]].dtype == torch.bfloat16

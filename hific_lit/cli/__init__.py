@@ -11,7 +11,7 @@ train          one training stage (Hydra, ``conf/train.yaml``)      :mod:`hific_
 eval           checkpoints on Kodak / CLIC / a folder (Hydra,       :mod:`hific_lit.cli.hydra_apps`
                ``conf/eval.yaml``)
 export         Lightning checkpoint -> inference checkpoint         :mod:`hific_lit.cli.tools`
-download       Kodak, CLIC 2020                                     :mod:`hific_lit.cli.tools`
+download       Kodak, CLIC 2020; hific-low/med/high (model cache)   :mod:`hific_lit.cli.tools`
 =============  ===================================================  ==========================
 
 Every command exits by the rule of :mod:`hific_lit.errors`: 0 ok, 1 some inputs failed, 2 nothing could run.

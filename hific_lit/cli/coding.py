@@ -16,12 +16,14 @@ import torch
 from tqdm import tqdm
 
 from hific_lit.cli.common import add_command, option_type, parse_realism
+from hific_lit.cli.models import add_model_options, compress_checkpoint, decompress_checkpoint
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
 from hific_lit.io.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
+from hific_lit.pretrained.registry import BUNDLED
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
 from hific_lit.runtime.precision import PRECISIONS
@@ -30,8 +32,10 @@ from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
 
 
-def _load_model(args: argparse.Namespace) -> Codec:
-    return load_inference_checkpoint(args.ckpt, map_location=resolve_device(args.device), precision=args.precision)
+def _load_model(args: argparse.Namespace, ckpt: Path, note: str | None) -> Codec:
+    if note and not args.quiet:
+        print(note)
+    return load_inference_checkpoint(ckpt, map_location=resolve_device(args.device), precision=args.precision)
 
 
 AUTO_BUDGET = "auto"
@@ -185,7 +189,7 @@ def run_compress(args: argparse.Namespace) -> int:
     """
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
-    model = _load_model(args)
+    model = _load_model(args, *compress_checkpoint(args))
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
@@ -214,17 +218,19 @@ def run_compress(args: argparse.Namespace) -> int:
 def run_decompress(args: argparse.Namespace) -> int:
     """Decode .hfc files into images.
 
-    Decodes with the checkpoint that made the files. A file from another model, truncated or
-    corrupt fails with a one-line error. A realism-conditioned model (MRIC) decodes the same file at
-    any --realism.
+    Decodes with the checkpoint that made the files: --ckpt, --model NAME, or else the model whose
+    fingerprint the first file records, found in the model cache or among the bundled models. A file
+    from another model, truncated or corrupt fails with a one-line error. A realism-conditioned model
+    (MRIC) decodes the same file at any --realism.
     """
     inputs = [Path(p) for p in args.files]
     outputs = output_paths(inputs, args.output, f".decoded.{args.format}")
-    model = _load_model(args)
+    ckpt, note = decompress_checkpoint(args, inputs[0])
+    model = _load_model(args, ckpt, note)
     try:
         beta = model.realism_beta(args.realism)
     except CheckpointError as exc:
-        raise CheckpointError(f"{args.ckpt}: {exc}") from None
+        raise CheckpointError(f"{ckpt}: {exc}") from None
     realism_range = model.capabilities.realism
     shown = "" if realism_range is None else realism_range.default_beta if beta is None else beta
     realism = f", realism {shown / realism_range.beta_max:.2f} (beta {shown:.3g})" if shown != "" else ""
@@ -297,11 +303,10 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
-    """-o, --ckpt, --device, --max-memory, --precision and --quiet, shared by compress and decompress."""
+    """-o, --device, --max-memory, --precision and --quiet, shared by compress and decompress."""
     parser.add_argument(
         "-o", "--output", metavar="FILE|DIR", help=f"output {output} (one input) or folder; default: next to each input"
     )
-    parser.add_argument("--ckpt", required=True, help="inference checkpoint (written at the end of training)")
     parser.add_argument(
         "--device", default="cpu", help="device to run the model on: cpu (default), cuda, cuda:N or auto"
     )
@@ -327,8 +332,9 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the compress, decompress and info subcommands."""
-    compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png --ckpt model.ckpt -o out/")
+    compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png -o out/  (--model, --ckpt)")
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
+    add_model_options(compress, f"Default: the bundled model ({BUNDLED})")
     _add_common_options(compress, "file")
     compress.add_argument(
         "--max-pixels",
@@ -338,9 +344,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
     )
-    example = "hific decompress photo.hfc --ckpt model.ckpt  (writes photo.decoded.png)"
+    example = "hific decompress photo.hfc  (writes photo.decoded.png; the model is found by the file's fingerprint)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
+    add_model_options(decompress, "Default: the model whose fingerprint the first file records (cache, bundled)")
     _add_common_options(decompress, "image")
     decompress.add_argument(
         "--format", default="png", choices=OUTPUT_FORMATS, help="image format of outputs named automatically"

@@ -29,12 +29,24 @@ from hific_lit.runtime.device import resolve_device
 log = logging.getLogger(__name__)
 
 
-def checkpoint_paths(ckpt: str | list[str] | ListConfig | None) -> dict[str, Path]:
-    """Name -> path of each checkpoint (``ckpt=PATH`` or ``ckpt=[low,med,high]``); names are unique."""
-    paths = [Path(str(p)) for p in ([] if ckpt is None else [ckpt] if isinstance(ckpt, str) else list(ckpt))]
-    if not paths:
-        raise CheckpointError("no checkpoint given: pass ckpt=PATH, or ckpt=[low,med,high] for an RD curve")
-    return dict(zip(unique_names(paths), paths, strict=True))
+def _as_list(value: str | list[str] | ListConfig | None) -> list[str]:
+    return [] if value is None else [str(value)] if isinstance(value, str) else [str(v) for v in value]
+
+
+def checkpoint_paths(
+    ckpt: str | list[str] | ListConfig | None, model: str | list[str] | ListConfig | None = None
+) -> dict[str, Path]:
+    """Name -> path of each checkpoint (``ckpt=PATH`` or ``ckpt=[low,med,high]``) and each model named
+    (``model=bundled`` or ``model=[hific-low,hific-med]``, from the model cache or the package); names are unique."""
+    from hific_lit.pretrained.registry import resolve_model
+
+    paths = [Path(p) for p in _as_list(ckpt)]
+    named = {name: resolve_model(name).path for name in _as_list(model)}
+    if not paths and not named:
+        raise CheckpointError(
+            "no checkpoint given: pass ckpt=PATH (or ckpt=[low,med,high] for an RD curve), or model=NAME"
+        )
+    return dict(zip(unique_names(paths), paths, strict=True)) | named
 
 
 def dataset_images(eval_set: DictConfig) -> list[Path]:
@@ -110,7 +122,7 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
     from hific_lit.io.checkpoint import load_inference_checkpoint
 
     out_dir = Path(cfg.paths.output_dir if out_dir is None else out_dir)
-    checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt)
+    checkpoints = checkpoint_paths(None if OmegaConf.is_missing(cfg, "ckpt") else cfg.ckpt, cfg.get("model"))
     device = resolve_device(cfg.device)
     precision = cfg.get("precision", "fp32")
     models = {

@@ -23,7 +23,7 @@ from PIL import features
 from hific_lit.io.files import atomic_write_bytes
 from hific_lit.version import __version__
 
-QUALITY_METRICS = ("psnr", "ms_ssim", "lpips")
+QUALITY_METRICS = ("psnr", "ms_ssim", "lpips", "delta_e")
 
 
 @dataclass
@@ -47,6 +47,8 @@ class ImageResult:
     ms_ssim: float | None
     lpips: float | None
     file: str
+    delta_e: float | None = None
+    """Colour error: mean CIEDE2000 of 8x8-block means (:func:`hific_lit.eval.metrics.colour_error`)."""
     quality: int | None = None
     matched: bool = True
     encode_s: float | None = None

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 import hific_lit.eval.baselines as baselines
 from hific_lit.eval.fid import PatchEmbedder, fid_kid
-from hific_lit.eval.metrics import LpipsScorer, ms_ssim, psnr_uint8
+from hific_lit.eval.metrics import LpipsScorer, colour_error, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
@@ -55,9 +55,10 @@ def unique_names(paths: list[Path]) -> list[str]:
 
 
 def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) -> dict[str, float | None]:
-    """PSNR, MS-SSIM and LPIPS (None when unavailable) of a reconstruction against its original."""
+    """PSNR, MS-SSIM, LPIPS (None when unavailable) and colour error of a reconstruction against its original."""
     return {
         "psnr": psnr_uint8(original, reconstruction),
+        "delta_e": colour_error(original, reconstruction) if min(original.shape[:2]) >= 8 else None,
         "ms_ssim": ms_ssim(original, reconstruction, scorers.device),
         "lpips": scorers.lpips(original, reconstruction) if scorers.lpips is not None else None,
     }

@@ -20,6 +20,7 @@ _NUMBERS = (
     ("psnr", "PSNR", "{:.2f}"),
     ("ms_ssim", "MS-SSIM", "{:.4f}"),
     ("lpips", "LPIPS", "{:.4f}"),
+    ("delta_e", "colour error (ΔE00)", "{:.2f}"),
 )
 _ZOOMS = (1, 2, 4, 8)
 

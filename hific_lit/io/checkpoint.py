@@ -64,15 +64,26 @@ def save_inference_checkpoint(
     path: str | os.PathLike,
     config: Mapping | None = None,
     discriminator: torch.nn.Module | None = None,
+    weights_precision: str = "fp32",
 ) -> None:
     """Write ``model`` (codec weights, coding tables, architecture) and ``config`` to ``path`` atomically.
 
     The coding tables are built first if they were not (:meth:`~hific_lit.models.base.Codec.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
     A realism-conditioned model also stores its β range and default β (key ``realism``).
+    ``weights_precision="bf16"`` stores g_a's and g_s's float weights in bfloat16 (about half the file); what
+    decides the symbols (hyperprior, tables, integer h_s) stays as it is, and so does the model's fingerprint
+    (it hashes the transforms' weights rounded to bfloat16), so files coded by either copy decode with the other.
     """
+    if weights_precision not in ("fp32", "bf16"):
+        raise SettingError(f"weights precision {weights_precision!r}: choose fp32 or bf16")
     model.update()
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if weights_precision == "bf16":
+        state = {
+            k: v.to(torch.bfloat16) if k.startswith(TRANSFORMS) and v.is_floating_point() else v
+            for k, v in state.items()
+        }
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -24,7 +24,7 @@ from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.models.base import Codec
 from hific_lit.models.hific.arch import ArchConfig
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
-from hific_lit.training.losses import LossConfig, LRSchedule, mse_255, perceptual_term, psnr
+from hific_lit.training.losses import LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,10 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         mse = mse_255(x, out.x_hat)
         loss = weight * out.bpp + cfg.k_m * mse
         terms: dict[str, torch.Tensor] = {}
+        if cfg.k_colour:
+            colour = block_mean_mse(x, out.x_hat)
+            loss = loss + cfg.k_colour * colour
+            terms["colour_mse"] = colour.detach()
         if self.perceptual is not None:
             lpips, perceptual = perceptual_term(self.perceptual, x, out.x_hat, out.beta)  # β-weighted for MRIC
             loss = loss + cfg.k_p * perceptual

@@ -21,20 +21,35 @@ from hific_lit.training.warmstart import lightning_weights, load_codec_weights, 
 log = logging.getLogger(__name__)
 
 
-def export_model(model: Codec, path: str | Path, config: dict | None = None) -> Path:
-    """Build ``model``'s coding tables from its trained densities and save it as an inference checkpoint."""
+def export_model(model: Codec, path: str | Path, config: dict | None = None, precision: str = "fp32") -> Path:
+    """Build ``model``'s coding tables from its trained densities and save it as an inference checkpoint
+    (g_a's and g_s's weights in ``precision``: fp32 or bf16, see :func:`save_inference_checkpoint`)."""
     path = Path(path)
     was_training = model.training
     model.eval()
     with torch.no_grad():
         model.update(force=True)
-    save_inference_checkpoint(model, path, config=config)
+    save_inference_checkpoint(model, path, config=config, weights_precision=precision)
     model.train(was_training)
     log.info("inference checkpoint written to %s", path)
     return path
 
 
-def export_training_checkpoint(source: str | Path, path: str | Path, realism: float | None = None) -> Path:
+def convert_inference_checkpoint(source: str | Path, path: str | Path, precision: str) -> Path:
+    """An inference checkpoint written again with g_a's and g_s's weights in ``precision`` (fp32 or bf16);
+    the coding tables and everything else are kept as they are (so is the model's fingerprint)."""
+    from hific_lit.io.checkpoint import load_inference_checkpoint, read_inference_checkpoint
+
+    config = read_inference_checkpoint(source, mmap=True).get("config")
+    model = load_inference_checkpoint(source)
+    save_inference_checkpoint(model, path, config=config, weights_precision=precision)
+    log.info("inference checkpoint written to %s (%s weights)", path, precision)
+    return Path(path)
+
+
+def export_training_checkpoint(
+    source: str | Path, path: str | Path, realism: float | None = None, precision: str = "fp32"
+) -> Path:
     """Turn a Lightning checkpoint of a run (``last.ckpt``, ``best.ckpt``) into an inference checkpoint.
 
     ``realism`` (0..1): the default realism of a realism-conditioned model (MRIC), stored as its default
@@ -52,4 +67,4 @@ def export_training_checkpoint(source: str | Path, path: str | Path, realism: fl
     except CheckpointError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
     load_codec_weights(model, source, lightning_weights(checkpoint))
-    return export_model(model, path)
+    return export_model(model, path, precision=precision)

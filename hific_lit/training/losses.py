@@ -46,14 +46,17 @@ class LossConfig:
     warmup_rate_weight_factor: float = 0.5
     warmup_target_factor: float = 0.20 / 0.14
     gan_loss: str = "non_saturating"
+    k_colour: float = 0.0
+    """Weight of the colour term, MSE (0..255) of 8x8-block means (:func:`block_mean_mse`); the paper has none (0).
+    It weighs the local mean colour that the colour error measures (an option; docs/bundled.md says what it did)."""
 
     def __post_init__(self) -> None:
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
         if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
             raise ValueError("target_bpp must be > 0 and lambda_a, lambda_b >= 0")
-        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0:
-            raise ValueError("warmup_iterations and warmup_rate_weight_factor must be >= 0")
+        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0 or self.k_colour < 0:
+            raise ValueError("warmup_iterations, warmup_rate_weight_factor and k_colour must be >= 0")
 
     def in_warmup(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
@@ -99,6 +102,12 @@ class LRSchedule:
 def mse_255(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Mean squared error of images in [0, 1], measured on the 0..255 scale (as the paper's k_M assumes)."""
     return F.mse_loss(x_hat * 255.0, x * 255.0)
+
+
+def block_mean_mse(x: torch.Tensor, x_hat: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """:func:`mse_255` of the ``block x block`` means of two images: the error of their local mean colours (the
+    quantity :func:`hific_lit.eval.metrics.colour_error` measures in CIELAB)."""
+    return mse_255(F.avg_pool2d(x, block), F.avg_pool2d(x_hat, block))
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -49,11 +49,17 @@ class CheckpointWeights(NamedTuple):
     arch: dict | None
 
 
+def is_inference_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a hific-lit inference checkpoint (else a training one); :class:`CheckpointError` if neither
+    can be read."""
+    return is_inference_payload(guarded_load(path))
+
+
 def _require_lightning(loaded: object, path: Path) -> dict:
     if is_inference_payload(loaded):
         raise CheckpointError(
             f"{path} is a hific-lit inference checkpoint, not a Lightning training checkpoint "
-            "(it is already what `hific compress` loads)"
+            "(it is already what `hific compress` loads; `hific export --precision bf16` converts it)"
         )
     if not isinstance(loaded, dict) or not isinstance(loaded.get("state_dict"), dict):
         raise CheckpointError(
