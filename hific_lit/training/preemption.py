@@ -66,9 +66,10 @@ class StopSignals:
 
     def agreed(self, trainer: pl.Trainer) -> int | None:
         """The stop signal received by any rank (the highest number if several), or ``None``; every rank must ask."""
+        if trainer.world_size == 1 or not (dist.is_available() and dist.is_initialized()):
+            return self.received
         flag = torch.tensor([self.received or 0], device=trainer.strategy.root_device)
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return int(flag.item()) or None
 
 
