@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -46,23 +47,23 @@ class Preempted(SystemExit):
 class StopSignals:
     """Handlers of :data:`STOP_SIGNALS` that record the signal and let the step in progress finish.
 
-    :attr:`iteration` is the number of iterations completed (its owner keeps it up to date); the first signal
-    records it in :attr:`received_during`.
+    The first signal also records the iterations completed when it came (:attr:`received_after`).
     """
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self.iteration = 0
-        self.received_during: int | None = None
+        self.received_after: int | None = None
+        self._progress: Callable[[], int] = lambda: 0
 
-    def install(self) -> None:
-        """Handle the stop signals from now on (the main thread only; elsewhere nothing changes)."""
+    def install(self, progress: Callable[[], int]) -> None:
+        """Handle the stop signals from now on (the main thread only); ``progress()``: iterations completed."""
+        self._progress = progress
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._record)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
-            self.received, self.received_during = signum, self.iteration
+            self.received, self.received_after = signum, self._progress()
 
     def agreed(self, trainer: pl.Trainer) -> int | None:
         """The stop signal received by any rank (the highest number if several), or ``None``; every rank must ask."""

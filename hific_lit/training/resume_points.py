@@ -58,19 +58,18 @@ class ResumePoints(Checkpoint):
         self.last_saved: tuple[int, Path] | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.signals.iteration = int(pl_module.iteration)
-        self.signals.install()
+        self.signals.install(lambda: int(pl_module.iteration))
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         """After a step (where Lightning's own periodic checkpoints are written): save if due or if any rank
         received a stop signal; a stop takes effect at the next batch, once this one is logged and validated."""
-        iteration = self.signals.iteration = int(pl_module.iteration)
-        received, during = self.signals.received, self.signals.received_during
-        if received is not None and during is not None:
-            log.warning("%s received after iteration %d", signal.Signals(received).name, during)
-            self.signals.received_during = None
+        iteration = int(pl_module.iteration)
+        received, after = self.signals.received, self.signals.received_after
+        if received is not None and after is not None:
+            log.warning("%s received after iteration %d", signal.Signals(received).name, after)
+            self.signals.received_after = None
         signum = self.signals.agreed(trainer)
         every = self.every_n_iterations
         if signum is None and not (every > 0 and iteration % every == 0):
