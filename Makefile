@@ -25,13 +25,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torchac"
 	touch $(STAMP)
 
-test: setup browser ## fast test tier (unit, config, smoke), well under 10 minutes on 2 CPU cores
+test: setup browser ## the fast tier: every test not marked slow (unit, config, smoke), under 4 minutes on 2 CPU cores
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-unit: setup ## unit tests only (networks, entropy models, bitstream, losses, metrics): about a minute
+test-unit: setup ## unit tests only (networks, entropy models, bitstream, losses, metrics): under a minute
 	$(BIN)/python -m pytest -m "unit and not slow" -q
 
-test-full: setup browser ## every test, including those marked slow
+test-full: setup browser ## every test, including those marked slow (minutes of training each)
 	$(BIN)/python -m pytest -q
 
 lint: setup ## ruff lint and format check

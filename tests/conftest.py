@@ -80,10 +80,11 @@ TIERS = {
         "test_jt_import",
         "test_gc2018",
         "test_mric_train",
+        "test_readme",
         "test_preemption",
     },
 }
-"""Test modules by tier; every other module is ``unit`` (seconds in all: ``make test-unit``)."""
+"""Test modules by tier; every other module is ``unit``. The budgets of the tiers: pyproject.toml, ``markers``."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

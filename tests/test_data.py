@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import hydra
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from hific_lit.data import ImageFolderDataModule, SampleDataModule
@@ -19,8 +17,6 @@ from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.transforms import CenterCrop, RandomScaleCrop, grid_tiles, rotate_hue
 from hific_lit.errors import DatasetError
 from hific_lit.io.images import pil_to_tensor
-
-CONF = Path(__file__).resolve().parents[1] / "conf" / "data"
 
 
 def write_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
@@ -213,16 +209,3 @@ def test_missing_or_empty_folder_raises_dataset_error(tmp_path: Path) -> None:
         find_images(tmp_path / "nope")
     with pytest.raises(DatasetError, match="no image files"):
         find_images(tmp_path)
-
-
-@pytest.mark.parametrize("name", ["sample", "folder"])
-def test_data_configs_instantiate(name: str, tmp_path: Path) -> None:
-    cfg = OmegaConf.load(CONF / f"{name}.yaml")
-    if name == "folder":
-        write_images(tmp_path, [(64, 64)] * 3)
-        cfg.train_dir = str(tmp_path)
-    cfg.crop_size = 32
-    cfg.num_workers = 0
-    dm = hydra.utils.instantiate(cfg)
-    dm.setup("fit")
-    assert next(iter(dm.train_dataloader())).shape[1:] == (3, 32, 32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
 import torch
@@ -30,8 +31,38 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_hific_parameter_counts_match_the_authors() -> None:
-    a = arch_preset("hific")
+def conv(k: int, c_in: int, c_out: int) -> int:
+    """Parameters of a k x k convolution with bias."""
+    return k * k * c_in * c_out + c_out
+
+
+def paper_counts(a: ArchConfig) -> dict[str, int]:
+    """Parameter counts from the paper's layer list (App. A.1, DESIGN.md), at any widths; ChannelNorm: γ and β.
+
+    g_a: 7x7 conv, four 3x3 stride-2 convs (each with ChannelNorm), a 3x3 conv to C. g_s: ChannelNorm(C), 3x3 conv,
+    residual blocks of two 3x3 convs with ChannelNorm, four 3x3 transposed convs with ChannelNorm, a 7x7 conv to 3.
+    h_a: 3x3, 5x5, 5x5; h_s mirrored. D: 3x3 context conv, 4x4 convs over image + context, a 4x4 conv to 1."""
+    e, g, c, f = a.encoder_widths, a.generator_widths, a.latent_channels, a.hyper_filters
+    d = (3 + a.discriminator_context, *a.discriminator_widths)
+    return {
+        "encoder": conv(7, 3, e[0]) + 2 * e[0] + sum(conv(3, i, o) + 2 * o for i, o in pairwise(e)) + conv(3, e[4], c),
+        "generator": 2 * c
+        + conv(3, c, g[0])
+        + 2 * g[0]
+        + a.residual_blocks * 2 * (conv(3, g[0], g[0]) + 2 * g[0])
+        + sum(conv(3, i, o) + 2 * o for i, o in pairwise(g))
+        + conv(7, g[4], 3),
+        "hyper_analysis": conv(3, c, f) + 2 * conv(5, f, f),
+        "hyper_synthesis": 2 * conv(5, f, f) + conv(3, f, c),
+        "discriminator": conv(3, c, a.discriminator_context)
+        + sum(conv(4, i, o) for i, o in pairwise(d))
+        + conv(4, d[-1], 1),
+    }
+
+
+@pytest.mark.parametrize("preset", ["hific", "small", "tiny"])  # jt: the widths of hific
+def test_parameter_counts_follow_the_papers_layer_list(preset: str) -> None:
+    a = ARCH_PRESETS[preset]
     counts = {
         "encoder": n_params(Encoder(a.encoder_widths, a.latent_channels)),
         "generator": n_params(Generator(a.latent_channels, a.generator_widths, a.residual_blocks)),
@@ -39,7 +70,30 @@ def test_hific_parameter_counts_match_the_authors() -> None:
         "hyper_synthesis": n_params(HyperSynthesis(a.latent_channels, a.hyper_filters)),
         "discriminator": n_params(Discriminator(a.latent_channels, a.discriminator_widths, a.discriminator_context)),
     }
-    assert counts == AUTHORS_COUNTS
+    assert counts == paper_counts(a)
+    if preset == "hific":
+        assert counts == AUTHORS_COUNTS
+
+
+def test_the_receptive_fields_are_the_papers() -> None:
+    """Measured by gradients: a latent pixel of g_a depends on the image within 34 px of its centre (7x7: 3, four
+    stride-2 3x3: 1 + 2 + 4 + 8, the last 3x3 at /16: 16), and g_s's trunk on the latent within 1 + 2 per residual
+    block (its head and two 3x3 convs per block)."""
+    torch.manual_seed(0)
+    a = arch_preset("tiny")
+
+    def support(output: torch.Tensor, inputs: torch.Tensor, at: tuple[int, int]) -> tuple[range, range]:
+        (grad,) = torch.autograd.grad(output[0, :, at[0], at[1]].sum(), inputs)
+        rows, cols = grad[0].abs().sum(0).nonzero(as_tuple=True)
+        return range(int(rows.min()), int(rows.max()) + 1), range(int(cols.min()), int(cols.max()) + 1)
+
+    x = torch.rand(1, 3, 256, 256, dtype=torch.float64, requires_grad=True)
+    encoder = Encoder(a.encoder_widths, a.latent_channels).double()
+    assert support(encoder(x), x, (8, 7)) == (range(128 - 34, 128 + 35), range(112 - 34, 112 + 35))
+    generator = Generator(a.latent_channels, a.generator_widths, 4).double()
+    y = torch.randn(1, a.latent_channels, 24, 24, dtype=torch.float64, requires_grad=True)
+    trunk = generator.blocks(generator.head(y))
+    assert support(trunk, y, (12, 12)) == (range(12 - 9, 12 + 10),) * 2  # 1 + 2 * 4 blocks
 
 
 def test_channel_norm_is_the_authors_layer_norm_over_channels() -> None:
@@ -84,32 +138,22 @@ def test_channel_norm_is_independent_of_spatial_crop() -> None:
     assert torch.allclose(norm(x)[..., 2:5, 1:4], norm(x[..., 2:5, 1:4]))
 
 
-@pytest.mark.parametrize("kind", ["channel", "instance", "batch", "none"])
-def test_norm_kinds_keep_shape(kind: str) -> None:
-    assert make_norm(kind, 6)(torch.randn(2, 6, 4, 4)).shape == (2, 6, 4, 4)
+@pytest.mark.parametrize(
+    ("kind", "axes"), [("channel", (1,)), ("instance", (2, 3)), ("batch", (0, 2, 3)), ("none", ())]
+)
+def test_norm_kinds_normalise_over_their_axes(kind: str, axes: tuple[int, ...]) -> None:
+    x = torch.randn(4, 6, 5, 5) * 3 + 2
+    y = make_norm(kind, 6).train()(x)
+    if not axes:
+        assert torch.equal(y, x)
+        return
+    assert torch.allclose(y.mean(axes), torch.zeros(()), atol=1e-5)
+    assert torch.allclose(y.var(axes, unbiased=kind == "channel"), torch.ones(()), atol=2e-3)
 
 
 def test_unknown_norm_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown norm 'group'"):
         make_norm("group", 4)
-
-
-@pytest.mark.parametrize("preset", ["small", "tiny"])  # "hific" is covered by the parameter counts
-def test_network_shapes_per_preset(preset: str) -> None:
-    a = ARCH_PRESETS[preset]
-    enc = Encoder(a.encoder_widths, a.latent_channels, a.norm)
-    gen = Generator(a.latent_channels, a.generator_widths, a.residual_blocks, a.norm)
-    h_a, h_s = HyperAnalysis(a.latent_channels, a.hyper_filters), HyperSynthesis(a.latent_channels, a.hyper_filters)
-    disc = Discriminator(a.latent_channels, a.discriminator_widths, a.discriminator_context)
-    x = torch.rand(2, 3, 128, 64)
-    y = enc(x)
-    assert y.shape == (2, a.latent_channels, 8, 4)
-    z = h_a(y)
-    assert z.shape == (2, a.hyper_filters, 2, 1)
-    assert h_s(z).shape == y.shape
-    assert gen(y).shape == x.shape
-    assert disc(x, y).shape == (2, 1, 16, 8)
-    assert gen(y).shape == x.shape
 
 
 def test_arch_config_validates() -> None:
@@ -170,12 +214,15 @@ def test_discriminator_head_and_context_are_the_authors() -> None:
     assert disc(torch.rand(1, 3, 256, 256), torch.rand(1, 220, 16, 16)).shape == (1, 1, 32, 32)
 
 
-@pytest.mark.parametrize("padding", ["zeros", "reflect"])
-def test_padding_option_keeps_shapes_and_is_validated(padding: str) -> None:
-    a = ArchConfig(**{**ARCH_PRESETS["tiny"].to_dict(), "padding": padding})
-    enc = Encoder(a.encoder_widths, a.latent_channels, padding=padding)
-    assert enc(torch.rand(1, 3, 32, 48)).shape == (1, a.latent_channels, 2, 3)
-    assert all(c.padding_mode == padding for c in _convs(enc))
+def test_reflect_padding_leaves_no_border_and_zero_padding_does() -> None:
+    """A flat image has a flat latent when every convolution mirrors the border; zeros outside make the border
+    latents differ (the authors' Keras ``same``)."""
+    a = ARCH_PRESETS["tiny"]
+    flat = torch.full((1, 3, 64, 96), 0.6)
+    for padding in ("zeros", "reflect"):
+        y = Encoder(a.encoder_widths, a.latent_channels, padding=padding)(flat)
+        spread = (y - y[..., 1:2, 1:2]).abs().amax()
+        assert (spread < 1e-5) == (padding == "reflect"), padding
     with pytest.raises(ValueError, match="unknown padding 'circular'"):
         ArchConfig(padding="circular")
 

@@ -15,7 +15,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import webdataset as wds
-from omegaconf import OmegaConf
 from PIL import Image
 
 from hific_lit.data import WebDataModule
@@ -24,6 +23,7 @@ from hific_lit.data.shards import ShardStream, batches_for_worker, decode_image,
 from hific_lit.data.transforms import RandomScaleCrop
 from hific_lit.errors import DatasetError
 from hific_lit.io.images import load_image, pil_to_tensor
+from hific_lit.training.run import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADER = {"batch_size": 2, "crop_size": 32, "num_workers": 2, "batches_per_epoch": 6}
@@ -231,9 +231,8 @@ def test_make_shards_script_and_config(image_tree: Path, tmp_path: Path, capsys:
     assert "14 images in 3 shards" in capsys.readouterr().out
     assert make_shards.main([str(tmp_path / "nothing"), str(tmp_path)]) == 2
     assert "not a directory" in capsys.readouterr().err
-    cfg = OmegaConf.load(ROOT / "conf" / "data" / "openimages_wds.yaml")
-    cfg.train_shards, cfg.crop_size, cfg.num_workers, cfg.batches_per_epoch = str(tmp_path), 16, 0, 2
-    dm = hydra.utils.instantiate(cfg)
+    overrides = ["data=openimages_wds", f"data.train_shards={tmp_path}", "data.crop_size=16", "data.num_workers=0"]
+    dm = hydra.utils.instantiate(compose_config([*overrides, "data.batches_per_epoch=2"], tmp_path / "run").data)
     dm.setup("fit")
     assert [tuple(b.shape) for b in dm.train_dataloader()] == [(8, 3, 16, 16)] * 2
 

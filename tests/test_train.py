@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from hific_lit.cli import main as hific
 from hific_lit.config import CONFIG_DIR
@@ -99,19 +100,62 @@ def test_gan_stage_warm_starts_from_the_base_run(base_run: tuple[Path, dict], tm
     assert load_inference_checkpoint(tmp_path / "inference.ckpt").compress(torch.rand(3, 32, 48))
 
 
-def test_a_failing_sweep_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
-    result = run_script(["regime.target_bpp=-1,0.3", f"hydra.sweep.dir={tmp_path}"], multirun=True)
+def returned_to_hydra(path: Path) -> dict[int, object]:
+    """What each job of a sweep returned to Hydra, by job number (``job_return_probe.JobReturnProbe``)."""
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return {record["job"]: record["returned"] for record in records}
+
+
+PROBE_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
+
+
+def probe_returns(path: Path) -> list[str]:
+    """Overrides that add :class:`job_return_probe.JobReturnProbe` writing to ``path``."""
+    return ["+hydra.callbacks.probe._target_=job_return_probe.JobReturnProbe", f"+hydra.callbacks.probe.path={path}"]
+
+
+def test_a_failing_sweep_job_does_not_stop_the_sweep_and_each_job_returns_its_metric(tmp_path: Path) -> None:
+    sweep, returns = tmp_path / "sweep", tmp_path / "returns.jsonl"
+    args = ["regime.target_bpp=-1,0.3", f"hydra.sweep.dir={sweep}", *probe_returns(returns)]
+    result = run_script(args, multirun=True, env=PROBE_ENV)
     assert result.returncode == 1, result.stderr[-3000:]  # some jobs failed
-    failed = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    failed = json.loads((sweep / "0" / "metrics.json").read_text())
     assert failed["status"] == "failed" and "target_bpp" in failed["error"]
-    assert json.loads((tmp_path / "1" / "metrics.json").read_text())["status"] == "ok"
+    ok = json.loads((sweep / "1" / "metrics.json").read_text())
+    assert ok["status"] == "ok"
+    returned = returned_to_hydra(returns)
+    assert math.isnan(returned[0]) and returned[1] == ok["val/rd_loss"]  # optimized_metric, as the sweeper sees it
+
+
+def test_an_optuna_sweep_records_every_trials_values(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "hydra_plugins.hydra_optuna_sweeper", reason="Hydra's Optuna sweeper is not installed: pip install '.[sweeps]'"
+    )
+    optuna = pytest.importorskip("optuna")
+    sweep, study = tmp_path / "sweep", f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = ["hparams_search=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}"]
+    args += [f"hydra.sweeper.storage={study}", "regime.target_bpp=0.01"]  # above the target: lambda_A decides
+    result = run_script(args, multirun=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = optuna.load_study(study_name="lambda_a", storage=study).trials
+    assert len(trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    jobs = {}
+    for job in sorted(sweep.glob("[0-9]*")):
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        lambda_a = float(overrides.split("regime.lambda_a=")[1].split()[0])
+        metrics = json.loads((job / "metrics.json").read_text())
+        jobs[lambda_a] = [metrics["val/bpp_rounded"], metrics["val/psnr"]]
+    assert {t.params["regime.lambda_a"]: t.values for t in trials} == jobs  # each trial's values are its job's
+    assert len({tuple(values) for values in jobs.values()}) == 2, "lambda_A reached the training"
+    front = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert all(list(s["values"]) in jobs.values() for s in front.solutions)
 
 
 def test_a_failing_run_raises_alone_and_is_recorded_in_a_sweep(tmp_path: Path) -> None:
     cfg = compose_config([*SMOKE, "regime.target_bpp=-1"], tmp_path)
     with pytest.raises(SettingError, match=r"^stage: target_bpp must be > 0"):  # one line, no traceback (issue #26)
         run(cfg, in_sweep=False)
-    assert math.isnan(run(cfg, in_sweep=True))
+    run(cfg, in_sweep=True)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
 
 
@@ -131,8 +175,7 @@ def test_two_process_cpu_ddp_shares_one_output_folder_and_one_rate_weight(stage:
     run_dir, probe = tmp_path / "run", tmp_path / "probe"
     ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", f"stage={stage}", "data.batch_size=4"]
     probe_callback = ["+callbacks.rank_probe._target_=rank_probe.RankProbe", f"+callbacks.rank_probe.dirpath={probe}"]
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)}
-    result = run_script([*ddp, *probe_callback, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600, env=env)
+    result = run_script([*ddp, *probe_callback, "logger=csv", f"hydra.run.dir={run_dir}"], timeout=600, env=PROBE_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stderr or "distributed_backend=gloo" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["probe", "run"]

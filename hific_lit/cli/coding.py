@@ -17,12 +17,13 @@ from tqdm import tqdm
 
 from hific_lit.cli.common import add_command, option_type, parse_realism
 from hific_lit.cli.models import add_model_options, compress_checkpoint, decompress_checkpoint
-from hific_lit.errors import SOME_FAILED, CheckpointError, HificError
-from hific_lit.io.checkpoint import REALISM_KEY, load_inference_checkpoint, read_inference_checkpoint
+from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
+from hific_lit.io.checkpoint import REALISM_KEY, RESIDUAL_KEY, load_inference_checkpoint, read_inference_checkpoint
 from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
+from hific_lit.models.error_bound import RESIDUAL_SECTION, residual_info
 from hific_lit.pretrained.registry import BUNDLED
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
@@ -30,6 +31,7 @@ from hific_lit.runtime.precision import PRECISIONS
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, parse_memory_budget
 
 OUTPUT_FORMATS = ("png", "webp", "tiff", "jpg")
+LOSSY_SUFFIXES = (".jpg", ".jpeg", ".webp")
 
 
 def _load_model(args: argparse.Namespace, ckpt: Path, note: str | None) -> Codec:
@@ -190,6 +192,7 @@ def run_compress(args: argparse.Namespace) -> int:
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args, *compress_checkpoint(args))
+    model.check_max_error(args.max_error)  # before any file: a bound the model cannot keep runs nothing
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
@@ -200,13 +203,18 @@ def run_compress(args: argparse.Namespace) -> int:
         release_memory_for(height * width)
         tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
         # the file is written as it is coded, and the image freed once the analysis has run
-        bits = model.compress_to_file(loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"])
+        bits = model.compress_to_file(
+            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], max_error=args.max_error
+        )
         return height, width, loaded.notes, bits
 
     def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
         height, width, notes, estimated_bits = result
         size = dst.stat().st_size
         note = f" ({'; '.join(notes)})" if notes else ""
+        if args.max_error is not None:
+            residual = len(unpack(dst.read_bytes()).sections[RESIDUAL_SECTION])
+            note = f", max error {args.max_error} (residual {100 * residual / size:.1f} % of the file){note}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
             f" (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
@@ -240,13 +248,20 @@ def run_decompress(args: argparse.Namespace) -> int:
         return f"{src} -> {dst}: {x_hat.shape[-1]}x{x_hat.shape[-2]}{realism}"
 
     def compute(loaded: _Handed, dst: Path) -> torch.Tensor:
-        header = unpack(loaded.value).header
+        unpacked = unpack(loaded.value)
+        if RESIDUAL_SECTION in unpacked.sections and not args.no_residual and dst.suffix.lower() in LOSSY_SUFFIXES:
+            raise SettingError(
+                f"{dst}: the file is error-bounded; a lossy {dst.suffix} would break the bound: write PNG or TIFF"
+            )
+        header = unpacked.header
+        del unpacked
         pixels = header.height * header.width
         release_memory_for(pixels)
         tiling = _tiling(args, pixels)  # a plain call: the file's bytes go once its latent is decoded
         return model.decompress(
-            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta
-        )
+            loaded.take(), max_memory=tiling["max_memory"], progress=tiling["progress"], uint8=True, beta=beta,
+            residual=not args.no_residual,
+        )  # fmt: skip
 
     stages = FileStages(lambda src: _Handed(read_hfc(src)), compute, write)
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
@@ -256,12 +271,14 @@ def file_info(path: Path) -> dict[str, object]:
     """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
     data = read_hfc(path)
     try:
-        header = unpack(data).header
+        unpacked = unpack(data)
+        header = unpacked.header
     except HificError as exc:
         raise type(exc)(f"{path}: {exc}") from None
     info: dict[str, object] = {"file": str(path), **header_fields(header)}
     info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
     info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
+    info.update(residual_info(unpacked.sections, len(data)))
     return info
 
 
@@ -279,6 +296,7 @@ def checkpoint_info(path: Path) -> dict[str, object]:
     if realism is not None:
         default = round(realism["default_beta"] / realism["beta_max"], 4)
         info.update(beta_max=realism["beta_max"], default_realism=default)
+    info["error_bound"] = "yes (hific compress --max-error K)" if RESIDUAL_KEY in payload else "no residual coder"
     return info
 
 
@@ -344,6 +362,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refuse images of more than N pixels, without decoding them (decompression bombs: a 110 kB PNG can "
         f"claim 30000x30000 pixels); default {DEFAULT_MAX_PIXELS} (16384x16384)",
     )
+    compress.add_argument(
+        "--max-error",
+        type=int,
+        metavar="K",
+        help="keep every 8-bit pixel value of the decoding within K of the image's (0 = lossless, up to 127): the "
+        "residual is coded in the file (checkpoints with a residual coder; hific info CKPT says). Decode in the "
+        "encoder's precision and device (docs/error-bound.md)",
+    )
     example = "hific decompress photo.hfc  (writes photo.decoded.png; the model is found by the file's fingerprint)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
@@ -359,6 +385,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="models trained with realism conditioning (MRIC; hific info CKPT says): 0 = lowest distortion (beta 0) "
         "... 1 = most realistic (the model's largest beta); the same file decodes at any R. Default: the "
         "checkpoint's (1 unless it stores another)",
+    )
+    decompress.add_argument(
+        "--no-residual",
+        action="store_true",
+        help="for error-bounded files: the model's decoding alone, without the residual (and without the bound)",
     )
     info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
     info.add_argument(

@@ -2,7 +2,8 @@
 
 Everything after the command is Hydra's: overrides (``regime=med``, ``eval_set=clic2020``),
 ``-m`` sweeps, ``--cfg job``, ``--help``. ``scripts/train.py`` and ``scripts/eval.py`` are
-aliases that call :func:`main` the same way.
+aliases that call :func:`main` the same way. Each job returns its ``optimized_metric`` to Hydra, so that a
+sweeper that optimises (``hparams_search=optuna``) sees it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig
 
@@ -19,7 +21,15 @@ from hific_lit.errors import NOTHING_RAN, OK, REQUEUE, SOME_FAILED, exit_status
 log = logging.getLogger(__name__)
 
 
-def train_task(cfg: DictConfig) -> int:
+class JobOutcome(NamedTuple):
+    """What one job of a Hydra app gives: its exit status, and the value a sweeper optimises."""
+
+    status: int
+    objective: float | list[float] | None = None
+    """The job's ``optimized_metric`` values (NaN when a sweep job failed); ``None`` where there is none."""
+
+
+def train_task(cfg: DictConfig) -> JobOutcome:
     """Train one HiFiC stage; Hydra overrides as in conf/train.yaml.
 
     Trains with PyTorch Lightning (:func:`hific_lit.training.run.run`); everything after `train` is Hydra's
@@ -31,13 +41,13 @@ def train_task(cfg: DictConfig) -> int:
     from hific_lit.training.run import run
 
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    run(cfg, in_sweep=in_sweep)
+    objective = run(cfg, in_sweep=in_sweep)
     metrics = Path(cfg.paths.output_dir) / "metrics.json"
     failed = in_sweep and metrics.is_file() and json.loads(metrics.read_text()).get("status") == "failed"
-    return SOME_FAILED if failed else OK
+    return JobOutcome(SOME_FAILED if failed else OK, objective)
 
 
-def eval_task(cfg: DictConfig) -> int:
+def eval_task(cfg: DictConfig) -> JobOutcome:
     """Evaluate checkpoints from real bitstreams; Hydra overrides as in conf/eval.yaml.
 
     Runs :func:`hific_lit.eval.pipeline.evaluate` into the run folder against JPEG/WebP/AVIF at the
@@ -54,10 +64,10 @@ def eval_task(cfg: DictConfig) -> int:
     for metric, reason in summary["missing"].items():
         log.warning("missing %s: %s", metric, reason)
     log.info("results in %s (summary.json, per_image.csv, plots/, <checkpoint>/viewer.html)", cfg.paths.output_dir)
-    return OK
+    return JobOutcome(OK)
 
 
-APPS: dict[str, Callable[[DictConfig], int]] = {"train": train_task, "eval": eval_task}
+APPS: dict[str, Callable[[DictConfig], JobOutcome]] = {"train": train_task, "eval": eval_task}
 """Command -> its task; the config is ``conf/<command>.yaml`` and the Hydra job is named after the command."""
 
 
@@ -65,8 +75,9 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     """Run the Hydra app of ``command`` with ``overrides`` (Hydra's command line) and return the exit status.
 
     Each job's :class:`~hific_lit.errors.HificError` is one line and status 2 (nothing could run);
-    a sweep's status is its worst job's. ``--help``, ``--cfg job`` and the like give 0; an override
-    Hydra cannot apply gives 2, as does any other failure before a job has finished.
+    a sweep's status is its worst job's. Each job returns its objective to Hydra (:class:`JobOutcome`).
+    ``--help``, ``--cfg job`` and the like give 0; an override Hydra cannot apply gives 2, as does any other
+    failure before a job has finished.
     """
     from hydra import version
     from hydra._internal.utils import _run_hydra, get_args_parser
@@ -80,8 +91,16 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
         # (DDP set-up, trainer summary), as with scripts/train.py before it became an alias.
         import hific_lit.training.run  # noqa: F401
 
-    def job(cfg: DictConfig) -> None:
-        statuses.append(exit_status(lambda: task(cfg), prog))
+    def job(cfg: DictConfig) -> float | list[float] | None:
+        outcome = JobOutcome(NOTHING_RAN)
+
+        def action() -> int:
+            nonlocal outcome
+            outcome = task(cfg)
+            return outcome.status
+
+        statuses.append(exit_status(action, prog))
+        return outcome.objective
 
     version.setbase("1.3")
     parser = get_args_parser()

@@ -1,28 +1,41 @@
 """Config groups made from Python definitions, so that each number is stated once.
 
-* ``arch``: ``arch=small`` selects :data:`hific_lit.models.hific.arch.ARCH_PRESETS` ``["small"]`` (and the GC2018
-  presets) as a config node, ``_target_`` plus every field, so that ``arch.residual_blocks=1`` and
-  interpolations such as ``${arch.latent_channels}`` work as with a YAML file.
-* ``loss``: ``loss=default`` is :class:`hific_lit.training.losses.LossConfig`'s defaults (the authors' numbers,
-  docs/fidelity.md), with the target rate and the rate weights taken from the ``regime`` group.
+==============  ==========================================================  ===================================
+group           node                                                        used by
+==============  ==========================================================  ===================================
+``arch``        :data:`~hific_lit.models.hific.arch.ARCH_PRESETS` and the   ``arch=small`` (train.yaml)
+                GC2018 presets: ``_target_`` plus every field
+``regime``      :data:`~hific_lit.training.losses.REGIMES` (target rate,    ``regime=low`` (train.yaml)
+                λ_A, λ_B)
+``loss``        :class:`~hific_lit.training.losses.LossConfig`'s defaults   ``loss=default`` (train.yaml)
+                with the target and the rate weights from ``regime``
+``optimizer``   Adam at :data:`~hific_lit.training.losses.ADAM_LR`           ``stage/base.yaml``, ``stage/gan.yaml``
+``lr_schedule`` :class:`~hific_lit.training.losses.LRSchedule`'s defaults   ``stage/base.yaml``
+``crops``       :data:`~hific_lit.data.transforms.AUTHORS_CROPS`            every ``data/*.yaml``
+==============  ==========================================================  ===================================
+
+Each node is a plain config, so overrides reach it where it lands: ``arch.residual_blocks=1``,
+``regime.lambda_b=0.0625``, ``stage.codec_optimizer.lr=3e-4``, ``stage.lr_schedule.decay_iteration=1000``,
+``data.crop_size=128``, and interpolations such as ``${arch.latent_channels}`` work as with a YAML file.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from hydra.core.config_store import ConfigStore
 
+from hific_lit.data.transforms import AUTHORS_CROPS
 from hific_lit.models.gc2018.arch import GC2018_PRESETS
 from hific_lit.models.hific.arch import ARCH_PRESETS
-from hific_lit.training.losses import LossConfig
+from hific_lit.training.losses import ADAM_LR, REGIMES, LossConfig, LRSchedule, Regime
 
-REGIME_FIELDS = ("target_bpp", "lambda_a", "lambda_b")
+REGIME_FIELDS = tuple(field.name for field in fields(Regime))
 """The loss fields each ``regime`` sets."""
 
 
 def register_configs() -> None:
-    """Store the arch presets and the default loss in Hydra's config store (idempotent)."""
+    """Store the nodes of the table above in Hydra's config store (idempotent)."""
     store = ConfigStore.instance()
     for name, arch in ARCH_PRESETS.items():
         store.store(
@@ -31,9 +44,15 @@ def register_configs() -> None:
     for name, gc_arch in GC2018_PRESETS.items():
         node = {"_target_": "hific_lit.models.gc2018.arch.GC2018Config", **gc_arch.to_dict()}
         store.store(group="arch", name=name, node=node)
+    for name, regime in REGIMES.items():
+        store.store(group="regime", name=name, node=asdict(regime))
     loss = {"_target_": "hific_lit.training.losses.LossConfig", **asdict(LossConfig())}
     loss |= {field: f"${{regime.{field}}}" for field in REGIME_FIELDS}
     store.store(group="loss", name="default", node=loss)
+    store.store(group="optimizer", name="adam", node={"_target_": "torch.optim.Adam", "_partial_": True, "lr": ADAM_LR})
+    schedule = {"_target_": "hific_lit.training.losses.LRSchedule", **asdict(LRSchedule())}
+    store.store(group="lr_schedule", name="default", node=schedule)
+    store.store(group="crops", name="default", node=asdict(AUTHORS_CROPS))
 
 
 register_configs()

@@ -16,7 +16,7 @@ from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset
 
 from hific_lit.data.sampler import ResumableSampler
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, RandomScaleCrop
+from hific_lit.data.transforms import AUTHORS_CROPS, RandomScaleCrop
 
 
 def check_global_batch(batch_size: int, world_size: int) -> int:
@@ -69,13 +69,13 @@ class CropDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        batch_size: int = 8,
-        crop_size: int = 256,
+        batch_size: int = AUTHORS_CROPS.batch_size,
+        crop_size: int = AUTHORS_CROPS.crop_size,
         num_workers: int = 0,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
-        hue_rotation: bool = False,
+        scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
+        interpolation: str = AUTHORS_CROPS.interpolation,
+        flip: bool = AUTHORS_CROPS.flip,
+        hue_rotation: bool = AUTHORS_CROPS.hue_rotation,
     ) -> None:
         super().__init__()
         if batch_size < 1 or crop_size < 1 or num_workers < 0:

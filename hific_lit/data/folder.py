@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import ImageFileDataset, find_images
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
+from hific_lit.data.transforms import CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -34,30 +35,24 @@ class ImageFolderDataModule(CropDataModule):
         train_dir: directory tree of training images (PNG, JPEG, WebP, TIFF, BMP, PPM).
         val_dir: directory tree of validation images; when ``None``, ``val_fraction`` of the training
             files (evenly spaced in sorted order) are held out instead.
-        batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
-        crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
+        num_workers: loader processes; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training items per epoch (default: one pass over the files).
-        scale_range, interpolation, flip, hue_rotation: the training crops
-            (:class:`~hific_lit.data.transforms.RandomScaleCrop`); the defaults are the authors' (scale
-            0.75..0.95, bilinear without antialiasing, no flip, no colour change).
         val_fraction: share of training files held out when there is no ``val_dir``.
+        crops: ``batch_size`` (the global batch: each rank loads ``batch_size / world_size``), ``crop_size``,
+            ``scale_range``, ``interpolation``, ``flip``, ``hue_rotation``, as
+            :class:`~hific_lit.data.base.CropDataModule` takes them (default: the authors').
     """
 
     def __init__(
         self,
         train_dir: str,
         val_dir: str | None = None,
-        batch_size: int = 8,
-        crop_size: int = 256,
         num_workers: int = 4,
         samples_per_epoch: int | None = None,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
-        hue_rotation: bool = False,
         val_fraction: float = 0.05,
+        **crops: Any,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
+        super().__init__(num_workers=num_workers, **crops)
         self.train_dir = train_dir
         self.val_dir = val_dir
         self.samples_per_epoch = samples_per_epoch

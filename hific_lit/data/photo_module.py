@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -20,7 +21,7 @@ from hific_lit.data.base import CropDataModule
 from hific_lit.data.photo_set import VALIDATION_PHOTOS, photo_entries
 from hific_lit.data.sample import PhotoDataset, TensorListDataset, expand_photos, load_sample_photo
 from hific_lit.data.sampler import SeededIndex, split_key
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
+from hific_lit.data.transforms import grid_tiles
 
 
 class GroupBatches(Sampler[list[int]]):
@@ -60,8 +61,7 @@ class PhotoSetDataModule(CropDataModule):
     """Random crops of the manifest's training photos; validation on tiles of several held-out photos.
 
     Args:
-        batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation: as
-            :class:`~hific_lit.data.base.CropDataModule`.
+        num_workers: loader processes.
         samples_per_epoch: training crops per epoch, drawn from the photos in turn (at least one per photo).
         val_photos: scikit-image photos to validate on, each a batch of its tiles.
         val_tiles: at most this many tiles per validation photo (raster order).
@@ -70,26 +70,23 @@ class PhotoSetDataModule(CropDataModule):
         extra_photos: glob patterns of further training photos.
         package_repeats: package -> how many times each of its photos is drawn per pass (default 1), so that a
             package of many similar photos does not make most of the crops.
+        crops: ``batch_size``, ``crop_size``, ``scale_range``, ``interpolation``, ``flip``, ``hue_rotation``, as
+            :class:`~hific_lit.data.base.CropDataModule` takes them (``data=photos``: 128² crops with flips).
     """
 
     def __init__(
         self,
-        batch_size: int = 8,
-        crop_size: int = 128,
         num_workers: int = 0,
         samples_per_epoch: int = 512,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = True,
-        hue_rotation: bool = False,
         val_photos: Sequence[str] = VALIDATION_PHOTOS,
         val_tiles: int = 16,
         max_short_side: int | None = 512,
         photo_folder: str | None = None,
         extra_photos: Sequence[str] = (),
         package_repeats: dict[str, int] | None = None,
+        **crops: Any,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
+        super().__init__(num_workers=num_workers, **crops)
         self.samples_per_epoch = samples_per_epoch
         self.val_photos = list(val_photos)
         self.val_tiles = val_tiles

@@ -11,6 +11,7 @@ import glob
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, ImageOps
@@ -19,7 +20,7 @@ from torch.utils.data import Dataset
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import Transform, open_image
 from hific_lit.data.sampler import SeededIndex, split_key
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, grid_tiles
+from hific_lit.data.transforms import grid_tiles
 from hific_lit.errors import DatasetError
 from hific_lit.io.images import load_image
 
@@ -125,35 +126,29 @@ class SampleDataModule(CropDataModule):
     """Random crops of scikit-image's photos (and any ``extra_photos``); validation on fixed tiles of a held-out photo.
 
     Args:
-        batch_size: the global batch (all ranks together); each rank loads ``batch_size / world_size``.
-        crop_size, num_workers: loader settings; batches are ``(B, 3, crop, crop)`` in [0, 1].
+        num_workers: loader processes; batches are ``(B, 3, crop, crop)`` in [0, 1].
         samples_per_epoch: training crops per epoch, drawn from the training photos in turn.
         val_tiles: how many non-overlapping ``crop x crop`` tiles of the held-out photo form the
             validation set (raster order from the top left).
-        scale_range, interpolation, flip, hue_rotation: the training crops
-            (:class:`~hific_lit.data.transforms.RandomScaleCrop`); the defaults are the authors' (scale
-            0.75..0.95, bilinear without antialiasing, no flip, no colour change).
         val_photo: the held-out photo; it never appears in training.
         extra_photos: glob patterns of further training photos (``~`` expanded, not recursive).
         max_short_side: photos with a longer shorter side are downscaled to it once, at load.
+        crops: ``batch_size`` (the global batch: each rank loads ``batch_size / world_size``), ``crop_size``,
+            ``scale_range``, ``interpolation``, ``flip``, ``hue_rotation``, as
+            :class:`~hific_lit.data.base.CropDataModule` takes them (default: the authors').
     """
 
     def __init__(
         self,
-        batch_size: int = 8,
-        crop_size: int = 256,
         num_workers: int = 0,
         samples_per_epoch: int = 64,
         val_tiles: int = 4,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
-        hue_rotation: bool = False,
         val_photo: str = SAMPLE_VAL_PHOTO,
         extra_photos: Sequence[str] = (),
         max_short_side: int | None = None,
+        **crops: Any,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
+        super().__init__(num_workers=num_workers, **crops)
         self.samples_per_epoch = samples_per_epoch
         self.val_tiles = val_tiles
         self.val_photo = val_photo

@@ -23,6 +23,7 @@ EXIF orientation: a window of the stored image is a window of the oriented one).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,28 @@ from PIL import Image
 
 from hific_lit.io.images import pil_to_tensor
 
-PAPER_SCALE_RANGE = (0.75, 0.95)
+
+@dataclass(frozen=True)
+class Crops:
+    """What a training batch is made of: ``batch_size`` crops (the global batch) of ``crop_size``², each cut from
+    the image resized by a scale drawn from ``scale_range`` with ``interpolation``, flipped or not, its hue turned
+    or not.
+
+    The defaults are the authors' (tensorflow/compression ``models/hific``: ``train.py`` ``--batch_size 8``
+    ``--crop_size 256``; ``model.py`` ``_get_dataset``: scale 0.75..0.95, ``tf.image.resize_images`` bilinear,
+    no flip, no colour change): :data:`AUTHORS_CROPS`, the data modules' defaults and Hydra's ``crops=default`` node
+    (:mod:`hific_lit.config.store`), which every ``data`` config starts from.
+    """
+
+    batch_size: int = 8
+    crop_size: int = 256
+    scale_range: tuple[float, float] = (0.75, 0.95)
+    interpolation: str = "bilinear"
+    flip: bool = False
+    hue_rotation: bool = False
+
+
+AUTHORS_CROPS = Crops()
 ImageLike = Image.Image | torch.Tensor
 """A PIL image or a (3, H, W) float tensor in [0, 1]."""
 
@@ -117,11 +139,11 @@ class RandomScaleCrop:
 
     def __init__(
         self,
-        crop_size: int = 256,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
-        hue_rotation: bool = False,
+        crop_size: int = AUTHORS_CROPS.crop_size,
+        scale_range: tuple[float, float] = AUTHORS_CROPS.scale_range,
+        interpolation: str = AUTHORS_CROPS.interpolation,
+        flip: bool = AUTHORS_CROPS.flip,
+        hue_rotation: bool = AUTHORS_CROPS.hue_rotation,
     ) -> None:
         low, high = scale_range
         if not 0 < low <= high:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -11,7 +12,7 @@ from torch.utils.data import DataLoader
 from hific_lit.data.base import CropDataModule, quiet_worker
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
-from hific_lit.data.transforms import PAPER_SCALE_RANGE, CenterCrop
+from hific_lit.data.transforms import CenterCrop
 from hific_lit.errors import DatasetError
 
 
@@ -28,34 +29,28 @@ class WebDataModule(CropDataModule):
         train_shards: a shard directory, a brace pattern (``shards/train-{000000..000123}.tar``),
             ``::``-joined patterns, URLs, or a list of these (see :func:`resolve_shards`).
         val_dir: directory tree of validation images (centre crops); ``None`` disables validation.
-        batch_size: the global batch (all ranks together) of one sub-batch.
-        crop_size, num_workers: loader settings; each rank uses at most as many workers as it has shards.
+        num_workers: loader processes; each rank uses at most as many workers as it has shards.
         batches_per_epoch: batches per epoch on every rank.
         shuffle_buffer: samples in each worker's shuffle buffer (memory: about this many encoded images).
-        scale_range, interpolation, flip, hue_rotation: the training crops
-            (:class:`~hific_lit.data.transforms.RandomScaleCrop`); the defaults are the authors' (scale
-            0.75..0.95, bilinear without antialiasing, no flip, no colour change).
         rank, world_size: override the rank and world size; by default they come from the Trainer, or
             from ``torch.distributed`` when it is initialised, else 0 and 1.
+        crops: ``batch_size`` (the global batch: each rank loads ``batch_size / world_size``), ``crop_size``,
+            ``scale_range``, ``interpolation``, ``flip``, ``hue_rotation``, as
+            :class:`~hific_lit.data.base.CropDataModule` takes them (default: the authors').
     """
 
     def __init__(
         self,
         train_shards: str | list[str],
         val_dir: str | None = None,
-        batch_size: int = 8,
-        crop_size: int = 256,
         num_workers: int = 4,
         batches_per_epoch: int = 1000,
         shuffle_buffer: int = 1000,
-        scale_range: tuple[float, float] = PAPER_SCALE_RANGE,
-        interpolation: str = "bilinear",
-        flip: bool = False,
-        hue_rotation: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        **crops: Any,
     ) -> None:
-        super().__init__(batch_size, crop_size, num_workers, scale_range, interpolation, flip, hue_rotation)
+        super().__init__(num_workers=num_workers, **crops)
         self.train_shards = train_shards
         self.val_dir = val_dir
         self.batches_per_epoch = batches_per_epoch

@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import hific_lit.eval.baselines as baselines
-from hific_lit.errors import CheckpointError, DatasetError, WeightsUnavailableError
+from hific_lit.errors import CheckpointError, DatasetError, SettingError, WeightsUnavailableError
 from hific_lit.eval.fid import PatchEmbedder, load_inception
 from hific_lit.eval.metrics import MS_SSIM_MIN_SIDE, LpipsScorer
 from hific_lit.eval.plots import plot_rd, plot_realism
@@ -23,6 +23,7 @@ from hific_lit.eval.records import command_line, environment_versions, write_row
 from hific_lit.eval.runner import Scorers, evaluate_checkpoint, realism_method, unique_names
 from hific_lit.io.images import DEFAULT_MAX_PIXELS
 from hific_lit.models.base import Codec
+from hific_lit.models.error_bound import NO_CODER
 from hific_lit.nn.realism import check_beta
 from hific_lit.runtime.device import resolve_device
 
@@ -130,6 +131,13 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         for name, path in checkpoints.items()
     }
     betas = realism_betas(models, cfg.get("realism_betas"))
+    max_error = cfg.get("max_error")
+    if max_error is not None:
+        for name, model in models.items():
+            bound = model.capabilities.error_bound
+            if bound is None or not 0 <= max_error <= bound:
+                reason = NO_CODER if bound is None else f"max_error={max_error} is outside 0..{bound}"
+                raise SettingError(f"{checkpoints[name]}: {reason}")
     images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
@@ -138,12 +146,12 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
     if scorers.embed is None:
         missing.setdefault("fid", "no FID feature extractor given")
         missing.setdefault("kid", "no FID feature extractor given")
-    codecs = available_codecs(list(cfg.baselines), missing)
+    codecs = available_codecs(list(cfg.baselines), missing) if max_error is None else []
     rows, results, points, realism_points, viewers, feature_cache = [], {}, [], [], {}, {}
     for name, model in models.items():
         res = evaluate_checkpoint(
             model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,
-            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas,
+            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas, max_error,
         )  # fmt: skip
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these

@@ -55,6 +55,8 @@ class ImageResult:
     decode_s: float | None = None
     beta: float | None = None
     """The realism weight our reconstruction was decoded at (realism-conditioned models, ``realism_betas``)."""
+    max_error: int | None = None
+    """The largest difference of a pixel value from the original (``max_error`` runs: ours and the library codecs)."""
 
 
 def mean_of(rows: list[ImageResult], key: str) -> float | None:
@@ -69,6 +71,9 @@ def means(rows: list[ImageResult]) -> dict[str, float | int | None]:
     out: dict[str, float | int | None] = {key: mean_of(rows, key) for key in ("bpp", *QUALITY_METRICS)}
     out["images"] = len(rows)
     out["unmatched"] = sum(not r.matched for r in rows)
+    errors = [r.max_error for r in rows if r.max_error is not None]
+    if errors:
+        out["max_error"] = max(errors)
     return out
 
 

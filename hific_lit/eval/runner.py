@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 import hific_lit.eval.baselines as baselines
 from hific_lit.eval.fid import PatchEmbedder, fid_kid
+from hific_lit.eval.lossless import bounded_encodings
 from hific_lit.eval.metrics import LpipsScorer, colour_error, ms_ssim, psnr_uint8
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
@@ -66,13 +67,13 @@ def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) 
 
 @torch.no_grad()
 def code_with_model(
-    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None
+    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None, max_error: int | None = None
 ) -> tuple[np.ndarray, float, float]:
-    """Compress ``original`` to ``hfc_path``, decompress what is on disk (at realism ``beta``, for a
-    realism-conditioned model); (uint8 image, encode s, decode s)."""
+    """Compress ``original`` to ``hfc_path`` (within ``max_error`` with the error bound), decompress what is on
+    disk (at realism ``beta``, for a realism-conditioned model); (uint8 image, encode s, decode s)."""
     x = torch.from_numpy(original).permute(2, 0, 1).float().div(255.0).to(next(model.parameters()).device)
     start = time.perf_counter()
-    data = model.compress(x)
+    data = model.compress(x, max_error=max_error)
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
@@ -157,15 +158,22 @@ def evaluate_image(
     scorers: Scorers,
     with_viewer: bool = True,
     betas: list[float] | None = None,
+    max_error: int | None = None,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
     """Ours, then each baseline at our bpp, on one image: result rows, viewer variants (none unless
     ``with_viewer``), decoded images by method. With ``betas`` (a realism-conditioned model), our file is
-    also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each."""
+    also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each.
+    With ``max_error`` K, our file keeps every pixel value within K, and the library codecs that do too
+    (lossless and near-lossless, :mod:`hific_lit.eval.lossless`) follow, each row with its measured max error."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
-    recon, encode_s, decode_s = code_with_model(model, original, hfc)
+    recon, encode_s, decode_s = code_with_model(model, original, hfc, max_error=max_error)
     recon_png = encode_image(recon)
     atomic_write_bytes(out_dir / "reconstructions" / f"{image}.png", recon_png)
-    ours = _result(checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s)
+    measured = None if max_error is None else int(np.abs(recon.astype(np.int16) - original.astype(np.int16)).max())
+    ours = _result(
+        checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s,
+        max_error=measured,
+    )  # fmt: skip
     rows, decoded = [ours], {"hific": recon}
     variants = [
         ViewerVariant("Original", encode_image(original), "image/png"),
@@ -178,6 +186,13 @@ def evaluate_image(
         rows += beta_rows
         decoded |= beta_decoded
         variants += beta_variants if with_viewer else []
+    for bounded in [] if max_error is None else bounded_encodings(original, max_error):
+        method = f"{bounded.codec}_k{max_error}"
+        file = out_dir / method / f"{image}{bounded.suffix}"
+        atomic_write_bytes(file, bounded.data)
+        decoded[method] = bounded.decoded
+        rows.append(_result(checkpoint, image, method, original, bounded.decoded, file, scorers,
+                            max_error=bounded.measured_error))  # fmt: skip
     for codec in codecs:
         match = baselines.match_bpp(original, codec, ours.bpp)
         file = out_dir / codec / f"{image}{baselines.suffix(codec)}"
@@ -213,6 +228,7 @@ def evaluate_checkpoint(
     feature_cache: dict[str, torch.Tensor] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     betas: list[float] | None = None,
+    max_error: int | None = None,
 ) -> CheckpointResults:
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
@@ -220,6 +236,7 @@ def evaluate_checkpoint(
     first ``viewer_images`` images). ``feature_cache`` keeps the originals' FID features across calls.
     An image of more than ``max_pixels`` pixels stops the evaluation with an ImageTooLargeError.
     ``betas``: also decode each file at these realism weights (realism-conditioned models; see :func:`evaluate_image`).
+    ``max_error``: code with the error bound K, next to the library codecs that keep it (:func:`evaluate_image`).
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
@@ -228,7 +245,7 @@ def evaluate_checkpoint(
         original = to_uint8(load_image(path, max_pixels=max_pixels, option="max_pixels=N"))
         with_viewer = len(viewer) < viewer_images
         image_rows, variants, decoded = evaluate_image(
-            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas
+            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas, max_error
         )
         rows += image_rows
         if fid is not None:
@@ -238,7 +255,7 @@ def evaluate_checkpoint(
         if with_viewer:
             viewer.append(ViewerImage(image, variants))
     results = {}
-    for method in ("hific", *map(realism_method, betas or []), *codecs):
+    for method in dict.fromkeys(r.method for r in rows):
         results[method] = means([r for r in rows if r.method == method])
         if fid is not None:
             results[method].update(fid.compute(method, scorers.kid_subset_size))

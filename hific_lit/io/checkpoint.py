@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from hific_lit.entropy.residual import coder_from_payload, coder_payload
 from hific_lit.errors import CheckpointError, SettingError
 from hific_lit.io.files import atomic_write
 from hific_lit.io.torch_load import guarded_load
@@ -33,6 +34,8 @@ FORMAT_VERSION = 3
 3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``)."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
 REALISM_KEY = "realism"
+RESIDUAL_KEY = "residual_coder"
+"""The error bound's residual coder, when one was trained on the model's residuals (scripts/train_residual.py)."""
 """Realism-conditioned models (MRIC): ``{"beta_max", "default_beta"}``, the β range and the β decoded by default."""
 TRANSFORMS = ("g_a.", "g_s.")
 """State-dict prefixes of the networks whose precision may be reduced (nothing that decides symbols)."""
@@ -70,7 +73,8 @@ def save_inference_checkpoint(
 
     The coding tables are built first if they were not (:meth:`~hific_lit.models.base.Codec.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
-    A realism-conditioned model also stores its β range and default β (key ``realism``).
+    A realism-conditioned model also stores its β range and default β (key ``realism``), a model with a residual
+    coder (the error bound) that coder (key ``residual_coder``).
     ``weights_precision="bf16"`` stores g_a's and g_s's float weights in bfloat16 (about half the file); what
     decides the symbols (hyperprior, tables, integer h_s) stays as it is, and so does the model's fingerprint
     (it hashes the transforms' weights rounded to bfloat16), so files coded by either copy decode with the other.
@@ -96,6 +100,8 @@ def save_inference_checkpoint(
     realism = model.capabilities.realism
     if realism is not None:
         payload[REALISM_KEY] = {"beta_max": realism.beta_max, "default_beta": realism.default_beta}
+    if model.residual_coder is not None:
+        payload[RESIDUAL_KEY] = coder_payload(model.residual_coder)
     if discriminator is not None:
         payload[DISCRIMINATOR_KEY] = {k: v.detach().cpu() for k, v in discriminator.state_dict().items()}
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -217,5 +223,7 @@ def load_inference_checkpoint(
             model.set_default_beta(realism["default_beta"])
         except (KeyError, TypeError, SettingError) as exc:
             raise CheckpointError(f"{path}: the stored default realism is invalid ({exc})") from None
+    if RESIDUAL_KEY in payload:
+        model.attach_residual_coder(coder_from_payload(payload[RESIDUAL_KEY], str(path)))
     set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype and layout: changes nothing
     return model.eval()

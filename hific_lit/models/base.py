@@ -27,6 +27,7 @@ from hific_lit.errors import BitstreamError, CheckpointError
 from hific_lit.io.container import MODEL_KINDS, Header, Unpacked, read_hfc, unpack, write_container
 from hific_lit.io.files import atomic_file
 from hific_lit.models.capabilities import Capabilities
+from hific_lit.models.error_bound import RESIDUAL_SECTION, ErrorBounded, add_residual
 from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
@@ -96,7 +97,7 @@ def one_image(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class Codec(nn.Module):
+class Codec(ErrorBounded, nn.Module):
     """A compression model with real bitstreams: what every model implements and every caller uses.
 
     A subclass sets :attr:`kind` (its name in checkpoints and .hfc headers), :attr:`arch_class` and
@@ -110,8 +111,9 @@ class Codec(nn.Module):
     kind: ClassVar[str]
     arch_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
-    file_sections: ClassVar[frozenset[str]] = frozenset()
-    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused."""
+    file_sections: ClassVar[frozenset[str]] = frozenset({RESIDUAL_SECTION})
+    """The .hfc sections this model reads (:data:`~hific_lit.io.container.SECTION_TAGS`); others are refused. Every
+    model reads the error bound's residual (:mod:`~hific_lit.models.error_bound`)."""
     arch: Any
     g_a: nn.Module
     g_s: nn.Module
@@ -135,8 +137,8 @@ class Codec(nn.Module):
 
     @property
     def capabilities(self) -> Capabilities:
-        """What this model can do beyond its one operating point (none by default)."""
-        return Capabilities()
+        """What this model can do beyond its one operating point: by default the error bound, with a residual coder."""
+        return Capabilities(error_bound=self.error_bound)
 
     # What each model implements.
     def update(self, force: bool = False) -> None:
@@ -233,14 +235,21 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def compress(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
-    ) -> Compressed:
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False,
+        max_error: int | None = None,
+    ) -> Compressed:  # fmt: skip
         """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
         rate estimate. ``max_memory`` and ``progress`` go to the transforms' tiling; the file does not depend on them.
+        ``max_error`` K: every 8-bit value of the decoding within K of the image's (``capabilities.error_bound``).
         """
         x = one_image(x)
         self.require_coding()
-        return self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        self.check_max_error(max_error)
+        plain = self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        if max_error is None:
+            return plain
+        bounded = self.with_residual(plain, x, max_error, max_memory, progress)
+        return Compressed(bounded, plain.estimated_bits + 8 * (len(bounded) - len(plain)))
 
     @torch.no_grad()
     def compress_latent(self, latent: torch.Tensor, height: int, width: int) -> Compressed:
@@ -256,6 +265,7 @@ class Codec(nn.Module):
         path: str | os.PathLike,
         max_memory: int | None = DEFAULT_MAX_MEMORY,
         progress: bool | None = False,
+        max_error: int | None = None,
     ) -> float:
         """:meth:`compress` of one image written to the .hfc file ``path`` (atomically: a failure leaves no file, and
         an existing one untouched); the model's estimate of its size in bits. The same bytes as :meth:`compress`.
@@ -264,6 +274,11 @@ class Codec(nn.Module):
         caller passes its only reference as a plain argument (a call through ``*args`` or ``**kwargs`` holds its
         arguments until it returns), the image is freed while the latent is coded.
         """
+        if max_error is not None:  # the residual needs the image and x_hat whole
+            data = self.compress(x, max_memory, progress, max_error)
+            with atomic_file(path) as f:
+                f.write(data)
+            return data.estimated_bits
         x = one_image(x)
         self.require_coding()
         height, width = x.shape[-2:]
@@ -330,7 +345,9 @@ class Codec(nn.Module):
     def decompress_latent(self, data: bytes, by_rows: bool = False) -> tuple[Header, torch.Tensor | RowSource]:
         """Check ``data`` against this model and decode its latent (``by_rows``: in bands for :meth:`synthesis`,
         each let go once used, where the model can)."""
-        unpacked = unpack(data)
+        return self._decode_latent(unpack(data), by_rows)
+
+    def _decode_latent(self, unpacked: Unpacked, by_rows: bool) -> tuple[Header, torch.Tensor | RowSource]:
         self.require_coding()
         self.check_header(unpacked.header, unpacked.sections)
         return unpacked.header, self.decode_latent(unpacked, by_rows)
@@ -342,17 +359,26 @@ class Codec(nn.Module):
         progress: bool | None = False,
         uint8: bool = False,
         beta: float | torch.Tensor | None = None,
+        residual: bool = True,
     ) -> torch.Tensor:
         """.hfc bytes -> the image (1, 3, H, W), float in [0, 1] or, with ``uint8``, 8-bit (rounded tile by tile:
         large images in little memory); malformed input raises :class:`BitstreamError`. ``beta``: the realism of a
         realism-conditioned model's reconstruction (the file does not depend on it). The bytes are let go once the
-        latent is decoded (when the caller passes its only reference as a plain argument)."""
+        latent is decoded (when the caller passes its only reference as a plain argument). An error-bounded file
+        decodes within its K, or is refused if this x_hat is not the encoder's; ``residual=False``: x_hat alone."""
         if beta is not None and self.capabilities.realism is None:
             raise not_conditioned_error()
         with torch.no_grad():  # not a decorator: its wrapper would hold the bytes until the call returns
-            header, latent = self.decompress_latent(data, by_rows=True)
+            unpacked = unpack(data)
             del data
-            x_hat = crop(self.synthesis(latent, max_memory, progress, uint8, beta), header.height, header.width)
+            section = unpacked.sections.get(RESIDUAL_SECTION) if residual else None
+            header, latent = self._decode_latent(unpacked, by_rows=True)
+            del unpacked
+            bits8 = uint8 or section is not None
+            x_hat = crop(self.synthesis(latent, max_memory, progress, bits8, beta), header.height, header.width)
+            if section is not None:
+                x_hat = add_residual(self.residual_coder, section, x_hat)
+                return x_hat if uint8 else x_hat.float().div_(255.0)
         return x_hat if uint8 else x_hat.clamp_(0.0, 1.0)
 
     def decompress_file(

@@ -27,6 +27,9 @@ class Capabilities:
     """What a model can do beyond coding at its one operating point; callers ask this, never the model's class.
 
     ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
+    ``error_bound``: the largest K that ``compress(max_error=K)`` keeps on every 8-bit pixel value (``None``: no
+    residual coder attached; :mod:`hific_lit.models.error_bound`).
     """
 
     realism: RealismRange | None = None
+    error_bound: int | None = None

@@ -24,7 +24,7 @@ from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.models.base import Codec
 from hific_lit.models.hific.arch import ArchConfig
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
-from hific_lit.training.losses import LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
+from hific_lit.training.losses import ADAM_LR, LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def scalar_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam at the paper's learning rate 1e-4 (App. A.2)."""
-    return torch.optim.Adam(params, lr=1e-4)
+    """Adam at the paper's learning rate (:data:`~hific_lit.training.losses.ADAM_LR`)."""
+    return torch.optim.Adam(params, lr=ADAM_LR)
 
 
 class IterationCheckpointing:
@@ -107,7 +107,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
             perceptual term (only with ``loss.k_p == 0``: a rate-MSE model, e.g. the CPU demo).
         codec_optimizer, aux_optimizer: optimizer factories for the codec and the quantiles.
         discriminator_optimizer: optimizer factory for D, used by stages with a discriminator
-            (paper: Adam, lr 1e-4, one D step per codec step).
+            (paper: Adam at :data:`~hific_lit.training.losses.ADAM_LR`, one D step per codec step).
         lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
         gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
             missing or ``None`` means no clipping.

@@ -29,6 +29,28 @@ GAN_LOSSES = ("non_saturating", "least_squares")
 
 
 @dataclass(frozen=True)
+class Regime:
+    """A rate regime: the target rate r_t, the rate weight λ_A above it and λ_B at or below it (eq. 4).
+
+    ``lambda_b`` is the authors' code's ``C / lmbda_b = 0.1·2^-5 / (0.1·2^1) = 2^-6`` (``configs.py``); the
+    paper's text says 2^-4 (``regime.lambda_b=0.0625``). Hydra's ``regime`` group is :data:`REGIMES`
+    (:mod:`hific_lit.config.store`).
+    """
+
+    target_bpp: float
+    lambda_a: float
+    lambda_b: float = 2.0**-6
+
+
+REGIMES = {"low": Regime(0.14, 2.0), "med": Regime(0.30, 1.0), "high": Regime(0.45, 0.5)}
+"""HiFiC^Lo, ^Mi, ^Hi (Mentzer et al. 2020, Table 4): target rates 0.14 / 0.30 / 0.45 bpp, λ_A 2 / 1 / 1/2."""
+
+ADAM_LR = 1e-4
+"""The learning rate of every optimizer (codec, aux, discriminator): Adam at 1e-4 (Mentzer et al. 2020, App. A.2;
+the authors' ``configs.py`` ``lr``). Hydra's ``optimizer=adam`` node (:mod:`hific_lit.config.store`)."""
+
+
+@dataclass(frozen=True)
 class LossConfig:
     """The weights of the objective: the ``med`` regime, numbers from the authors' code (see module doc).
 
@@ -36,9 +58,9 @@ class LossConfig:
     ``warmup_rate_weight_factor`` multiplies the weight during warm-up (code: λ ×2, so the weight ×1/2).
     """
 
-    target_bpp: float = 0.30
-    lambda_a: float = 1.0
-    lambda_b: float = 2.0**-6
+    target_bpp: float = REGIMES["med"].target_bpp
+    lambda_a: float = REGIMES["med"].lambda_a
+    lambda_b: float = REGIMES["med"].lambda_b
     k_m: float = 0.075 * 2.0**-5
     k_p: float = 1.0
     beta: float = 0.15

@@ -1,7 +1,8 @@
-"""``train(cfg) -> metrics``: one HiFiC training stage from a composed Hydra config (``conf/train.yaml``).
+"""``train(cfg) -> metrics``: one training stage from a composed Hydra config (``conf/train.yaml``).
 
-``scripts/train.py`` is a thin ``@hydra.main`` wrapper over :func:`run`, which adds sweep
-behaviour: inside a multirun a failing job is logged and recorded, and the sweep goes on.
+``hific train`` (and its alias ``scripts/train.py``) runs :func:`run` as the task of a Hydra app
+(:mod:`hific_lit.cli.hydra_apps`); :func:`run` adds sweep behaviour: inside a multirun a failing job is
+logged and recorded, and the sweep goes on; it returns ``optimized_metric``, which the app hands to the sweeper.
 
 Length of a run: ``max_iterations`` counts training batches (iterations of our own counter).
 Lightning's ``trainer.max_steps`` counts optimizer steps (two per iteration in the base stage,
@@ -206,16 +207,24 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
     atomic_write_bytes(output_dir / "metrics.json", text.encode())
 
 
-def objective(metrics: dict[str, Any], name: str | None) -> float | None:
-    """The value a sweeper optimises (``optimized_metric``), NaN when the job failed or did not log it."""
+Objective = float | list[float] | None
+"""What a job returns to the sweeper: one value, one per objective, or none."""
+
+
+def objective(metrics: dict[str, Any], name: str | Sequence[str] | None) -> Objective:
+    """The value a sweeper optimises (``optimized_metric``): a metric's value, or a list of values for a list of
+    names (a multi-objective sweep, e.g. ``[val/bpp_rounded, val/psnr]``); NaN where the job failed or did not log it.
+    """
     if not name:
         return None
+    if not isinstance(name, str):
+        return [objective(metrics, one) for one in name]
     value = metrics.get(name)
     return float(value) if isinstance(value, int | float) else math.nan
 
 
-def run(cfg: DictConfig, in_sweep: bool = False) -> float | None:
-    """Train and return ``cfg.optimized_metric``; in a sweep a failure is recorded instead of raised."""
+def run(cfg: DictConfig, in_sweep: bool = False) -> Objective:
+    """Train and return the values of ``cfg.optimized_metric``; in a sweep a failure is recorded instead of raised."""
     try:
         metrics = train(cfg)
     except Exception as exc:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import torch
@@ -125,8 +126,8 @@ class HiFiC(Codec):
     def capabilities(self) -> Capabilities:
         """Realism chosen at decode time when g_s is realism-conditioned (MRIC); else one operating point."""
         if not self.g_s.conditioned:
-            return Capabilities()
-        return Capabilities(realism=RealismRange(self.g_s.beta_max, self.g_s.default_beta))
+            return super().capabilities
+        return replace(super().capabilities, realism=RealismRange(self.g_s.beta_max, self.g_s.default_beta))
 
     def set_default_beta(self, beta: float) -> None:
         """Decode at realism ``beta`` (in [0, β_max]) when none is asked for."""
