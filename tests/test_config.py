@@ -149,7 +149,9 @@ def test_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
         assert built.strategy._ddp_kwargs == {"find_unused_parameters": True}
 
 
-@pytest.mark.parametrize(("logger", "kind"), [("wandb", "WandbLogger"), ("csv", "CSVLogger"), ("none", None)])
+@pytest.mark.parametrize(
+    ("logger", "kind"), [("wandb", "ResumableWandbLogger"), ("csv", "ResumableCSVLogger"), ("none", None)]
+)
 def test_loggers_instantiate(logger: str, kind: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     loggers = instantiate_dict(compose_config([f"logger={logger}"], tmp_path).get("logger"))
