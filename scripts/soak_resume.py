@@ -167,8 +167,8 @@ def resumed_iteration(proc: subprocess.Popen, log: Path) -> int | None:
 
 def kill_once(proc: subprocess.Popen, run_dir: Path, kind: str, target: int, timing: dict, rng: random.Random) -> str:
     """Wait as ``kind`` says, then SIGKILL; return what the kill hit ('crashed' if the process ended on its own)."""
-    if kind == "startup":  # the checkpoint is being restored, the trainer set up
-        time.sleep(rng.uniform(0, 1.0))
+    if kind == "startup":  # the checkpoint is being restored, the trainer set up, the first steps taken
+        time.sleep(rng.uniform(0, min(1.0, 2 * timing["seconds_per_iteration"])))
     else:
         wait_for(proc, lambda: newest_resume_point(run_dir) >= target, timeout=600, poll=0.02)
         if kind == "write":
@@ -227,9 +227,10 @@ def soak_kills(out: Path, args: argparse.Namespace, timing: dict) -> dict[str, A
 def stop_with_sigterm(
     proc: subprocess.Popen, run_dir: Path, log: Path, timing: dict, at: int, pid: int | None = None
 ) -> dict[str, Any]:
-    """SIGTERM (to ``pid``, default the run's process) once the run is past iteration ``at``, in the middle of a
-    step; the exit status, and after which iterations the signal came and the run stopped."""
-    wait_for(proc, lambda: newest_resume_point(run_dir) >= at, timeout=900, poll=0.02)
+    """SIGTERM (to ``pid``, default the run's process) once this process has trained past iteration ``at``, in the
+    middle of a step; the exit status, and after which iterations the signal came and the run stopped."""
+    started = newest_resume_point(run_dir)
+    wait_for(proc, lambda: newest_resume_point(run_dir) >= max(at, started + 1), timeout=900, poll=0.02)
     time.sleep(timing["seconds_per_iteration"] / 2)
     if proc.poll() is not None:
         raise SystemExit(f"the run ended (status {proc.returncode}) before the SIGTERM; see {log}")

@@ -76,6 +76,21 @@ def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_o
     assert again["iteration"] == 6 and again["val/rd_loss"] == resumed["val/rd_loss"] == whole["val/rd_loss"]
 
 
+def test_a_stop_signal_while_setting_up_ends_the_run_at_once_with_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def signalled(cfg: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("the signal did not stop the set-up")
+
+    monkeypatch.setattr("hific_lit.training.run.build_datamodule", signalled)
+    with pytest.raises(Preempted) as info:
+        train(compose_config(TINY, tmp_path))
+    assert info.value.code == REQUEUE and info.value.checkpoint is None
+    assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "checkpoints").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def fake_slurm(tmp_path: Path) -> dict[str, str]:
     """The environment of a one-task SLURM job whose ``scontrol`` records its arguments."""
     bin_dir = tmp_path / "bin"

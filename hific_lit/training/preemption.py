@@ -19,13 +19,16 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
+from pytorch_lightning.utilities import rank_zero_only
 
 from hific_lit.errors import REQUEUE
 
@@ -35,13 +38,42 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
 class Preempted(SystemExit):
-    """Training stopped on a scheduler's signal after writing ``checkpoint``; the exit status is :data:`REQUEUE`."""
+    """Training stopped on a scheduler's signal after writing ``checkpoint``; the exit status is :data:`REQUEUE`.
 
-    def __init__(self, signum: int, iteration: int, checkpoint: Path) -> None:
+    ``checkpoint`` is ``None`` when the signal came before training started (nothing to save).
+    """
+
+    def __init__(self, signum: int, iteration: int | None = None, checkpoint: Path | None = None) -> None:
         super().__init__(REQUEUE)
         self.signal_name = signal.Signals(signum).name
         self.iteration = iteration
         self.checkpoint = checkpoint
+
+
+def _stop_now(signum: int, frame: FrameType | None) -> None:
+    log.warning("%s before training started: exiting with status 75 for a requeue", signal.Signals(signum).name)
+    job = slurm_job_id()
+    if signum == signal.SIGUSR1 and job is not None and rank_zero_only.rank == 0:
+        requeue_slurm_job(job)
+    raise Preempted(signum)
+
+
+@contextmanager
+def exit_on_stop_signals() -> Iterator[None]:
+    """While setting up, a stop signal ends the run at once (status 75): nothing is trained yet, and every file
+    is written atomically. Training replaces these handlers (:class:`StopSignals`); the previous ones come back
+    at the end. Outside the main thread, signals stay as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_now)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class StopSignals:

@@ -42,7 +42,7 @@ from hific_lit.io.files import atomic_write_bytes
 from hific_lit.training.base import RDStage, scalar_metrics
 from hific_lit.training.callbacks import InferenceExport
 from hific_lit.training.checkpoint_io import AtomicCheckpointIO
-from hific_lit.training.preemption import Preempted
+from hific_lit.training.preemption import Preempted, exit_on_stop_signals
 from hific_lit.training.random_state import TrainingRandomState
 from hific_lit.training.resume import require_same_tensors, resolve_ckpt_path
 from hific_lit.training.warmstart import warm_start
@@ -166,9 +166,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     fit together stops on one line that names the fix. The checkpoint to resume from is chosen and checked next
     (``ckpt_path``: :func:`~hific_lit.training.resume.resolve_ckpt_path`). Raises
     :class:`~hific_lit.training.preemption.Preempted` (a ``SystemExit``, status 75) when a stop signal ended the
-    run after a checkpoint; ``metrics.json`` then says ``"status": "preempted"``.
+    run: during training after a checkpoint (``metrics.json`` then says ``"status": "preempted"``), or at once
+    while setting up.
     """
     check_training_config(cfg)
+    with exit_on_stop_signals():
+        return fit_stage(cfg)
+
+
+def fit_stage(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`train` once the config is checked: resume or start, build, fit, record the metrics."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -186,7 +193,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except Preempted as stop:
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and stop.checkpoint is not None:
             stopped = {"signal": stop.signal_name, "iteration": stop.iteration, "checkpoint": str(stop.checkpoint)}
             write_metrics(output_dir, {"status": "preempted", **stopped})
         raise
