@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from hific_lit.cli import main as hific
 from hific_lit.config import CONFIG_DIR
 from hific_lit.data.sample import load_sample_photo
-from hific_lit.errors import DatasetError, SettingError, WeightsUnavailableError
+from hific_lit.errors import CheckpointError, DatasetError, SettingError, WeightsUnavailableError
 from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.training.base import ITERATION_KEY
 from hific_lit.training.losses import LossConfig, psnr
@@ -84,6 +84,12 @@ def test_resume_continues_the_iteration_counter(base_run: tuple[Path, dict], tmp
     assert metrics["iteration"] == 3
     resumed = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed[ITERATION_KEY] == 3 and resumed["global_step"] == 6
+    with pytest.raises(CheckpointError, match=r"resume it with arch\.hyper_analysis_kernel=rdft"):
+        train(
+            compose_config(
+                [*SMOKE, "max_iterations=3", f"ckpt_path={last}", "arch.hyper_analysis_kernel=plain"], tmp_path
+            )
+        )
 
 
 def test_gan_stage_warm_starts_from_the_base_run(base_run: tuple[Path, dict], tmp_path: Path) -> None:

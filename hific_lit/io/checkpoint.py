@@ -29,9 +29,13 @@ from hific_lit.runtime.precision import resolve_precision, set_transform_precisi
 from hific_lit.version import __version__
 
 FORMAT = "hific-lit-inference"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """2: g_a takes images in [0, 1] and g_s's output is the image (version 1 mapped both to [-1, 1]);
-3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``)."""
+3: the integer-exact h_s of .hfc format 2 is stored (``h_s_mu_int``, ``h_s_sigma_int``);
+4: h_a's kernels may be stored as RDFT coefficients (``weight_origin``, ``weight_rdft``: ``arch.hyper_analysis_kernel``
+``rdft``, :mod:`hific_lit.nn.rdft`). Version 3 still loads: its plain kernels convert exactly on load."""
+READ_SINCE = 3
+"""The oldest version this hific-lit reads."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
 REALISM_KEY = "realism"
 RESIDUAL_KEY = "residual_coder"
@@ -142,7 +146,7 @@ def check_inference_payload(payload: object, path: str | os.PathLike) -> dict:
             " into g_a and out of g_s); its weights would decode wrongly: retrain, or export again from a run"
             " of this version"
         )
-    if version < FORMAT_VERSION:
+    if version < READ_SINCE:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} has no integer h_s (needed for .hfc format 2): export it"
             " again (hific export RUN/checkpoints/last.ckpt model.ckpt), or load the weights,"

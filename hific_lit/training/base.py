@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.entropy.tables import CodingBuffers
+from hific_lit.errors import CheckpointError
 from hific_lit.models.base import Codec
 from hific_lit.models.hific.arch import ArchConfig
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
@@ -69,6 +70,14 @@ class IterationCheckpointing:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
+        own, stored = self.model.arch.to_dict(), checkpoint.get(ARCH_KEY)
+        if stored and "hyper_analysis_kernel" in own:  # written before the field existed: plain kernels
+            kernel = stored.get("hyper_analysis_kernel", "plain")
+            if kernel != own["hyper_analysis_kernel"]:
+                raise CheckpointError(
+                    f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
+                    f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
+                )
         self.metrics_before_resume = dict(checkpoint.get(METRICS_KEY, {}))
         log.info("resumed at iteration %d", self.iteration)
 

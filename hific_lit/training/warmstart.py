@@ -10,6 +10,10 @@ A realism-conditioned model (MRIC, ``arch.realism_conditioning``) may start from
 checkpoint: its β-embedding and FiLM maps, which the source lacks, keep their initialisation (FiLM
 zero: the model computes the plain one at every β). The reverse, which would drop a trained
 conditioning, is refused.
+
+h_a's kernels may be stored plain or as RDFT coefficients (``arch.hyper_analysis_kernel``); a warm start
+converts them to the stage's form (:func:`~hific_lit.nn.rdft.convert_kernel_state`): plain into RDFT exactly
+(the same kernels, zero coefficient steps), RDFT into plain as the kernels the source computes.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from hific_lit.errors import CheckpointError
 from hific_lit.io.checkpoint import DISCRIMINATOR_KEY, check_inference_payload, is_inference_payload
 from hific_lit.io.torch_load import guarded_load
 from hific_lit.models.base import Codec
+from hific_lit.nn.rdft import convert_kernel_state
 from hific_lit.nn.realism import FiLMChannelNorm2d
 from hific_lit.training.base import ARCH_KEY
 
@@ -38,7 +43,8 @@ REALISM_FIELDS = ("realism_conditioning", "beta_max", "realism_width")
 """The architecture fields of the realism conditioning (MRIC), which a plain HiFiC source does not constrain."""
 REALISM_PREFIX = "g_s.realism."
 TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
-"""Architecture fields that change how a model trains, not the tensors it holds: a warm start may change them."""
+"""Architecture fields that change how a model trains, not the function it computes: a warm start may change them
+(h_a's kernels are converted between plain and RDFT form)."""
 
 
 class CheckpointWeights(NamedTuple):
@@ -154,8 +160,12 @@ def load_codec_weights(model: Codec, path: str | Path, weights: CheckpointWeight
             "add arch.realism_conditioning=true"
         )
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
-    _load_matching(model, weights.codec, path, "codec", tables + fresh)
+    codec = dict(weights.codec)
+    converted = convert_kernel_state(model, codec)
+    _load_matching(model, codec, path, "codec", tables + fresh)
     log.info("warm start: codec weights loaded from %s", path)
+    if converted:
+        log.info("warm start: kernels of %s converted between plain and RDFT form: %s", path, ", ".join(converted))
     if fresh:
         kept = sum(k.startswith(fresh) for k in model.state_dict())
         log.info(

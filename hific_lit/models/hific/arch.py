@@ -42,10 +42,9 @@ class ArchConfig:
     1 right, 1 top, 0 bottom, as the JT port)."""
     hyper_analysis_padding: str = "zeros"
     """h_a's 5x5 stride-2 convs: ``zeros`` (authors') or ``reflect`` (the JT port's)."""
-    hyper_analysis_kernel: str = "plain"
-    """h_a's kernels trained directly (``plain``) or as real-DFT coefficients (``rdft``: the authors', tfc 1.3
-    ``SignalConv2D``'s default). Same function; ``plain`` stays the default until a saved ``rdft`` kernel reloads
-    bit-exactly (docs/fidelity.md row 27)."""
+    hyper_analysis_kernel: str = "rdft"
+    """h_a's kernels trained as real-DFT coefficients (``rdft``: the authors', tfc 1.3 ``SignalConv2D``'s default)
+    or directly (``plain``: the JT port's). The same function; Adam's steps differ (docs/fidelity.md row 27)."""
     image_range: str = "unit"
     """``unit``: g_a takes the image in [0, 1], g_s's output is the image; ``tanh``: g_a takes ``2x - 1`` and the
     image is ``(tanh(g_s) + 1) / 2`` (the JT port's ``--normalize_input_image``)."""

@@ -88,6 +88,10 @@ def bits_per_pixel(likelihoods: Likelihoods, num_pixels: int) -> torch.Tensor:
     return bits / num_pixels
 
 
+ENCODER_TRAINING = ("hyper_analysis_kernel",)
+"""Architecture fields that change only how the encoder side trains, not what it computes: not fingerprinted."""
+
+
 class HiFiC(Codec):
     """HiFiC's codec: encoder, mean-scale hyperprior, generator (a :class:`~hific_lit.models.base.Codec`).
 
@@ -271,9 +275,10 @@ class HiFiC(Codec):
         """What decoding (format 2) depends on: the architecture's fields that differ from the defaults, every
         buffer built by :meth:`update` (tables, integer h_s; floats as float64), the medians of z (float64) and
         g_s's weights as bfloat16, so that a bf16 or float64 copy of a model shares its fingerprint. The float
-        h_s and g_a are not included: decoding does not use them."""
+        h_s, g_a and h_a are not included: decoding does not use them; nor is how h_a's kernels train
+        (``hyper_analysis_kernel``), so that converting a model between the two forms keeps its files decoding."""
         defaults = ArchConfig().to_dict()
-        arch = {k: v for k, v in self.arch.to_dict().items() if v != defaults.get(k)}
+        arch = {k: v for k, v in self.arch.to_dict().items() if v != defaults.get(k) and k not in ENCODER_TRAINING}
         built = [(f"{name}.{b}", t, torch.float64) for name, m in self.named_modules() if isinstance(m, CodingBuffers)
                  for b, t in m.named_buffers(recurse=False)]  # fmt: skip
         parts = [*built, ("medians", self.entropy_bottleneck.quantiles[:, 0, 1], torch.float64)]
