@@ -50,6 +50,19 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=ADAM_LR)
 
 
+def check_same_kernel_form(own: Mapping, stored: Mapping | None) -> None:
+    """Refuse, in one line, to resume a checkpoint whose h_a kernels have the other form (``plain``/``rdft``): its
+    optimizer state belongs to the stored form. A checkpoint written before the field existed holds plain kernels."""
+    if not stored or "hyper_analysis_kernel" not in own:
+        return
+    kernel = stored.get("hyper_analysis_kernel", "plain")
+    if kernel != own["hyper_analysis_kernel"]:
+        raise CheckpointError(
+            f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
+            f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
+        )
+
+
 class IterationCheckpointing:
     """Lightning hooks of every stage: our iteration counter, the model's architecture and its kind go into each
     checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume;
@@ -70,14 +83,7 @@ class IterationCheckpointing:
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
-        own, stored = self.model.arch.to_dict(), checkpoint.get(ARCH_KEY)
-        if stored and "hyper_analysis_kernel" in own:  # written before the field existed: plain kernels
-            kernel = stored.get("hyper_analysis_kernel", "plain")
-            if kernel != own["hyper_analysis_kernel"]:
-                raise CheckpointError(
-                    f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
-                    f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
-                )
+        check_same_kernel_form(self.model.arch.to_dict(), checkpoint.get(ARCH_KEY))
         self.metrics_before_resume = dict(checkpoint.get(METRICS_KEY, {}))
         log.info("resumed at iteration %d", self.iteration)
 

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from hific_lit.errors import CheckpointError
+from hific_lit.training.base import ARCH_KEY, IterationCheckpointing, check_same_kernel_form
 from hific_lit.training.checkpoint_io import verify_checkpoint
 from hific_lit.training.warmstart import read_lightning_checkpoint
 
@@ -79,8 +80,12 @@ def newest_good_checkpoint(folder: Path) -> Path | None:
 
 
 def require_same_tensors(module: nn.Module, path: Path) -> None:
-    """Refuse, in one line, a checkpoint whose weights are not exactly ``module``'s (another stage or architecture)."""
-    stored: Mapping = read_lightning_checkpoint(path)["state_dict"]
+    """Refuse, in one line, a checkpoint whose weights are not exactly ``module``'s (another stage or architecture,
+    or h_a's kernels in the other form: :func:`~hific_lit.training.base.check_same_kernel_form`)."""
+    checkpoint = read_lightning_checkpoint(path)
+    if isinstance(module, IterationCheckpointing):
+        check_same_kernel_form(module.model.arch.to_dict(), checkpoint.get(ARCH_KEY))
+    stored: Mapping = checkpoint["state_dict"]
     own = module.state_dict()
     missing = sorted(set(own) - set(stored))
     unexpected = sorted(set(stored) - set(own))
