@@ -16,7 +16,7 @@ uninterrupted 2-process run.
 
 Usage: ``python scripts/soak_resume.py [--iterations 300] [--kills 20] [--every 5] [--seed 0] [--out DIR]``
 and ``python scripts/soak_resume.py --ddp [--iterations 40]``. Writes ``<out>/summary.json`` and prints it.
-docs/training-at-scale.md has the measured numbers.
+docs/preemption.md has the measured numbers.
 """
 
 from __future__ import annotations

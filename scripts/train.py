@@ -11,7 +11,7 @@ Examples::
 
 Exit status: 0 ok, 1 some sweep jobs failed (each recorded in its metrics.json), 2 nothing could run,
 75 stopped by SIGTERM/SIGUSR1 after writing a checkpoint (run the same command to resume;
-docs/training-at-scale.md).
+docs/preemption.md).
 """
 
 import sys

@@ -5,7 +5,7 @@ tiny all-reduce), so a signal that reaches one rank stops all of them after the 
 (:class:`~hific_lit.training.resume_points.ResumePoints`) then writes a checkpoint and raises :class:`Preempted`,
 and the process exits with :data:`~hific_lit.errors.REQUEUE`. On SLURM, SIGUSR1 (``#SBATCH --signal=USR1@90``,
 sent before the time limit) also requeues the job with ``scontrol requeue``; SIGTERM (preemption, ``scancel``)
-leaves the decision to SLURM. docs/training-at-scale.md.
+leaves the decision to SLURM. docs/preemption.md.
 
 Lightning's own handling is not used for these two signals: its SIGTERM handler runs a collective inside the
 signal handler (which mismatches the other ranks' collectives when the signal reaches one rank), and its SLURM

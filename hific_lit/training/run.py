@@ -12,7 +12,7 @@ Resuming: ``ckpt_path=auto`` (the default) continues from the newest good checkp
 (:mod:`hific_lit.training.resume`); every run writes its checkpoints atomically and verifies them when loading
 (:mod:`hific_lit.training.checkpoint_io`), keeps its training steps' random stream
 (:mod:`hific_lit.training.random_state`) and stops for a requeue on SIGTERM or SIGUSR1
-(:mod:`hific_lit.training.preemption`). docs/training-at-scale.md.
+(:mod:`hific_lit.training.preemption`). docs/preemption.md.
 """
 
 from __future__ import annotations
