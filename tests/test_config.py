@@ -28,8 +28,18 @@ FAST = ["perceptual.pretrained_backbone=false"]
 
 
 def test_every_group_has_its_options() -> None:
-    assert set(group_options("arch")) == {"hific", "jt", "small", "tiny", "gc2018", "gc2018_small", "gc2018_tiny"}
-    assert set(group_options("regime")) == {"low", "med", "high"}
+    assert set(group_options("arch")) == {
+        "hific",
+        "jt",
+        "small",
+        "tiny",
+        "hific_rate",
+        "small_rate",
+        "gc2018",
+        "gc2018_small",
+        "gc2018_tiny",
+    }
+    assert set(group_options("regime")) == {"low", "med", "high", "rate"}
     assert set(group_options("stage")) == {"base", "gan", "gc2018", "gc2018_mse"}
     assert {"cpu", "gpu", "ddp"} <= set(group_options("trainer"))
     assert set(group_options("logger")) == {"wandb", "csv", "none"}

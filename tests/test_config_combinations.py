@@ -89,6 +89,10 @@ def expect(arch: str, stage: str, data: str, outcome: str) -> None:
         assert f"is a {'GC2018' if gc2018 else 'HiFiC'} model" in outcome and expected in outcome, outcome
     elif data == "folder_without_dir":
         assert outcome.startswith("data.train_dir must be set: add data.train_dir="), outcome
+    elif arch.endswith("_rate"):  # the default regime=med has one target, the arch three anchors
+        assert (
+            outcome.startswith("arch.rate_conditioning trains one rate target per anchor") and "regime=rate" in outcome
+        )
     elif shards:
         assert outcome.startswith("no training shards at") and "make shards" in outcome, outcome
     else:

@@ -5,7 +5,7 @@ command        what                                                 code
 =============  ===================================================  ==========================
 compress       images -> .hfc files                                 :mod:`hific_lit.cli.coding`
 decompress     .hfc files -> images                                 :mod:`hific_lit.cli.coding`
-info           header, sizes and bpp of .hfc files                  :mod:`hific_lit.cli.coding`
+info           header, sizes and bpp of .hfc files                  :mod:`hific_lit.cli.info`
 import-jt      a model of the JT port -> inference checkpoint       :mod:`hific_lit.pretrained.cli`
 train          one training stage (Hydra, ``conf/train.yaml``)      :mod:`hific_lit.cli.hydra_apps`
 eval           checkpoints on Kodak / CLIC / a folder (Hydra,       :mod:`hific_lit.cli.hydra_apps`
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hific_lit.cli import coding, hydra_apps, tools
+from hific_lit.cli import coding, hydra_apps, info, tools
 from hific_lit.cli.common import EXIT_STATUS, add_command
 from hific_lit.errors import exit_status
 from hific_lit.pretrained import cli as pretrained_cli
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hific-lit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     coding.register(subparsers)
+    info.register(subparsers)
     pretrained_cli.register(subparsers)
     for name, task in hydra_apps.APPS.items():
         add_command(subparsers, name, task, HYDRA_EXAMPLES[name], hydra=True)

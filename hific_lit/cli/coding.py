@@ -1,10 +1,9 @@
-"""``hific compress``, ``hific decompress`` and ``hific info``: real .hfc files from the command line."""
+"""``hific compress`` and ``hific decompress``: real .hfc files from the command line (``hific info``: :mod:`.info`)."""
 
 from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,13 +16,14 @@ from tqdm import tqdm
 
 from hific_lit.cli.common import add_command, option_type, parse_realism
 from hific_lit.cli.models import add_model_options, compress_checkpoint, decompress_checkpoint
+from hific_lit.cli.rate_options import add_rate_options, checked_rate_options, rate_text
 from hific_lit.errors import SOME_FAILED, CheckpointError, HificError, SettingError
-from hific_lit.io.checkpoint import REALISM_KEY, RESIDUAL_KEY, load_inference_checkpoint, read_inference_checkpoint
-from hific_lit.io.container import HEADER_SIZES, SUFFIX, header_fields, read_hfc, unpack
+from hific_lit.io.checkpoint import load_inference_checkpoint
+from hific_lit.io.container import SUFFIX, read_hfc, unpack
 from hific_lit.io.files import bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, load_image, save_image
 from hific_lit.models.base import Codec
-from hific_lit.models.error_bound import RESIDUAL_SECTION, residual_info
+from hific_lit.models.error_bound import RESIDUAL_SECTION
 from hific_lit.pretrained.registry import BUNDLED
 from hific_lit.runtime.allocator import LARGE_IMAGE_PIXELS, release_memory_for
 from hific_lit.runtime.device import resolve_device
@@ -187,12 +187,14 @@ def run_compress(args: argparse.Namespace) -> int:
 
     Images (PNG, JPEG, WebP, TIFF; grayscale, RGBA, 16-bit and EXIF-rotated inputs are converted to
     RGB, with a note) become .hfc files. Prints each file's size, its bpp from the bytes on disk and
-    the model's estimate.
+    the model's estimate. A rate-conditioned model (hific info CKPT says) codes at --rate, or per image at
+    --target-bpp or within --max-bytes.
     """
     inputs = [Path(p) for p in args.images]
     outputs = output_paths(inputs, args.output, SUFFIX)
     model = _load_model(args, *compress_checkpoint(args))
     model.check_max_error(args.max_error)  # before any file: a bound the model cannot keep runs nothing
+    rate = checked_rate_options(model, args)  # likewise a rate option the model cannot take
 
     def read(src: Path) -> _Handed:
         notes: list[str] = []
@@ -204,20 +206,22 @@ def run_compress(args: argparse.Namespace) -> int:
         tiling = _tiling(args, height * width)  # by name: a call with **kwargs holds the image until it returns
         # the file is written as it is coded, and the image freed once the analysis has run
         bits = model.compress_to_file(
-            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], max_error=args.max_error
-        )
+            loaded.take(), dst, max_memory=tiling["max_memory"], progress=tiling["progress"], max_error=args.max_error,
+            **rate,
+        )  # fmt: skip
         return height, width, loaded.notes, bits
 
     def write(src: Path, dst: Path, result: tuple[int, int, list[str], float]) -> str:
         height, width, notes, estimated_bits = result
         size = dst.stat().st_size
+        notes = notes + ([estimated_bits.note] if estimated_bits.note else [])
         note = f" ({'; '.join(notes)})" if notes else ""
         if args.max_error is not None:
             residual = len(unpack(dst.read_bytes()).sections[RESIDUAL_SECTION])
             note = f", max error {args.max_error} (residual {100 * residual / size:.1f} % of the file){note}"
         return (
             f"{src} -> {dst}: {width}x{height}, {size} bytes, {bits_per_pixel(size, height, width):.4f} bpp"
-            f" (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
+            f"{rate_text(estimated_bits)} (model estimate {estimated_bits / (height * width):.4f} bpp){note}"
         )
 
     return _run_over_files(inputs, outputs, FileStages(read, compute, write), "compress", args.quiet)
@@ -267,59 +271,6 @@ def run_decompress(args: argparse.Namespace) -> int:
     return _run_over_files(inputs, outputs, stages, "decompress", args.quiet)
 
 
-def file_info(path: Path) -> dict[str, object]:
-    """Header fields, section sizes and bpp of a .hfc file (validated, CRCs checked)."""
-    data = read_hfc(path)
-    try:
-        unpacked = unpack(data)
-        header = unpacked.header
-    except HificError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
-    info: dict[str, object] = {"file": str(path), **header_fields(header)}
-    info.update(header_bytes=HEADER_SIZES[header.version], total_bytes=len(data))
-    info["bpp"] = round(bits_per_pixel(len(data), header.height, header.width), 6)
-    info.update(residual_info(unpacked.sections, len(data)))
-    return info
-
-
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
-
-
-def checkpoint_info(path: Path) -> dict[str, object]:
-    """What an inference checkpoint holds: model kind, latent size, and whether it decodes at any realism (MRIC)."""
-    payload = read_inference_checkpoint(path, mmap=True)
-    arch = payload.get("arch") or {}
-    info: dict[str, object] = {"file": str(path), "model": payload.get("model", "hific")}
-    info.update(format_version=payload.get("format_version"), latent_channels=arch.get("latent_channels"))
-    realism = payload.get(REALISM_KEY)
-    info["realism"] = "no (one operating point)" if realism is None else "yes (hific decompress --realism 0..1)"
-    if realism is not None:
-        default = round(realism["default_beta"] / realism["beta_max"], 4)
-        info.update(beta_max=realism["beta_max"], default_realism=default)
-    info["error_bound"] = "yes (hific compress --max-error K)" if RESIDUAL_KEY in payload else "no residual coder"
-    return info
-
-
-def run_info(args: argparse.Namespace) -> int:
-    """Show the header, sizes and bpp of .hfc files, or what a checkpoint supports.
-
-    Checks each file (magic, version, CRCs, lengths) and prints its header fields, section sizes and
-    bits per pixel. No checkpoint needed. Given a checkpoint (.ckpt, .pt, .pth), shows its model and whether
-    it decodes at any realism (--realism). A bad file is one line on stderr; the others go on.
-    """
-    infos = []
-    for path in args.files:
-        try:
-            infos.append((checkpoint_info if Path(path).suffix in CHECKPOINT_SUFFIXES else file_info)(Path(path)))
-        except (HificError, OSError) as exc:
-            print(f"hific info: error: {exc}", file=sys.stderr)
-    if args.json and infos:
-        print(json.dumps(infos if len(args.files) > 1 else infos[0], indent=2))
-    elif infos:
-        print("\n".join("\n".join(f"{key:>12}: {value}" for key, value in info.items()) for info in infos))
-    return SOME_FAILED if len(infos) < len(args.files) else 0
-
-
 def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
     """-o, --device, --max-memory, --precision and --quiet, shared by compress and decompress."""
     parser.add_argument(
@@ -349,7 +300,7 @@ def _add_common_options(parser: argparse.ArgumentParser, output: str) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the compress, decompress and info subcommands."""
+    """Add the compress and decompress subcommands."""
     compress = add_command(subparsers, "compress", run_compress, "hific compress photo.png -o out/  (--model, --ckpt)")
     compress.add_argument("images", nargs="+", metavar="IMG", help="image files")
     add_model_options(compress, f"Default: the bundled model ({BUNDLED})")
@@ -370,6 +321,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "residual is coded in the file (checkpoints with a residual coder; hific info CKPT says). Decode in the "
         "encoder's precision and device (docs/error-bound.md)",
     )
+    add_rate_options(compress)
     example = "hific decompress photo.hfc  (writes photo.decoded.png; the model is found by the file's fingerprint)"
     decompress = add_command(subparsers, "decompress", run_decompress, example)
     decompress.add_argument("files", nargs="+", metavar="FILE.hfc", help=".hfc files")
@@ -391,8 +343,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="for error-bounded files: the model's decoding alone, without the residual (and without the bound)",
     )
-    info = add_command(subparsers, "info", run_info, "hific info photo.hfc --json  (or: hific info model.ckpt)")
-    info.add_argument(
-        "files", nargs="+", metavar="FILE.hfc|CKPT", help=".hfc files or inference checkpoints (.ckpt, .pt, .pth)"
-    )
-    info.add_argument("--json", action="store_true", help="print JSON instead of text")

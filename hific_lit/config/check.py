@@ -3,7 +3,8 @@
 ``hific train`` composes an arch, a stage and a data set from independent groups, so some choices do not
 fit: a GC2018 arch under HiFiC's default ``stage=base``, a HiFiC arch under ``stage=gc2018``, a value left
 ``???`` (``data=folder`` without ``data.train_dir``), a GAN-stage experiment without ``warmstart``
-(``require_warmstart``), an arch value its dataclass refuses. :func:`check_training_config` turns each into
+(``require_warmstart``), an arch value its dataclass refuses, a rate-conditioned arch without one target per
+anchor (``regime=rate``). :func:`check_training_config` turns each into
 one :class:`SettingError` line that names the fix, before any interpolation is resolved or any network built.
 """
 
@@ -115,3 +116,19 @@ def check_training_config(cfg: DictConfig) -> None:
     if missing:
         hints = [HINTS.get(key, f"{key}=...") for key in missing]
         raise SettingError(f"{', '.join(missing)} must be set: add {'; '.join(hints)}")
+    if isinstance(arch, ArchConfig):
+        check_rate_anchors(arch, cfg.loss.get("anchor_targets"))
+
+
+def check_rate_anchors(arch: ArchConfig, targets: ListConfig | None) -> None:
+    """A rate-conditioned HiFiC trains one target per rate anchor (``regime=rate``); a fixed-rate one none."""
+    if arch.rate_conditioning and len(targets or []) != arch.rate_anchors:
+        raise SettingError(
+            f"arch.rate_conditioning trains one rate target per anchor ({arch.rate_anchors}): add regime=rate (or "
+            "loss.anchor_targets=[...] and loss.anchor_lambda_a=[...])"
+        )
+    if targets and not arch.rate_conditioning:
+        raise SettingError(
+            "loss.anchor_targets (regime=rate) are for a rate-conditioned model: add "
+            "arch.rate_conditioning=true, or pick another regime"
+        )

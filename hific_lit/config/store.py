@@ -6,7 +6,8 @@ group           node                                                        used
 ``arch``        :data:`~hific_lit.models.hific.arch.ARCH_PRESETS` and the   ``arch=small`` (train.yaml)
                 GC2018 presets: ``_target_`` plus every field
 ``regime``      :data:`~hific_lit.training.losses.REGIMES` (target rate,    ``regime=low`` (train.yaml)
-                λ_A, λ_B)
+                λ_A, λ_B); ``rate``: the three as a rate-conditioned
+                model's anchors (:func:`rate_regime`)
 ``loss``        :class:`~hific_lit.training.losses.LossConfig`'s defaults   ``loss=default`` (train.yaml)
                 with the target and the rate weights from ``regime``
 ``optimizer``   Adam at :data:`~hific_lit.training.losses.ADAM_LR`           ``stage/base.yaml``, ``stage/gan.yaml``
@@ -32,6 +33,20 @@ from hific_lit.training.losses import ADAM_LR, REGIMES, LossConfig, LRSchedule, 
 
 REGIME_FIELDS = tuple(field.name for field in fields(Regime))
 """The loss fields each ``regime`` sets."""
+ANCHOR_FIELDS = ("anchor_targets", "anchor_lambda_a")
+"""The loss fields a rate-conditioned model's ``regime`` sets too (``regime=rate``); empty for the others."""
+
+
+def rate_regime() -> dict:
+    """``regime=rate``: one rate anchor per regime of :data:`REGIMES` (low, med, high), each with its target and λ_A.
+
+    ``target_bpp``/``lambda_a`` are med's (a rate-conditioned model uses the anchors'); ``lambda_b`` is shared.
+    """
+    anchors = [REGIMES[name] for name in ("low", "med", "high")]
+    return asdict(REGIMES["med"]) | {
+        "anchor_targets": [regime.target_bpp for regime in anchors],
+        "anchor_lambda_a": [regime.lambda_a for regime in anchors],
+    }
 
 
 def register_configs() -> None:
@@ -46,8 +61,10 @@ def register_configs() -> None:
         store.store(group="arch", name=name, node=node)
     for name, regime in REGIMES.items():
         store.store(group="regime", name=name, node=asdict(regime))
+    store.store(group="regime", name="rate", node=rate_regime())
     loss = {"_target_": "hific_lit.training.losses.LossConfig", **asdict(LossConfig())}
     loss |= {field: f"${{regime.{field}}}" for field in REGIME_FIELDS}
+    loss |= {field: f"${{oc.select:regime.{field},null}}" for field in ANCHOR_FIELDS}
     store.store(group="loss", name="default", node=loss)
     store.store(group="optimizer", name="adam", node={"_target_": "torch.optim.Adam", "_partial_": True, "lr": ADAM_LR})
     schedule = {"_target_": "hific_lit.training.losses.LRSchedule", **asdict(LRSchedule())}

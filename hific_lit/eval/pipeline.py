@@ -1,4 +1,8 @@
-"""``evaluate(cfg)``: checkpoints × images × (ours + baselines) → CSV/JSON, summary, RD plots, viewers.
+"""``evaluate(cfg)``: checkpoints (× rates) × images × (ours + baselines) → CSV/JSON, summary, RD plots, viewers.
+
+A rate-conditioned checkpoint (``arch.rate_conditioning``) draws its whole RD curve: with ``rates`` or
+``target_bpps`` each image is coded once per point, each point evaluated (baselines at its bpp, viewer, tables)
+as a checkpoint of its own, ``<ckpt>@rate<R>`` or ``<ckpt>@<B>bpp``, and the points joined in the RD plots.
 
 The config is ``conf/eval.yaml`` (``hific eval``; :func:`hific_lit.config.compose_config` outside it).
 Metrics whose pretrained weights are unavailable offline (LPIPS' AlexNet, FID's Inception) are
@@ -7,6 +11,7 @@ skipped with a warning, and the summary lists them under ``missing`` with the re
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -114,6 +119,24 @@ def realism_betas(models: dict[str, Codec], betas: list[float] | ListConfig | No
     return betas
 
 
+def rate_points(
+    models: dict[str, Codec], rates: list[float] | ListConfig | None, target_bpps: list[float] | ListConfig | None
+) -> list[tuple[str, dict | None]]:
+    """The points of each checkpoint's RD curve: ``("", None)`` (its default rate) unless ``rates`` (R in 0..1) or
+    ``target_bpps`` are configured, then ``("@rate<R>", {"rate": R})`` and ``("@<B>bpp", {"target_bpp": B})`` for
+    each; those need rate-conditioned checkpoints, else a one-line :class:`CheckpointError` / :class:`SettingError`."""
+    rates, target_bpps = [float(r) for r in rates or []], [float(b) for b in target_bpps or []]
+    if not rates and not target_bpps:
+        return [("", None)]
+    for name, model in models.items():
+        if model.capabilities.rate is None:
+            raise CheckpointError(f"checkpoint {name} has one rate; rates and target_bpps need rate-conditioned ones")
+    bad = [r for r in rates if not 0.0 <= r <= 1.0] + [b for b in target_bpps if not b > 0]
+    if bad:
+        raise SettingError(f"{bad[0]:g} is out of range: rates lie in 0..1, target_bpps above 0")
+    return [(f"@rate{r:g}", {"rate": r}) for r in rates] + [(f"@{b:g}bpp", {"target_bpp": b}) for b in target_bpps]
+
+
 def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorers | None = None) -> dict:
     """Run the evaluation described by ``cfg`` and write everything under ``out_dir`` (default
     ``cfg.paths.output_dir``, the run folder); return the summary.
@@ -138,6 +161,9 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
             if bound is None or not 0 <= max_error <= bound:
                 reason = NO_CODER if bound is None else f"max_error={max_error} is outside 0..{bound}"
                 raise SettingError(f"{checkpoints[name]}: {reason}")
+    curve = rate_points(models, cfg.get("rates"), cfg.get("target_bpps"))
+    if max_error is not None and cfg.get("target_bpps"):
+        raise SettingError("max_error adds a residual on top of the file: use it with rates, not target_bpps")
     images = dataset_images(cfg.eval_set)
     missing: dict[str, str] = {}
     scorers = scorers or load_scorers(cfg.metrics, device, missing)
@@ -148,14 +174,17 @@ def evaluate(cfg: DictConfig, out_dir: str | Path | None = None, scorers: Scorer
         missing.setdefault("kid", "no FID feature extractor given")
     codecs = available_codecs(list(cfg.baselines), missing) if max_error is None else []
     rows, results, points, realism_points, viewers, feature_cache = [], {}, [], [], {}, {}
-    for name, model in models.items():
+    for (checkpoint, model), (suffix, coding) in itertools.product(models.items(), curve):
+        name = checkpoint + suffix
         res = evaluate_checkpoint(
             model.to(device).eval(), name, images, out_dir / name, codecs, scorers, cfg.viewer_images, feature_cache,
-            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas, max_error,
+            cfg.get("max_pixels", DEFAULT_MAX_PIXELS), betas, max_error, coding,
         )  # fmt: skip
         rows += res.rows
         csv_path, json_path = write_rows(rows, out_dir)  # after each checkpoint: a later crash keeps these
-        results[name] = {"path": str(checkpoints[name]), "methods": res.results}
+        results[name] = {"path": str(checkpoints[checkpoint]), "methods": res.results} | (
+            {"coding": coding} if coding else {}
+        )
         points += [{"method": method, "checkpoint": name, **values} for method, values in res.results.items()]
         realism_points += [{"checkpoint": name, "beta": b, **res.results[realism_method(b)]} for b in betas or []]
         viewers[name] = str(res.viewer) if res.viewer else None

@@ -57,6 +57,8 @@ class ImageResult:
     """The realism weight our reconstruction was decoded at (realism-conditioned models, ``realism_betas``)."""
     max_error: int | None = None
     """The largest difference of a pixel value from the original (``max_error`` runs: ours and the library codecs)."""
+    rate: float | None = None
+    """The rate R our file was coded at (rate-conditioned models: the one asked for, or found for a target bpp)."""
 
 
 def mean_of(rows: list[ImageResult], key: str) -> float | None:
@@ -74,6 +76,8 @@ def means(rows: list[ImageResult]) -> dict[str, float | int | None]:
     errors = [r.max_error for r in rows if r.max_error is not None]
     if errors:
         out["max_error"] = max(errors)
+    if any(r.rate is not None for r in rows):
+        out["rate"] = mean_of(rows, "rate")
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,9 +25,11 @@ from hific_lit.eval.metrics import LpipsScorer, colour_error, ms_ssim, psnr_uint
 from hific_lit.eval.plots import method_label
 from hific_lit.eval.records import ImageResult, means
 from hific_lit.eval.viewer import ViewerImage, ViewerVariant, write_viewer
+from hific_lit.io.container import read_hfc, unpack
 from hific_lit.io.files import atomic_write_bytes, bits_per_pixel
 from hific_lit.io.images import DEFAULT_MAX_PIXELS, encode_image, load_image, to_uint8
 from hific_lit.models.base import Codec
+from hific_lit.models.rate import rate_of_steps, section_rate_steps
 
 
 @dataclass
@@ -67,19 +70,27 @@ def measure(original: np.ndarray, reconstruction: np.ndarray, scorers: Scorers) 
 
 @torch.no_grad()
 def code_with_model(
-    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None, max_error: int | None = None
-) -> tuple[np.ndarray, float, float]:
-    """Compress ``original`` to ``hfc_path`` (within ``max_error`` with the error bound), decompress what is on
-    disk (at realism ``beta``, for a realism-conditioned model); (uint8 image, encode s, decode s)."""
+    model: Codec, original: np.ndarray, hfc_path: Path, beta: float | None = None, max_error: int | None = None,
+    coding: Mapping | None = None,
+) -> tuple[np.ndarray, float, float]:  # fmt: skip
+    """Compress ``original`` to ``hfc_path`` (within ``max_error`` with the error bound; with the rate options
+    ``coding`` of a rate-conditioned model, ``rate`` or ``target_bpp``), decompress what is on disk (at realism
+    ``beta``, for a realism-conditioned model); (uint8 image, encode s, decode s)."""
     x = torch.from_numpy(original).permute(2, 0, 1).float().div(255.0).to(next(model.parameters()).device)
     start = time.perf_counter()
-    data = model.compress(x, max_error=max_error)
+    data = model.compress(x, max_error=max_error, **(coding or {}))
     encode_s = time.perf_counter() - start
     atomic_write_bytes(hfc_path, data)
     start = time.perf_counter()
     x_hat = model.decompress_file(hfc_path, beta=beta)
     decode_s = time.perf_counter() - start
     return to_uint8(x_hat), encode_s, decode_s
+
+
+def file_rate(hfc_path: Path) -> float | None:
+    """The rate R a .hfc file was coded at (its ``rate`` section), or None (a model with one rate)."""
+    steps = section_rate_steps(unpack(read_hfc(hfc_path)).sections)
+    return None if steps is None else rate_of_steps(steps)
 
 
 def realism_method(beta: float) -> str:
@@ -159,20 +170,22 @@ def evaluate_image(
     with_viewer: bool = True,
     betas: list[float] | None = None,
     max_error: int | None = None,
+    coding: Mapping | None = None,
 ) -> tuple[list[ImageResult], list[ViewerVariant], dict[str, np.ndarray]]:
     """Ours, then each baseline at our bpp, on one image: result rows, viewer variants (none unless
     ``with_viewer``), decoded images by method. With ``betas`` (a realism-conditioned model), our file is
     also decoded at each β: one row each (``hific_beta<β>``), same file and bpp, and a viewer button each.
     With ``max_error`` K, our file keeps every pixel value within K, and the library codecs that do too
-    (lossless and near-lossless, :mod:`hific_lit.eval.lossless`) follow, each row with its measured max error."""
+    (lossless and near-lossless, :mod:`hific_lit.eval.lossless`) follow, each row with its measured max error.
+    ``coding``: the rate options of a rate-conditioned model (:func:`code_with_model`)."""
     hfc = out_dir / "bitstreams" / f"{image}.hfc"
-    recon, encode_s, decode_s = code_with_model(model, original, hfc, max_error=max_error)
+    recon, encode_s, decode_s = code_with_model(model, original, hfc, max_error=max_error, coding=coding)
     recon_png = encode_image(recon)
     atomic_write_bytes(out_dir / "reconstructions" / f"{image}.png", recon_png)
     measured = None if max_error is None else int(np.abs(recon.astype(np.int16) - original.astype(np.int16)).max())
     ours = _result(
         checkpoint, image, "hific", original, recon, hfc, scorers, encode_s=encode_s, decode_s=decode_s,
-        max_error=measured,
+        max_error=measured, rate=file_rate(hfc),
     )  # fmt: skip
     rows, decoded = [ours], {"hific": recon}
     variants = [
@@ -229,6 +242,7 @@ def evaluate_checkpoint(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     betas: list[float] | None = None,
     max_error: int | None = None,
+    coding: Mapping | None = None,
 ) -> CheckpointResults:
     """Evaluate one checkpoint, and the baselines at its rates, on ``images``; files go under ``out_dir``.
 
@@ -237,6 +251,7 @@ def evaluate_checkpoint(
     An image of more than ``max_pixels`` pixels stops the evaluation with an ImageTooLargeError.
     ``betas``: also decode each file at these realism weights (realism-conditioned models; see :func:`evaluate_image`).
     ``max_error``: code with the error bound K, next to the library codecs that keep it (:func:`evaluate_image`).
+    ``coding``: the rate options every image is coded with (rate-conditioned models: one point of the RD curve).
     """
     rows: list[ImageResult] = []
     viewer: list[ViewerImage] = []
@@ -245,7 +260,7 @@ def evaluate_checkpoint(
         original = to_uint8(load_image(path, max_pixels=max_pixels, option="max_pixels=N"))
         with_viewer = len(viewer) < viewer_images
         image_rows, variants, decoded = evaluate_image(
-            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas, max_error
+            model, name, image, original, out_dir, codecs, scorers, with_viewer, betas, max_error, coding
         )
         rows += image_rows
         if fid is not None:

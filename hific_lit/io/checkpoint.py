@@ -38,6 +38,7 @@ READ_SINCE = 3
 """The oldest version this hific-lit reads."""
 DISCRIMINATOR_KEY = "discriminator_state_dict"
 REALISM_KEY = "realism"
+RATE_KEY = "rate"
 RESIDUAL_KEY = "residual_coder"
 """The error bound's residual coder, when one was trained on the model's residuals (scripts/train_residual.py)."""
 """Realism-conditioned models (MRIC): ``{"beta_max", "default_beta"}``, the β range and the β decoded by default."""
@@ -77,8 +78,9 @@ def save_inference_checkpoint(
 
     The coding tables are built first if they were not (:meth:`~hific_lit.models.base.Codec.update`). ``discriminator``,
     when given, is stored beside the codec (key ``discriminator_state_dict``) for a later GAN stage.
-    A realism-conditioned model also stores its β range and default β (key ``realism``), a model with a residual
-    coder (the error bound) that coder (key ``residual_coder``).
+    A realism-conditioned model also stores its β range and default β (key ``realism``), a rate-conditioned one
+    its anchors and default rate (key ``rate``), a model with a residual coder (the error bound) that coder (key
+    ``residual_coder``).
     ``weights_precision="bf16"`` stores g_a's and g_s's float weights in bfloat16 (about half the file); what
     decides the symbols (hyperprior, tables, integer h_s) stays as it is, and so does the model's fingerprint
     (it hashes the transforms' weights rounded to bfloat16), so files coded by either copy decode with the other.
@@ -104,6 +106,9 @@ def save_inference_checkpoint(
     realism = model.capabilities.realism
     if realism is not None:
         payload[REALISM_KEY] = {"beta_max": realism.beta_max, "default_beta": realism.default_beta}
+    rate = model.capabilities.rate
+    if rate is not None:
+        payload[RATE_KEY] = {"anchors": rate.anchors, "default_rate": rate.default}
     if model.residual_coder is not None:
         payload[RESIDUAL_KEY] = coder_payload(model.residual_coder)
     if discriminator is not None:

@@ -29,6 +29,8 @@ from hific_lit.io.files import atomic_file
 from hific_lit.models.capabilities import Capabilities
 from hific_lit.models.error_bound import RESIDUAL_SECTION, ErrorBounded, add_residual
 from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
+from hific_lit.models.inputs import as_image_batch, one_image
+from hific_lit.models.rate import FileEstimate, RateControlled, rate_of_steps, rate_request
 from hific_lit.nn.padding import crop
 from hific_lit.nn.realism import not_conditioned_error
 from hific_lit.tiling import DEFAULT_MAX_MEMORY, RowSource
@@ -42,14 +44,17 @@ class Compressed(bytes):
     """What :meth:`Codec.compress` returns: the bytes of a .hfc file, carrying the model's rate estimate.
 
     ``estimated_bits`` is -log2 of the likelihoods of the coded symbols under the entropy models, the
-    size an ideal entropy coder would reach (the file adds its header, CRCs and the coder's overhead).
+    size an ideal entropy coder would reach (the file adds its header, CRCs and the coder's overhead). A
+    rate-conditioned model's also says the rate R coded (``rate``) and, for a target out of reach, why (``note``).
     """
 
     estimated_bits: float
 
-    def __new__(cls, data: bytes, estimated_bits: float) -> Compressed:
+    def __new__(
+        cls, data: bytes, estimated_bits: float, rate: float | None = None, note: str | None = None
+    ) -> Compressed:
         obj = super().__new__(cls, data)
-        obj.estimated_bits = estimated_bits
+        obj.estimated_bits, obj.rate, obj.note = estimated_bits, rate, note
         return obj
 
 
@@ -72,32 +77,7 @@ class LatentCode(NamedTuple):
     sections: Mapping[str, bytes] | None = None
 
 
-def as_image_batch(x: torch.Tensor) -> torch.Tensor:
-    """Check that ``x`` is one or more RGB images (3, H, W) / (B, 3, H, W), float in [0, 1] or uint8; return it 4-D."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected an image tensor, got {type(x).__name__}")
-    if x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4 or x.shape[1] != 3 or x.shape[-1] < 1 or x.shape[-2] < 1:
-        raise ValueError(f"expected an RGB image of shape (3, H, W) or (B, 3, H, W), got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x
-    if not x.is_floating_point():
-        raise ValueError(f"expected a float image in [0, 1] or a uint8 image, got dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("the image contains NaN or infinite values")
-    return x
-
-
-def one_image(x: torch.Tensor) -> torch.Tensor:
-    """:func:`as_image_batch` of a single image: (1, 3, H, W)."""
-    x = as_image_batch(x)
-    if x.shape[0] != 1:
-        raise ValueError(f"compress codes one image; got a batch of {x.shape[0]} (use compress_batch)")
-    return x
-
-
-class Codec(ErrorBounded, nn.Module):
+class Codec(ErrorBounded, RateControlled, nn.Module):
     """A compression model with real bitstreams: what every model implements and every caller uses.
 
     A subclass sets :attr:`kind` (its name in checkpoints and .hfc headers), :attr:`arch_class` and
@@ -105,7 +85,7 @@ class Codec(ErrorBounded, nn.Module):
     the transforms whose precision may be reduced), and implements ``forward``, :meth:`update`,
     :attr:`coding_ready`, :meth:`analysis`, :meth:`code_latent`, :meth:`expected_shapes`, :meth:`decode_latent`,
     :meth:`synthesis` and :meth:`fingerprint_parts`. Realism-conditioned models override :attr:`capabilities`
-    and :meth:`set_default_beta`.
+    and :meth:`set_default_beta`, rate-conditioned ones :attr:`capabilities` and :meth:`rate_coder`.
     """
 
     kind: ClassVar[str]
@@ -236,71 +216,89 @@ class Codec(ErrorBounded, nn.Module):
     @torch.no_grad()
     def compress(
         self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False,
-        max_error: int | None = None,
+        max_error: int | None = None, *, rate: float | None = None, target_bpp: float | None = None,
+        max_bytes: int | None = None,
     ) -> Compressed:  # fmt: skip
         """One image (3, H, W) or (1, 3, H, W), float in [0, 1] or uint8 -> the bytes of a .hfc file and the
         rate estimate. ``max_memory`` and ``progress`` go to the transforms' tiling; the file does not depend on them.
         ``max_error`` K: every 8-bit value of the decoding within K of the image's (``capabilities.error_bound``).
+        A rate-conditioned model (``capabilities.rate``) takes one of ``rate`` (R in 0..1), ``target_bpp`` (a file
+        within ±2 % of it, or the reachable end with a note) and ``max_bytes`` (the highest rate that fits), all
+        but ``rate`` without ``max_error`` (:mod:`hific_lit.models.rate`); a model with one rate refuses them.
         """
         x = one_image(x)
         self.require_coding()
         self.check_max_error(max_error)
-        plain = self.compress_latent(self.analysis(x, max_memory, progress), *x.shape[-2:])
+        rate_request(self.capabilities.rate, rate, target_bpp, max_bytes, max_error)  # refused before g_a runs
+        latent = self.analysis(x, max_memory, progress)
+        plain = self.compress_latent(latent, *x.shape[-2:], rate=rate, target_bpp=target_bpp, max_bytes=max_bytes)
         if max_error is None:
             return plain
         bounded = self.with_residual(plain, x, max_error, max_memory, progress)
-        return Compressed(bounded, plain.estimated_bits + 8 * (len(bounded) - len(plain)))
+        return Compressed(bounded, plain.estimated_bits + 8 * (len(bounded) - len(plain)), plain.rate)
 
     @torch.no_grad()
-    def compress_latent(self, latent: torch.Tensor, height: int, width: int) -> Compressed:
-        """The .hfc bytes of one latent (1, ...) of :meth:`analysis`, of an image of ``height`` x ``width``."""
+    def compress_latent(
+        self, latent: torch.Tensor, height: int, width: int, *, rate: float | None = None,
+        target_bpp: float | None = None, max_bytes: int | None = None,
+    ) -> Compressed:  # fmt: skip
+        """The .hfc bytes of one latent (1, ...) of :meth:`analysis`, of an image of ``height`` x ``width`` (the rate
+        options as :meth:`compress`)."""
         self.require_coding()
-        code, out = self.code_latent(latent), io.BytesIO()
+        request = rate_request(self.capabilities.rate, rate, target_bpp, max_bytes)
+        if request is None:
+            code = self.code_latent(latent)
+            return Compressed(self.file_bytes(code, height, width), code.bits)
+        choice = self.rate_choice(latent, height, width, request)
+        return Compressed(choice.data, choice.bits, rate_of_steps(choice.steps), choice.note)
+
+    def file_bytes(self, code: LatentCode, height: int, width: int) -> bytes:
+        """The bytes of the .hfc file of ``code`` (:meth:`write_code` into memory)."""
+        out = io.BytesIO()
         self.write_code(code, height, width, out)
-        return Compressed(out.getbuffer(), code.bits)
+        return out.getvalue()
 
     def compress_to_file(
-        self,
-        x: torch.Tensor,
-        path: str | os.PathLike,
-        max_memory: int | None = DEFAULT_MAX_MEMORY,
-        progress: bool | None = False,
-        max_error: int | None = None,
-    ) -> float:
+        self, x: torch.Tensor, path: str | os.PathLike, max_memory: int | None = DEFAULT_MAX_MEMORY,
+        progress: bool | None = False, max_error: int | None = None, **rate: float | None,
+    ) -> FileEstimate:  # fmt: skip
         """:meth:`compress` of one image written to the .hfc file ``path`` (atomically: a failure leaves no file, and
-        an existing one untouched); the model's estimate of its size in bits. The same bytes as :meth:`compress`.
+        an existing one untouched); the model's estimate of its size in bits, with the rate and note of
+        :class:`Compressed`. The same bytes as :meth:`compress`, whose ``rate``, ``target_bpp``, ``max_bytes`` it takes.
 
         Nothing here keeps ``x`` once the analysis has run, nor the float latent once its symbols exist: when the
         caller passes its only reference as a plain argument (a call through ``*args`` or ``**kwargs`` holds its
         arguments until it returns), the image is freed while the latent is coded.
         """
-        if max_error is not None:  # the residual needs the image and x_hat whole
-            data = self.compress(x, max_memory, progress, max_error)
+        request = rate_request(self.capabilities.rate, **rate)
+        if max_error is not None or (request is not None and request.steps is None):  # held whole, then written
+            data = self.compress(x, max_memory, progress, max_error, **rate)
             with atomic_file(path) as f:
                 f.write(data)
-            return data.estimated_bits
+            return FileEstimate(data.estimated_bits, data.rate, data.note)
         x = one_image(x)
         self.require_coding()
         height, width = x.shape[-2:]
         with torch.no_grad():  # not a decorator: its wrapper would hold the image until the call returns
             latent = self.analysis(x, max_memory, progress)
             del x
-            code = self.code_latent(latent)
+            code = self.code_latent(latent) if request is None else self.rate_coder(latent).code(request.steps)
             del latent
             with atomic_file(path) as f:
                 self.write_code(code, height, width, f)
-        return code.bits
+        return FileEstimate(code.bits, None if request is None else rate_of_steps(request.steps))
 
     def compress_batch(
-        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False
+        self, x: torch.Tensor, max_memory: int | None = DEFAULT_MAX_MEMORY, progress: bool | None = False, **rate: Any
     ) -> list[Compressed]:
-        """A batch (B, 3, H, W) -> one .hfc file per image (the analysis runs on the whole batch)."""
+        """A batch (B, 3, H, W) -> one .hfc file per image (the analysis runs on the whole batch); ``rate``: the rate
+        options of :meth:`compress`, for each image."""
         x = as_image_batch(x)
         self.require_coding()
         height, width = x.shape[-2:]
         with torch.no_grad():
             latent = self.analysis(x, max_memory, progress)
-        return [self.compress_latent(latent[i : i + 1], height, width) for i in range(x.shape[0])]
+        return [self.compress_latent(latent[i : i + 1], height, width, **rate) for i in range(x.shape[0])]
 
     def check_header(self, header: Header, sections: Iterable[str] = ()) -> None:
         """Refuse (:class:`BitstreamError`) a file this model did not make or whose header cannot be right: its

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from hific_lit.errors import SettingError
+from hific_lit.models.rate import RateRange
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,9 @@ class Capabilities:
     ``realism``: the decode-time realism range of a realism-conditioned model (``None``: one operating point).
     ``error_bound``: the largest K that ``compress(max_error=K)`` keeps on every 8-bit pixel value (``None``: no
     residual coder attached; :mod:`hific_lit.models.error_bound`).
+    ``rate``: the encode-time rate range of a rate-conditioned model (``None``: one rate; :mod:`hific_lit.models.rate`).
     """
 
     realism: RealismRange | None = None
     error_bound: int | None = None
+    rate: RateRange | None = None

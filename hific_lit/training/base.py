@@ -126,6 +126,8 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         lr_schedule: learning-rate decay along :attr:`iteration`, applied to every optimizer.
         gradient_clip: max gradient norm per optimizer name (``codec``, ``aux``, ``discriminator``);
             missing or ``None`` means no clipping.
+        rate_gain_lr_factor: a rate-conditioned model's gains learn at this multiple of the codec's learning rate
+            (1: the same; short CPU runs need the anchors to part faster than Adam's steps of about lr each allow).
     """
 
     optimizer_names: tuple[str, ...] = ("codec", "aux")
@@ -140,6 +142,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         discriminator_optimizer: OptimizerFactory = default_adam,
         lr_schedule: LRSchedule | None = None,
         gradient_clip: Mapping[str, float | None] | None = None,
+        rate_gain_lr_factor: float = 1.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -161,7 +164,20 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
                 f"gradient_clip names unknown optimizers {sorted(unknown)}; known: codec, aux, discriminator"
             )
         self.iteration = 0
+        self.rate_gain_lr_factor = rate_gain_lr_factor
+        self._check_anchors(arch, loss)
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, self.coding_table_buffers())
+
+    @staticmethod
+    def _check_anchors(arch: ArchConfig, loss: LossConfig) -> None:
+        """A rate-conditioned model needs one target per rate anchor (``regime=rate``); a fixed-rate one none."""
+        if arch.rate_conditioning and len(loss.anchor_targets) != arch.rate_anchors:
+            raise ValueError(
+                f"a rate-conditioned model with {arch.rate_anchors} anchors needs as many loss.anchor_targets and "
+                f"loss.anchor_lambda_a (got {len(loss.anchor_targets)}): regime=rate"
+            )
+        if not arch.rate_conditioning and loss.anchor_targets:
+            raise ValueError("loss.anchor_targets are for a rate-conditioned model: add arch.rate_conditioning=true")
 
     def coding_table_buffers(self) -> list[str]:
         """Names of the codec's coding-table buffers: built once at export, never synchronised by DDP.
@@ -198,7 +214,13 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         their state with the run, so a resumed run continues the schedule where it stopped.
         """
         groups = self.parameter_groups()
+        gains = [] if self.model.rate_gains is None else list(self.model.rate_gains.parameters())
+        if gains:  # the gains in a group of their own, at rate_gain_lr_factor times the codec's learning rate
+            own = {id(p) for p in gains}
+            groups["codec"] = [{"params": [p for p in groups["codec"] if id(p) not in own]}, {"params": gains}]
         optimizers = [self.optimizer_factories[name](groups[name]) for name in self.optimizer_names]
+        if gains:
+            optimizers[self.optimizer_names.index("codec")].param_groups[1]["lr"] *= self.rate_gain_lr_factor
         schedulers = [torch.optim.lr_scheduler.LambdaLR(opt, self.lr_schedule.multiplier) for opt in optimizers]
         return optimizers, schedulers
 
@@ -214,11 +236,17 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         ``iteration=None`` uses the weights after warm-up, so that validation losses compare over time.
         """
         cfg = self.loss_config
-        decision_bpp = out.bpp_rounded if iteration is None else self.mean_over_ranks(out.bpp_rounded)
-        weight = cfg.rate_weight(decision_bpp.item(), iteration)
-        mse = mse_255(x, out.x_hat)
-        loss = weight * out.bpp + cfg.k_m * mse
         terms: dict[str, torch.Tensor] = {}
+        if out.rate is None:
+            decision_bpp = out.bpp_rounded if iteration is None else self.mean_over_ranks(out.bpp_rounded)
+            weight = cfg.rate_weight(decision_bpp.item(), iteration)
+            rate_term = weight * out.bpp
+        else:
+            weights, terms = self.anchor_rate_weights(out, iteration)
+            decision_bpp, weight = out.bpp_rounded, weights.mean().item()
+            rate_term = (weights * out.image_bpp).mean()
+        mse = mse_255(x, out.x_hat)
+        loss = rate_term + cfg.k_m * mse
         if cfg.k_colour:
             colour = block_mean_mse(x, out.x_hat)
             loss = loss + cfg.k_colour * colour
@@ -237,6 +265,33 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
             "psnr": psnr(x, out.x_hat.detach()),
         }
 
+    def anchor_rate_weights(
+        self, out: HiFiCOutput, iteration: int | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A rate-conditioned model's rate weight per image (B,): eq. 4 for each rate anchor, decided on the mean
+        rounded bitrate of that anchor's images in the global batch (summed over the DDP ranks) against the
+        anchor's target; and each anchor's decision bitrate and weight to log (``anchor<k>/...``)."""
+        gains = self.model.rate_gains
+        anchor = gains.anchor_index(out.rate)
+        members = torch.nn.functional.one_hot(anchor, gains.anchors).to(out.image_bpp_rounded.dtype)
+        sums = torch.cat([members.T @ out.image_bpp_rounded.detach(), members.sum(0)])
+        if iteration is not None:
+            sums = self.reduce_over_ranks(sums, "sum")
+        weights, terms = torch.zeros(gains.anchors), {}
+        for k in range(gains.anchors):
+            if sums[gains.anchors + k] > 0:
+                decision = sums[k] / sums[gains.anchors + k]
+                weights[k] = self.loss_config.rate_weight(decision.item(), iteration, k)
+                terms |= {f"anchor{k}/decision_bpp": decision, f"anchor{k}/rate_weight": weights[k].clone()}
+        return weights.to(out.image_bpp.device, out.image_bpp.dtype)[anchor], terms
+
+    def reduce_over_ranks(self, value: torch.Tensor, op: str) -> torch.Tensor:
+        """``value`` reduced (``"sum"`` or ``"mean"``) over every DDP rank (all-reduce); itself on one process."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return value.detach()
+        return trainer.strategy.reduce(value.detach().clone(), reduce_op=op)
+
     def mean_over_ranks(self, value: torch.Tensor) -> torch.Tensor:
         """``value`` averaged over every DDP rank (all-reduce); itself on one process.
 
@@ -244,10 +299,7 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         same rate weight (the authors decide on the whole batch of 8, ``model.py`` ``total_qbpp``).
         Ranks hold equal local batches, so the mean of their means is the global batch's mean.
         """
-        trainer = self._trainer
-        if trainer is None or trainer.world_size == 1:
-            return value.detach()
-        return trainer.strategy.reduce(value.detach().clone(), reduce_op="mean")
+        return self.reduce_over_ranks(value, "mean")
 
     def codec_objective(self, x: torch.Tensor, out: HiFiCOutput) -> dict[str, torch.Tensor]:
         """What the codec step minimises (``loss``) and the terms to log; the GAN stage adds β·G."""
@@ -288,12 +340,20 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         """What validation logs: ``rd_loss`` with the post-warm-up weights, and its terms."""
         terms = self.rd_terms(x, out, iteration=None)
         terms["rd_loss"] = terms.pop("loss").detach()
-        del terms["rate_weight"], terms["decision_bpp"]
-        return terms
+        return {k: v for k, v in terms.items() if k not in ("rate_weight", "decision_bpp") and "/" not in k}
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
-        out = self.model(batch)
-        terms = self.validation_terms(batch, out)
+        """The validation terms; a rate-conditioned model's at each rate anchor (``anchor<k>/...``) and their means."""
+        gains = self.model.rate_gains
+        if gains is None:
+            out = self.model(batch)
+            terms = self.validation_terms(batch, out)
+        else:
+            anchors = [self.model(batch, rate=float(r)) for r in gains.positions()]
+            each = [self.validation_terms(batch, a) for a in anchors]
+            terms = {k: torch.stack([t[k].float() for t in each]).mean() for k in each[0]}
+            terms |= {f"anchor{i}/{k}": t[k] for i, t in enumerate(each) for k in ("bpp_rounded", "psnr")}
+            out = anchors[len(anchors) // 2]
         for prog_bar in (True, False):
             metrics = {f"val/{k}": v for k, v in terms.items() if (k in ("rd_loss", "psnr")) == prog_bar}
             self.log_dict(metrics, prog_bar=prog_bar, sync_dist=True, batch_size=batch.shape[0])

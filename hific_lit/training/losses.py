@@ -56,6 +56,9 @@ class LossConfig:
 
     ``lambda_a`` and ``lambda_b`` are rate *weights* (the paper's λ, the code's ``C / lmbda``);
     ``warmup_rate_weight_factor`` multiplies the weight during warm-up (code: λ ×2, so the weight ×1/2).
+    A rate-conditioned model (``arch.rate_conditioning``) has a target and a λ_A per anchor instead,
+    ``anchor_targets`` and ``anchor_lambda_a`` (``regime=rate``: the paper's low, med and high), each anchor decided
+    on its own images; ``lambda_b`` and the warm-up apply to every anchor.
     """
 
     target_bpp: float = REGIMES["med"].target_bpp
@@ -71,8 +74,16 @@ class LossConfig:
     k_colour: float = 0.0
     """Weight of the colour term, MSE (0..255) of 8x8-block means (:func:`block_mean_mse`); the paper has none (0).
     It weighs the local mean colour that the colour error measures (an option; docs/bundled.md says what it did)."""
+    anchor_targets: tuple[float, ...] = ()
+    anchor_lambda_a: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        for name in ("anchor_targets", "anchor_lambda_a"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name) or ()))
+        if len(self.anchor_targets) != len(self.anchor_lambda_a):
+            raise ValueError("anchor_targets and anchor_lambda_a need one entry per rate anchor each")
+        if any(t <= 0 for t in self.anchor_targets) or any(w < 0 for w in self.anchor_lambda_a):
+            raise ValueError("anchor_targets must be > 0 and anchor_lambda_a >= 0")
         if self.gan_loss not in GAN_LOSSES:
             raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
         if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
@@ -84,18 +95,21 @@ class LossConfig:
         """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
         return iteration < self.warmup_iterations
 
-    def target_at(self, iteration: int | None) -> float:
-        """Target rate r_t at ``iteration``; ``None`` means after every warm-up (used for validation)."""
+    def target_at(self, iteration: int | None, anchor: int | None = None) -> float:
+        """Target rate r_t (of rate ``anchor``) at ``iteration``; ``None`` means after every warm-up (validation)."""
+        target = self.target_bpp if anchor is None else self.anchor_targets[anchor]
         if iteration is not None and self.in_warmup(iteration):
-            return self.target_bpp * self.warmup_target_factor
-        return self.target_bpp
+            return target * self.warmup_target_factor
+        return target
 
-    def rate_weight(self, bpp_rounded: float, iteration: int | None) -> float:
+    def rate_weight(self, bpp_rounded: float, iteration: int | None, anchor: int | None = None) -> float:
         """λ' of eq. 4: λ_A above the target rate, λ_B at or below it, times the warm-up factor in warm-up.
 
-        ``bpp_rounded`` is the batch's bitrate with rounded latents (the code's ``total_qbpp``).
+        ``bpp_rounded`` is the batch's bitrate with rounded latents (the code's ``total_qbpp``); with ``anchor``,
+        that of the batch's images at that rate anchor, against the anchor's target and λ_A.
         """
-        weight = self.lambda_a if bpp_rounded > self.target_at(iteration) else self.lambda_b
+        lambda_a = self.lambda_a if anchor is None else self.anchor_lambda_a[anchor]
+        weight = lambda_a if bpp_rounded > self.target_at(iteration, anchor) else self.lambda_b
         if iteration is not None and self.in_warmup(iteration):
             weight *= self.warmup_rate_weight_factor
         return weight

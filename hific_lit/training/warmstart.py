@@ -8,8 +8,10 @@ has one (fine-tuning a GAN-stage model); otherwise D starts fresh, as in the pap
 
 A realism-conditioned model (MRIC, ``arch.realism_conditioning``) may start from a plain HiFiC
 checkpoint: its β-embedding and FiLM maps, which the source lacks, keep their initialisation (FiLM
-zero: the model computes the plain one at every β). The reverse, which would drop a trained
-conditioning, is refused.
+zero: the model computes the plain one at every β). Likewise a rate-conditioned model (``arch.rate_conditioning``)
+may start from a fixed-rate checkpoint, an imported JT model included: its gains start at 1 (the source model at
+every rate) and training spreads the anchors. The reverse of either, which would drop a trained conditioning, is
+refused.
 
 h_a's kernels may be stored plain or as RDFT coefficients (``arch.hyper_analysis_kernel``); a warm start
 converts them to the stage's form (:func:`~hific_lit.nn.rdft.convert_kernel_state`): plain into RDFT exactly
@@ -42,6 +44,9 @@ DISCRIMINATOR_PREFIX = "discriminator."
 REALISM_FIELDS = ("realism_conditioning", "beta_max", "realism_width")
 """The architecture fields of the realism conditioning (MRIC), which a plain HiFiC source does not constrain."""
 REALISM_PREFIX = "g_s.realism."
+RATE_FIELDS = ("rate_conditioning", "rate_anchors")
+"""The architecture fields of the rate conditioning, which a fixed-rate source does not constrain."""
+RATE_PREFIX = "rate_gains."
 TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
 """Architecture fields that change how a model trains, not the function it computes: a warm start may change them
 (h_a's kernels are converted between plain and RDFT form)."""
@@ -129,6 +134,20 @@ def _fresh_realism(model: Codec, weights: CheckpointWeights) -> tuple[str, ...]:
     return (REALISM_PREFIX, *films)
 
 
+def _source_rate_conditioned(weights: CheckpointWeights) -> bool:
+    """Whether the checkpoint holds a rate-conditioned model (by its tensors, or by its stored architecture)."""
+    stored = weights.arch or {}
+    return bool(stored.get("rate_conditioning")) or any(k.startswith(RATE_PREFIX) for k in weights.codec)
+
+
+def _fresh_rate(model: Codec, weights: CheckpointWeights) -> tuple[str, ...]:
+    """The gains of a rate-conditioned ``model`` started from a fixed-rate checkpoint (they stay at 1); none
+    otherwise."""
+    if model.capabilities.rate is None or _source_rate_conditioned(weights):
+        return ()
+    return (RATE_PREFIX,)
+
+
 def _load_matching(module: nn.Module, source: Mapping, path: str | Path, what: str, skipped: tuple = ()) -> None:
     """Load ``source`` into ``module``, requiring every own tensor (except ``skipped``) with the same shape."""
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(skipped)}
@@ -149,15 +168,23 @@ def load_codec_weights(model: Codec, path: str | Path, weights: CheckpointWeight
     ``weights``: the checkpoint's, when already read. The coding tables are left as they are (rebuilt
     from the trained densities at export). Every other tensor must be present with the same shape;
     otherwise :class:`CheckpointError` says which. A realism-conditioned ``model`` takes a plain HiFiC
-    checkpoint: the β-embedding and FiLM maps it lacks stay as initialised (the plain model at every β).
+    checkpoint: the β-embedding and FiLM maps it lacks stay as initialised (the plain model at every β); a
+    rate-conditioned one a fixed-rate checkpoint: its gains stay at 1 (the source model at every rate).
     """
     weights = weights or read_checkpoint_weights(path)
-    fresh = _fresh_realism(model, weights)
-    _require_same_arch(model, weights.arch, path, REALISM_FIELDS if fresh else ())
+    fresh_realism, fresh_rate = _fresh_realism(model, weights), _fresh_rate(model, weights)
+    fresh = fresh_realism + fresh_rate
+    ignored = (REALISM_FIELDS if fresh_realism else ()) + (RATE_FIELDS if fresh_rate else ())
+    _require_same_arch(model, weights.arch, path, ignored)
     if _source_conditioned(weights) and model.capabilities.realism is None:  # no stored arch named it
         raise CheckpointError(
             f"{path} holds a realism-conditioned g_s (MRIC); a plain model would drop its conditioning: "
             "add arch.realism_conditioning=true"
+        )
+    if _source_rate_conditioned(weights) and model.capabilities.rate is None:
+        raise CheckpointError(
+            f"{path} holds a rate-conditioned model; a fixed-rate one would drop its gains: "
+            "add arch.rate_conditioning=true"
         )
     tables = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, CodingBuffers))
     codec = dict(weights.codec)
@@ -166,14 +193,16 @@ def load_codec_weights(model: Codec, path: str | Path, weights: CheckpointWeight
     log.info("warm start: codec weights loaded from %s", path)
     if converted:
         log.info("warm start: kernels of %s converted between plain and RDFT form: %s", path, ", ".join(converted))
-    if fresh:
-        kept = sum(k.startswith(fresh) for k in model.state_dict())
+    if fresh_realism:
+        kept = sum(k.startswith(fresh_realism) for k in model.state_dict())
         log.info(
             "warm start: %s is plain HiFiC; the realism conditioning (%d tensors: g_s.realism.*, *.film.*) starts "
             "fresh, FiLM at zero: the plain model at every beta",
             path,
             kept,
         )
+    if fresh_rate:
+        log.info("warm start: %s has one rate; the rate gains start at 1: that model at every rate", path)
 
 
 def warm_start(module: nn.Module, path: str | Path) -> None:

@@ -2,12 +2,14 @@
 
 ``hific`` is the paper's model (Mentzer et al. 2020, App. A.1); ``jt`` the same sizes as the
 popular PyTorch port builds them (for models imported with ``hific import-jt``); ``small`` trains
-on a CPU in minutes; ``tiny`` exists for tests. Hydra's ``arch=`` group instantiates :class:`ArchConfig`.
+on a CPU in minutes; ``tiny`` exists for tests; ``hific_rate`` and ``small_rate`` are ``hific`` and ``small``
+with the rate conditioning (one model for every rate, docs/rate-control.md). Hydra's ``arch=`` group
+instantiates :class:`ArchConfig`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
 from hific_lit.nn.hyperprior import KERNELS
@@ -65,6 +67,12 @@ class ArchConfig:
     reimplementation trains on [0, 5.12] (``amtm2023.py`` line 388), twice its decoding range."""
     realism_width: int = EMBEDDING_WIDTH
     """Width of the β-embedding MLP (MRIC's 512); used only with ``realism_conditioning``."""
+    # Rate conditioning (gain units, Cui et al. 2021; hific_lit.entropy.rate_gains): off by default, nothing changes.
+    rate_conditioning: bool = False
+    """One model for every rate: the rate R in [0, 1] is chosen at encode time and stored in the file (learned
+    per-channel gains on the latent's residual, trained at ``rate_anchors`` rates and interpolated between them)."""
+    rate_anchors: int = 3
+    """The rates trained, each with its own target and rate weight (``regime=rate``: the paper's low, med, high)."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -90,6 +98,8 @@ class ArchConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; expected one of: {', '.join(allowed)}")
         if self.realism_conditioning and (self.beta_max <= 0 or self.realism_width < 1 or self.norm != "channel"):
             raise ValueError("realism_conditioning needs beta_max > 0, realism_width >= 1 and norm='channel'")
+        if self.rate_conditioning and self.rate_anchors < 2:
+            raise ValueError(f"rate_conditioning needs rate_anchors >= 2, got {self.rate_anchors}")
         if self.train_beta_max is not None and self.train_beta_max <= 0:
             raise ValueError(f"train_beta_max must be > 0 (or null: beta_max), got {self.train_beta_max}")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
@@ -101,6 +111,15 @@ class ArchConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+_SMALL = ArchConfig(
+    encoder_widths=(16, 32, 64, 128, 192),
+    latent_channels=96,
+    generator_widths=(192, 128, 64, 32, 16),
+    residual_blocks=3,
+    hyper_filters=96,
+    discriminator_widths=(32, 64, 128, 128),
+    discriminator_context=8,
+)
 ARCH_PRESETS: dict[str, ArchConfig] = {
     "hific": ArchConfig(),
     "jt": ArchConfig(
@@ -112,15 +131,7 @@ ARCH_PRESETS: dict[str, ArchConfig] = {
         pad_scheme="jt",
         discriminator_style="jt",
     ),
-    "small": ArchConfig(
-        encoder_widths=(16, 32, 64, 128, 192),
-        latent_channels=96,
-        generator_widths=(192, 128, 64, 32, 16),
-        residual_blocks=3,
-        hyper_filters=96,
-        discriminator_widths=(32, 64, 128, 128),
-        discriminator_context=8,
-    ),
+    "small": _SMALL,
     "tiny": ArchConfig(
         encoder_widths=(4, 8, 8, 16, 16),
         latent_channels=8,
@@ -130,6 +141,8 @@ ARCH_PRESETS: dict[str, ArchConfig] = {
         discriminator_widths=(8, 8, 16, 16),
         discriminator_context=4,
     ),
+    "hific_rate": ArchConfig(rate_conditioning=True),
+    "small_rate": replace(_SMALL, rate_conditioning=True),
 }
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from hific_lit.entropy.coder import widened_to_hold
+from hific_lit.entropy.rate_gains import AppliedGains, scale_units
 from hific_lit.tiling.receptive import NotTileableError, Stage
 from hific_lit.tiling.tiles import RowSource, run_tiled
 
@@ -96,24 +97,33 @@ def quantize_latent(model: HiFiC, y: torch.Tensor, z_hat: torch.Tensor) -> tuple
 
 
 def _y_hat_bands(
-    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]
+    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...], gains: AppliedGains | None = None
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
     """y_hat band by band from a y-stream of :func:`quantize_latent`'s symbols: the table indexes from the scales
-    band by band, the symbols, then (first row, end row, y_hat of those rows) from the means band by band."""
+    band by band, the symbols, then (first row, end row, y_hat of those rows) from the means band by band. With
+    ``gains`` (a rate-conditioned model's, at the file's rate), the indexes are those of the scales times the gains
+    and y_hat = symbols · inverse gain + mean (:mod:`hific_lit.entropy.rate_gains`)."""
     conditional = model.conditional
     indexes = torch.empty(shape, dtype=torch.uint8)
     for r0, r1, _, sigma in hyper_bands(model, z_hat, means=False):
-        indexes[:, :, r0:r1] = conditional.indexes(sigma)
+        if gains is None:
+            indexes[:, :, r0:r1] = conditional.indexes(sigma)
+        else:
+            indexes[:, :, r0:r1] = gains.indexes(scale_units(sigma), conditional.tables.thresholds)
     symbols = conditional.decompress_symbols(stream, indexes)
     del indexes
+    dequantize = conditional.dequantize if gains is None else gains.dequantize
     for r0, r1, mu, _ in hyper_bands(model, z_hat, scales=False):
-        yield r0, r1, conditional.dequantize(symbols[:, :, r0:r1], mu)
+        yield r0, r1, dequantize(symbols[:, :, r0:r1], mu)
 
 
-def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`quantize_latent`'s symbols."""
+def decode_latent(
+    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...], gains: AppliedGains | None = None
+) -> torch.Tensor:
+    """y_hat (float32, ``shape``, on the device of the means) from a y-stream of :func:`quantize_latent`'s symbols
+    (or, with ``gains``, of a rate-conditioned model's)."""
     y_hat: torch.Tensor | None = None
-    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape):
+    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape, gains):
         if y_hat is None:
             y_hat = torch.empty(shape, dtype=torch.float32, device=band.device)
         y_hat[:, :, r0:r1] = band
@@ -121,13 +131,18 @@ def decode_latent(model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple
 
 
 def decode_latent_rows(
-    model: HiFiC, stream: bytes, z_hat: torch.Tensor, shape: tuple[int, ...], like: torch.Tensor
+    model: HiFiC,
+    stream: bytes,
+    z_hat: torch.Tensor,
+    shape: tuple[int, ...],
+    like: torch.Tensor,
+    gains: AppliedGains | None = None,
 ) -> RowSource:
     """:func:`decode_latent`'s y_hat as a :class:`~hific_lit.tiling.tiles.RowSource` for g_s, in the dtype and on the
     device of ``like``: in chunks of :data:`Y_HAT_CHUNK_BYTES` or more (whole bands; large enough that the
     allocator gives each back to the system when it goes), each dropped once g_s's trunk has passed it."""
     chunks: collections.deque[tuple[int, int, torch.Tensor]] = collections.deque()
-    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape):
+    for r0, r1, band in _y_hat_bands(model, stream, z_hat, shape, gains):
         if not chunks or r0 >= chunks[-1][1]:
             row_bytes = band[:, :, :1].numel() * like.element_size()
             end = min(shape[-2], r0 + -(-Y_HAT_CHUNK_BYTES // (row_bytes * (r1 - r0))) * (r1 - r0))

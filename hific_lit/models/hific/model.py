@@ -30,6 +30,7 @@ from torch import nn
 
 from hific_lit.entropy import FactorizedPrior, IntegerConvNet, make_conditional
 from hific_lit.entropy.coder import write_stream
+from hific_lit.entropy.rate_gains import RateGains
 from hific_lit.entropy.tables import CodingBuffers
 from hific_lit.errors import BitstreamError
 from hific_lit.io.container import Header, Unpacked
@@ -44,6 +45,8 @@ from hific_lit.models.hific.latent_bands import (
     hyper_analysis,
     quantize_latent,
 )
+from hific_lit.models.hific.rate_coding import GainedLatent
+from hific_lit.models.rate import RATE_SECTION, RateRange, section_rate_steps
 from hific_lit.nn import Encoder, Generator, HyperAnalysis, HyperSynthesis
 from hific_lit.nn.padding import PAD_MULTIPLE, crop, pad_to_multiple, padded_size
 from hific_lit.nn.port_layers import JT_IMAGE_MULTIPLE, JT_LATENT_MULTIPLE
@@ -64,7 +67,9 @@ class HiFiCOutput(NamedTuple):
     ``likelihoods`` are those the rate is trained on (noisy in training, rounded in evaluation);
     ``bpp`` is their rate in bits per (unpadded) pixel, averaged over the batch, and
     ``bpp_rounded`` the rate of the actually rounded values, with no gradient; ``beta`` the realism weight per
-    image that g_s used (models with ``arch.realism_conditioning``, else ``None``).
+    image that g_s used (models with ``arch.realism_conditioning``, else ``None``); ``rate`` the rate R per image
+    (models with ``arch.rate_conditioning``, else ``None``); ``image_bpp`` and ``image_bpp_rounded`` the two rates
+    of each image (B,), whose means are ``bpp`` and ``bpp_rounded``.
     """
 
     x_hat: torch.Tensor
@@ -73,6 +78,9 @@ class HiFiCOutput(NamedTuple):
     bpp: torch.Tensor
     bpp_rounded: torch.Tensor
     beta: torch.Tensor | None = None
+    rate: torch.Tensor | None = None
+    image_bpp: torch.Tensor | None = None
+    image_bpp_rounded: torch.Tensor | None = None
 
 
 class ParameterGroups(NamedTuple):
@@ -83,8 +91,8 @@ class ParameterGroups(NamedTuple):
 
 
 def bits_per_pixel(likelihoods: Likelihoods, num_pixels: int) -> torch.Tensor:
-    """-sum(log2 p) over latents and hyperlatents, divided by the number of image pixels."""
-    bits = sum(-torch.log(p).sum() for p in likelihoods) / math.log(2.0)
+    """-sum(log2 p) over latents and hyperlatents of each image (B,), divided by its number of pixels."""
+    bits = sum(-torch.log(p).flatten(1).sum(1) for p in likelihoods) / math.log(2.0)
     return bits / num_pixels
 
 
@@ -125,13 +133,23 @@ class HiFiC(Codec):
         self.conditional = make_conditional(arch.latent_likelihood)
         self.h_s_mu_int = IntegerConvNet(self.h_s_mu.net)
         self.h_s_sigma_int = IntegerConvNet(self.h_s_sigma.net)
+        self.rate_gains = RateGains(arch.rate_anchors, c) if arch.rate_conditioning else None
 
     @property
     def capabilities(self) -> Capabilities:
-        """Realism chosen at decode time when g_s is realism-conditioned (MRIC); else one operating point."""
-        if not self.g_s.conditioned:
-            return super().capabilities
-        return replace(super().capabilities, realism=RealismRange(self.g_s.beta_max, self.g_s.default_beta))
+        """Realism chosen at decode time when g_s is realism-conditioned (MRIC), the rate at encode time when the
+        model is rate-conditioned (gain units), beside what every model can (the error bound, with a residual coder)."""
+        capabilities = super().capabilities
+        if self.g_s.conditioned:
+            capabilities = replace(capabilities, realism=RealismRange(self.g_s.beta_max, self.g_s.default_beta))
+        if self.rate_gains is not None:
+            capabilities = replace(capabilities, rate=RateRange(self.rate_gains.anchors))
+        return capabilities
+
+    @property
+    def file_sections(self) -> frozenset[str]:  # type: ignore[override]
+        """What every model reads (the error bound's residual), and a rate-conditioned model's ``rate`` section."""
+        return Codec.file_sections | ({RATE_SECTION} if self.rate_gains is not None else set())
 
     def set_default_beta(self, beta: float) -> None:
         """Decode at realism ``beta`` (in [0, β_max]) when none is asked for."""
@@ -143,23 +161,52 @@ class HiFiC(Codec):
         """(mu, sigma) of the latent from the quantized hyperlatent."""
         return self.h_s_mu(z_hat), self.h_s_sigma(z_hat)
 
-    def forward(self, x: torch.Tensor, beta: float | torch.Tensor | None = None) -> HiFiCOutput:
+    def forward(
+        self, x: torch.Tensor, beta: float | torch.Tensor | None = None, rate: float | torch.Tensor | None = None
+    ) -> HiFiCOutput:
         """Encode, quantize (noise proxy for the rate in training) and reconstruct ``x`` (at realism ``beta``:
-        :meth:`Generator.betas`, drawn per image in training)."""
+        :meth:`Generator.betas`, drawn per image in training; a rate-conditioned model at rate ``rate``:
+        :meth:`rates`, an anchor drawn per image in training)."""
         height, width = x.shape[-2:]
         image_multiple, latent_multiple = self.pad_multiples(x)
         y = pad_to_multiple(self.g_a(pad_to_multiple(x, image_multiple)), latent_multiple)
         z = self.h_a(y)
         z_hat, pz, pz_hat = self.entropy_bottleneck(z)  # z_hat is z + noise in training
         mu, sigma = self.hyper_decode(z_hat)
-        y_hat, py, py_hat = self.conditional(y, mu, sigma)
+        rate = self.rates(rate, x.shape[0], x.device)
+        if rate is None:
+            y_hat, py, py_hat = self.conditional(y, mu, sigma)
+        else:  # the residual's gain before quantization, its inverse gain after (hific_lit.entropy.rate_gains)
+            gain, inverse = self.rate_gains(rate)
+            y_gained, py, py_hat = self.conditional(y * gain, mu * gain, sigma * gain)
+            y_hat = (y_gained - mu * gain) * inverse + mu
         beta = self.g_s.betas(beta, x.shape[0], x.device)
         x_hat = crop(self.g_s(y_hat, beta), height, width)
-        num_pixels = x.shape[0] * height * width
         likelihoods = Likelihoods(py, pz)
+        image_bpp = bits_per_pixel(likelihoods, height * width)
         with torch.no_grad():
-            bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), num_pixels)
-        return HiFiCOutput(x_hat, y_hat, likelihoods, bits_per_pixel(likelihoods, num_pixels), bpp_rounded, beta)
+            image_bpp_rounded = bits_per_pixel(Likelihoods(py_hat, pz_hat), height * width)
+        return HiFiCOutput(
+            x_hat, y_hat, likelihoods, image_bpp.mean(), image_bpp_rounded.mean(), beta, rate, image_bpp,
+            image_bpp_rounded,
+        )  # fmt: skip
+
+    def rates(self, rate: float | torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        """R per image (batch,) of a rate-conditioned model: ``rate`` (a number or one per image, in [0, 1]), else in
+        training an anchor drawn per image, else the default rate; ``None`` for a fixed-rate model (which refuses a
+        rate)."""
+        if self.rate_gains is None:
+            if rate is not None:
+                raise ValueError("this model has one rate (trained without arch.rate_conditioning); drop rate")
+            return None
+        if rate is None:
+            if self.training:
+                return self.rate_gains.draw(batch, device)
+            rate = self.capabilities.rate.default
+        values = torch.as_tensor(rate, dtype=torch.float32, device=device).reshape(-1).expand(batch)
+        if not bool(((values >= 0) & (values <= 1)).all()):
+            raise ValueError(f"rate must lie in 0..1, got {rate}")
+        return values
 
     def pad_multiples(self, x: torch.Tensor) -> tuple[int, int]:
         """(image, y) padding multiples: (64, 1), or with ``arch.pad_scheme="jt"`` the JT port's (16, 4) (same
@@ -208,6 +255,8 @@ class HiFiC(Codec):
         """
         self.entropy_bottleneck.update(force)
         self.conditional.update(force)
+        if self.rate_gains is not None:
+            self.rate_gains.update(force)
         if force or not (self.h_s_mu_int.built and self.h_s_sigma_int.built):
             tables = self.entropy_bottleneck.tables
             reach = torch.maximum(-tables.offset, tables.offset + tables.length - 2).float()
@@ -223,6 +272,7 @@ class HiFiC(Codec):
             and self.conditional.tables.built
             and self.h_s_mu_int.built
             and self.h_s_sigma_int.built
+            and (self.rate_gains is None or self.rate_gains.frozen.built)
         )
 
     def hyper_synthesis_exact(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +281,9 @@ class HiFiC(Codec):
 
     def code_latent(self, latent: torch.Tensor) -> LatentCode:
         """h_a, the z-stream, and the symbols of y (1, C, h, w) given z_hat (Mentzer et al. 2020, Fig. 2);
-        the y-stream is coded as the file is written."""
+        the y-stream is coded as the file is written. A rate-conditioned model codes at its default rate."""
+        if self.rate_gains is not None:
+            return self.rate_coder(latent).code(self.capabilities.rate.steps(self.capabilities.rate.default))
         prior = self.entropy_bottleneck
         z = hyper_analysis(self, latent)
         z_stream = prior.compress(z)
@@ -244,6 +296,13 @@ class HiFiC(Codec):
 
         shapes = (tuple(latent.shape[1:]), tuple(z.shape[1:]))
         return LatentCode(*shapes, z_stream, write_y, prior.estimate_bits(z_hat) + y_bits, self.conditional.code)
+
+    def rate_coder(self, latent: torch.Tensor) -> GainedLatent:
+        """One latent (1, C, h, w) ready to be coded at any rate (rate-conditioned models): h_a, the z-stream and
+        the integer h_s done once (:class:`~hific_lit.models.hific.rate_coding.GainedLatent`)."""
+        if self.rate_gains is None:
+            return super().rate_coder(latent)
+        return GainedLatent(self, latent)
 
     def expected_shapes(self, height: int, width: int) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """y at 1/16 and z at 1/64 of the image padded to a multiple of 64 (the JT padding gives the same shapes)."""
@@ -262,14 +321,22 @@ class HiFiC(Codec):
     def decode_latent(self, unpacked: Unpacked, by_rows: bool) -> torch.Tensor | RowSource:
         """y_hat (1, C, h, w), float32 (``by_rows``, format 2: in bands for :meth:`synthesis`, in g_s's precision,
         each let go once used: ``decode_latent_rows``); a version-1 file through its own reader."""
-        header, z_stream, y_stream, _ = unpacked
+        header, z_stream, y_stream, sections = unpacked
         if header.version == 1:
             return format_v1.decode_latent(self, header, z_stream, y_stream)
+        gains = None
+        if self.rate_gains is not None:
+            steps = section_rate_steps(sections)
+            if steps is None:
+                raise BitstreamError(
+                    "the file has no rate section, which every file of this rate-conditioned model has"
+                )
+            gains = self.rate_gains.at(steps)
         z_hat = self.entropy_bottleneck.decompress(z_stream, header.z_shape[1:])
         shape = (1, *header.y_shape)
         if by_rows:
-            return decode_latent_rows(self, y_stream, z_hat, shape, next(self.g_s.parameters()))
-        return decode_latent(self, y_stream, z_hat, shape)
+            return decode_latent_rows(self, y_stream, z_hat, shape, next(self.g_s.parameters()), gains)
+        return decode_latent(self, y_stream, z_hat, shape, gains)
 
     def fingerprint_parts(self) -> tuple[dict[str, Any], list[FingerprintPart]]:
         """What decoding (format 2) depends on: the architecture's fields that differ from the defaults, every
@@ -283,6 +350,8 @@ class HiFiC(Codec):
                  for b, t in m.named_buffers(recurse=False)]  # fmt: skip
         parts = [*built, ("medians", self.entropy_bottleneck.quantiles[:, 0, 1], torch.float64)]
         parts += [(f"g_s.{k}", v, torch.bfloat16) for k, v in self.g_s.state_dict().items() if v.is_floating_point()]
+        if self.rate_gains is not None:  # the inverse gains shape the pixels, as g_s does
+            parts.append(("rate_gains.log_inverse_ratio", self.rate_gains.log_inverse_ratio, torch.bfloat16))
         return arch, parts
 
     def settle_tails(self, steps: int, lr: float = 0.5) -> float:
