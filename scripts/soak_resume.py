@@ -4,7 +4,8 @@ Part 1 (one process): a reference run trains ``--iterations`` iterations without
 the same command (same seed, its own ``hydra.run.dir``) is killed with SIGKILL ``--kills`` times and restarted
 after each kill with the default ``ckpt_path=auto``. The kills fall at random iterations spread over the run:
 at a random moment of a step, while a checkpoint is being written (a temporary checkpoint file is seen), or
-within a second of the process restoring its checkpoint. Then one SIGTERM: the run must write a checkpoint within
+just after the process has restored its checkpoint (within two iterations' time, at most a second, of its log
+saying so: during the rest of the set-up or the first steps). Then one SIGTERM: the run must write a checkpoint within
 an iteration and exit with status 75. A last restart runs to the end. Reported: resumes that succeeded (resumed
 from the newest checkpoint that was whole before the kill, and ran on until killed), checkpoints lost (the newest
 whole one before a kill older than what the next start resumed from) or damaged, the final iteration, and whether

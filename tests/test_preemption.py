@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -45,23 +44,26 @@ def logged(run: Path, key: str) -> dict[int, str]:
 
 
 def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_one(tmp_path: Path) -> None:
-    """SIGTERM once iteration 4 of 6 has stepped: a checkpoint after iteration 4, status 75; the same command
-    resumes and ends with the weights, optimizer states and log of the run never stopped (bit for bit, on a CPU)."""
-    whole = train(compose_config([*TINY, "max_iterations=6"], tmp_path / "whole"))
+    """SIGTERM once iteration 3 of 8 has stepped (the end of an epoch of 3 batches): a checkpoint after iteration 3,
+    status 75; the same command resumes, is stopped again at the end of the next epoch, resumes, and ends with the
+    weights, optimizer states and log of the run never stopped (bit for bit, on a CPU)."""
+    settings = [*TINY, "max_iterations=8", "trainer.val_check_interval=5"]  # no validation at an epoch's end
+    whole = train(compose_config(settings, tmp_path / "whole"))
     run = tmp_path / "stopped"
-    stop = ["+callbacks.signal_at._target_=signal_at.SignalAt", "+callbacks.signal_at.iteration=4"]
-    with pytest.raises(Preempted) as info:
-        train(compose_config([*TINY, "max_iterations=6", *stop], run))
-    assert info.value.code == REQUEUE and info.value.iteration == 4
-    assert info.value.checkpoint == run / "checkpoints" / "iter_0000004.ckpt"
-    assert json.loads((run / "metrics.json").read_text())["status"] == "preempted"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back after the fit
-    assert not (run / "inference.ckpt").exists()
+    for at in (3, 6):  # two ends of epochs: Lightning's epoch counter falls behind, the data position must not
+        stop = ["+callbacks.signal_at._target_=signal_at.SignalAt", f"+callbacks.signal_at.iteration={at}"]
+        with pytest.raises(Preempted) as info:
+            train(compose_config([*settings, *stop], run))
+        assert info.value.code == REQUEUE and info.value.iteration == at
+        assert info.value.checkpoint == run / "checkpoints" / f"iter_{at:07d}.ckpt"
+        assert json.loads((run / "metrics.json").read_text())["status"] == "preempted"
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are given back after the fit
+        assert not (run / "inference.ckpt").exists()
 
-    resumed = train(compose_config([*TINY, "max_iterations=6"], run))
-    assert resumed["iteration"] == whole["iteration"] == 6
-    a, b = final_checkpoint(tmp_path / "whole", 6), final_checkpoint(run, 6)
-    assert a[ITERATION_KEY] == b[ITERATION_KEY] == 6 and a["global_step"] == b["global_step"] == 12
+    resumed = train(compose_config(settings, run))
+    assert resumed["iteration"] == whole["iteration"] == 8
+    a, b = final_checkpoint(tmp_path / "whole", 8), final_checkpoint(run, 8)
+    assert a[ITERATION_KEY] == b[ITERATION_KEY] == 8 and a["global_step"] == b["global_step"] == 16
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
     for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
@@ -72,8 +74,8 @@ def test_a_run_stopped_by_sigterm_and_resumed_ends_exactly_as_an_uninterrupted_o
     for key in ("train/rate_weight", "val/rd_loss"):  # the λ_A/λ_B choices and the validations, at the same steps
         assert logged(run, key) == logged(tmp_path / "whole", key), key
     assert (run / "inference.ckpt").is_file()
-    again = train(compose_config([*TINY, "max_iterations=6"], run))  # a finished run resumes at its end
-    assert again["iteration"] == 6 and again["val/rd_loss"] == resumed["val/rd_loss"] == whole["val/rd_loss"]
+    again = train(compose_config(settings, run))  # a finished run resumes at its end
+    assert again["iteration"] == 8 and again["val/rd_loss"] == resumed["val/rd_loss"] == whole["val/rd_loss"]
 
 
 def test_a_stop_signal_while_setting_up_ends_the_run_at_once_with_75(
@@ -91,8 +93,12 @@ def test_a_stop_signal_while_setting_up_ends_the_run_at_once_with_75(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def fake_slurm(tmp_path: Path) -> dict[str, str]:
-    """The environment of a one-task SLURM job whose ``scontrol`` records its arguments."""
+def test_sigusr1_on_slurm_checkpoints_after_its_step_requeues_and_exits_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hific train`` in a one-task SLURM job (Lightning's SLURM environment detects it) whose ``scontrol``
+    records its arguments: SIGUSR1 in iteration 3 gives a checkpoint after iteration 3, ``scontrol requeue JOB``,
+    exit status 75 and no traceback."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     scontrol = bin_dir / "scontrol"
@@ -100,28 +106,21 @@ def fake_slurm(tmp_path: Path) -> dict[str, str]:
     scontrol.chmod(0o755)
     slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "hific", "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}
     slurm |= {"SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NNODES": "1"}
-    return slurm | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-
-
-def test_sigusr1_on_slurm_checkpoints_within_an_iteration_requeues_and_exits_75(tmp_path: Path) -> None:
+    for name, value in slurm.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     run = tmp_path / "run"
-    env = os.environ | fake_slurm(tmp_path) | {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    args = [*TINY, "callbacks.resume_points.every_n_iterations=1", "max_iterations=100000", f"hydra.run.dir={run}"]
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while not (run / "checkpoints" / "iter_0000003.ckpt").exists() and proc.poll() is None:
-        assert time.monotonic() < deadline, "training did not start"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    output = proc.communicate(timeout=300)[0]
-    assert proc.returncode == REQUEUE, output[-3000:]
+    stop = ["+callbacks.signal_at._target_=signal_at.SignalAt", "+callbacks.signal_at.iteration=3"]
+    stop += ["+callbacks.signal_at.signal_name=SIGUSR1"]
+    args = [*TINY, "callbacks.resume_points.every_n_iterations=0", "max_iterations=10", *stop, f"hydra.run.dir={run}"]
+    assert hydra_apps.main("train", args, "hific train") == REQUEUE
     assert (tmp_path / "scontrol.calls").read_text() == "requeue 4242\n"
-    received = int(output.split("SIGUSR1 received after iteration ")[1].split()[0])
-    stopped = int(output.split("SIGUSR1: stopped after iteration ")[1].split(",")[0])
-    assert 0 <= stopped - received <= 1
-    assert torch.load(run / "checkpoints" / f"iter_{stopped:07d}.ckpt", weights_only=True)[ITERATION_KEY] == stopped
-    assert "Traceback" not in output
+    log = (run / "train.log").read_text()
+    assert "SIGUSR1 received after iteration 3" in log
+    assert "SIGUSR1: stopped after iteration 3, checkpoint" in log
+    assert [p.name for p in (run / "checkpoints").glob("iter_*.ckpt")] == ["iter_0000003.ckpt"]
+    assert torch.load(run / "checkpoints" / "iter_0000003.ckpt", weights_only=True)[ITERATION_KEY] == 3
+    assert "Traceback" not in capsys.readouterr().err + log
 
 
 def test_a_missing_ckpt_path_stops_the_command_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,16 +158,21 @@ class CropDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        """This rank's batches of :attr:`train_batch_size`, from the batch after :meth:`batches_trained` on."""
+        """This rank's batches of :attr:`train_batch_size`; each pass starts after :meth:`batches_trained`."""
         rank, world_size = self.rank_and_world()
         dataset = self._built(self.train_set)
         sampler = ResumableSampler(dataset, world_size, rank, self.shared_seed())
         batch_size = self.train_batch_size
         drop_last = len(sampler) >= batch_size
         per_epoch = len(sampler) // batch_size if drop_last else math.ceil(len(sampler) / batch_size)
-        sampler.epoch, done = divmod(self.batches_trained(), per_epoch)
-        sampler.start = done * batch_size
+        sampler.position = partial(self.data_position, per_epoch, batch_size)
         return self._loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last)
+
+    def data_position(self, per_epoch: int, batch_size: int) -> tuple[int, int]:
+        """``(epoch, samples of it trained on)`` from :meth:`batches_trained`, for ``per_epoch`` batches of
+        ``batch_size`` per epoch: where the training sampler starts each pass."""
+        epoch, done = divmod(self.batches_trained(), per_epoch)
+        return epoch, done * batch_size
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._built(self.val_set), batch_size=self.rank_batch_size)

@@ -9,7 +9,7 @@ run draws next, whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -50,18 +50,32 @@ class ResumableSampler(DistributedSampler):
         epoch: the epoch to begin with.
         start: items of this rank's share of ``epoch`` already trained on; the first pass skips them
             (a resumed run), later passes start at 0.
+        position: where the run stands, asked at the start of every pass: ``(epoch, start)`` as above. It takes
+            the place of ``epoch``, ``start`` and :meth:`set_epoch` (the data module counts the batches trained;
+            Lightning's epoch counter, which it passes to :meth:`set_epoch`, falls one behind in a run resumed at
+            the end of an epoch and stopped at the end of another, Lightning 2.6).
     """
 
     def __init__(
-        self, dataset: Dataset, num_replicas: int, rank: int, seed: int, epoch: int = 0, start: int = 0
+        self,
+        dataset: Dataset,
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        epoch: int = 0,
+        start: int = 0,
+        position: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         if start < 0:
             raise ValueError(f"start must be >= 0, got {start}")
         self.epoch = epoch
         self.start = start
+        self.position = position
 
     def __iter__(self) -> Iterator[SeededIndex]:
+        if self.position is not None:
+            self.epoch, self.start = self.position()
         size = len(self.dataset)
         order = torch.randperm(size, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
         order = (order * math.ceil(self.total_size / size))[: self.total_size]
