@@ -71,3 +71,24 @@ def test_cuda_auto_precision_and_decoding_on_the_cpu(tmp_path: Path) -> None:
     data = gpu.compress(x)
     assert torch.allclose(cpu.decompress(data), gpu.decompress(data).cpu(), atol=0.05)
     assert cpu.decompress(cpu.compress(x)).shape == (1, 3, 80, 112)
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["fingerprint-stored", "older-checkpoint"])
+def test_a_float16_copy_decodes_the_float32_models_files_and_the_reverse(tmp_path: Path, stored: bool) -> None:
+    torch.manual_seed(0)
+    model = HiFiC.from_preset("tiny").eval()
+    save_inference_checkpoint(model, tmp_path / "tiny.ckpt")
+    if not stored:  # as written before checkpoints stored the fingerprint
+        payload = torch.load(tmp_path / "tiny.ckpt", weights_only=False)
+        del payload["fingerprint"]
+        torch.save(payload, tmp_path / "tiny.ckpt")
+    half = load_inference_checkpoint(tmp_path / "tiny.ckpt", precision="fp16")
+    assert next(half.g_s.parameters()).dtype == torch.float16
+    # float16 weights round to other bfloat16 values than float32 ones: the rule alone gives another fingerprint
+    assert half.fingerprint() == model.fingerprint()
+    x = torch.rand(3, 48, 80)
+    assert torch.allclose(half.decompress(model.compress(x)), model.decompress(model.compress(x)), atol=0.05)
+    assert model.decompress(half.compress(x)).shape == (1, 3, 48, 80)
+    with torch.no_grad():
+        next(half.g_s.parameters()).add_(1.0)  # a changed model is no longer the saved one
+    assert half.fingerprint() != model.fingerprint()

@@ -40,6 +40,10 @@ DISCRIMINATOR_KEY = "discriminator_state_dict"
 REALISM_KEY = "realism"
 RATE_KEY = "rate"
 RESIDUAL_KEY = "residual_coder"
+FINGERPRINT_KEY = "fingerprint"
+"""The model's fingerprint (hex) as saved: pinned when the model is loaded in float16 (:meth:`pin_fingerprint`)."""
+FINGERPRINTED_DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+"""Transform precisions whose copies of a model share its fingerprint (the rule hashes g_s in bfloat16)."""
 """The error bound's residual coder, when one was trained on the model's residuals (scripts/train_residual.py)."""
 """Realism-conditioned models (MRIC): ``{"beta_max", "default_beta"}``, the β range and the β decoded by default."""
 TRANSFORMS = ("g_a.", "g_s.")
@@ -102,6 +106,7 @@ def save_inference_checkpoint(
         "arch": model.arch.to_dict(),
         "config": _plain_config(config),
         "state_dict": state,
+        FINGERPRINT_KEY: model.fingerprint().hex(),
     }
     realism = model.capabilities.realism
     if realism is not None:
@@ -211,8 +216,10 @@ def load_inference_checkpoint(
             model = build_codec(payload.get("model", "hific"), payload.get("arch") or {})
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    stored = payload.get(FINGERPRINT_KEY)
+    load_dtype = torch.float32 if dtype not in FINGERPRINTED_DTYPES and stored is None else dtype
     try:
-        state = _materialize(payload.pop("state_dict"), device, dtype)
+        state = _materialize(payload.pop("state_dict"), device, load_dtype)
         model.load_state_dict(state, assign=True)
         unloaded = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if unloaded:
@@ -234,5 +241,17 @@ def load_inference_checkpoint(
             raise CheckpointError(f"{path}: the stored default realism is invalid ({exc})") from None
     if RESIDUAL_KEY in payload:
         model.attach_residual_coder(coder_from_payload(payload[RESIDUAL_KEY], str(path)))
-    set_transform_precision(model.g_a, model.g_s, dtype)  # already in dtype and layout: changes nothing
+    if dtype not in FINGERPRINTED_DTYPES:
+        fingerprint = model.fingerprint() if stored is None else _stored_fingerprint(stored, path)
+    set_transform_precision(model.g_a, model.g_s, dtype)  # in dtype and layout unless loaded for the fingerprint
+    if dtype not in FINGERPRINTED_DTYPES:
+        model.pin_fingerprint(fingerprint)
     return model.eval()
+
+
+def _stored_fingerprint(stored: object, path: str | os.PathLike) -> bytes:
+    """The fingerprint a checkpoint records, else :class:`CheckpointError`."""
+    try:
+        return bytes.fromhex(str(stored))
+    except ValueError:
+        raise CheckpointError(f"{path}: the stored model fingerprint {stored!r} is not hexadecimal") from None

@@ -14,7 +14,6 @@ coding; the container, the checks of a file against the model and the fingerprin
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -28,7 +27,7 @@ from hific_lit.io.container import MODEL_KINDS, Header, Unpacked, read_hfc, unpa
 from hific_lit.io.files import atomic_file
 from hific_lit.models.capabilities import Capabilities
 from hific_lit.models.error_bound import RESIDUAL_SECTION, ErrorBounded, add_residual
-from hific_lit.models.fingerprint import FingerprintPart, fingerprint_digest
+from hific_lit.models.fingerprint import Fingerprinted
 from hific_lit.models.inputs import as_image_batch, one_image
 from hific_lit.models.rate import FileEstimate, RateControlled, rate_of_steps, rate_request
 from hific_lit.nn.padding import crop
@@ -77,7 +76,7 @@ class LatentCode(NamedTuple):
     sections: Mapping[str, bytes] | None = None
 
 
-class Codec(ErrorBounded, RateControlled, nn.Module):
+class Codec(Fingerprinted, ErrorBounded, RateControlled, nn.Module):
     """A compression model with real bitstreams: what every model implements and every caller uses.
 
     A subclass sets :attr:`kind` (its name in checkpoints and .hfc headers), :attr:`arch_class` and
@@ -157,10 +156,6 @@ class Codec(ErrorBounded, RateControlled, nn.Module):
         """The padded reconstruction: float32 in [0, 1] (not yet clamped) or, with ``uint8``, 8-bit."""
         raise NotImplementedError
 
-    def fingerprint_parts(self) -> tuple[dict[str, Any], list[FingerprintPart]]:
-        """(architecture as JSON-able dict, tensors) that :meth:`fingerprint` hashes: what decoding depends on."""
-        raise NotImplementedError
-
     def set_default_beta(self, beta: float) -> None:
         """Decode at realism ``beta`` when none is asked for (realism-conditioned models only)."""
         raise self.not_realism_conditioned()
@@ -189,21 +184,6 @@ class Codec(ErrorBounded, RateControlled, nn.Module):
                 "this model has no coding tables: call model.update() after training, or load a checkpoint "
                 "exported with hific_lit.io.checkpoint.save_inference_checkpoint"
             )
-
-    def fingerprint(self) -> bytes:
-        """8 bytes identifying what decoding depends on (:func:`fingerprint_digest` of :meth:`fingerprint_parts`);
-        cached until a tensor changes."""
-        arch, parts = self.fingerprint_parts()
-        key = (
-            json.dumps(arch, sort_keys=True),
-            [(n, t.data_ptr(), t._version, t.dtype, str(t.device)) for n, t, _ in parts],
-        )
-        cached = self.__dict__.get("_fingerprint_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        digest = fingerprint_digest(arch, parts)
-        self.__dict__["_fingerprint_cache"] = (key, digest)
-        return digest
 
     def write_code(self, code: LatentCode, height: int, width: int, f: BinaryIO) -> int:
         """Write the .hfc file of ``code`` for a ``height`` x ``width`` image at ``f``'s position; the bytes written."""
