@@ -80,9 +80,13 @@ demo-train: setup $(PHOTOS_READY) ## train the bundled model from scratch (exper
 train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
 	$(BIN)/python scripts/train.py $(ARGS)
 
-.PHONY: bench
+.PHONY: bench soak
 bench: setup ## run every scripts/bench_*.py; each writes outputs/bench/<name>.json and prints a summary
 	@set -e; for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python "$$script"; done
+
+soak: setup ## kill a tiny training 20 times and resume it, then SIGTERM one of 2 DDP ranks; compare with uninterrupted runs (outputs/soak/*/summary.json)
+	$(BIN)/python scripts/soak_resume.py
+	$(BIN)/python scripts/soak_resume.py --ddp --iterations 40
 
 .PHONY: photos
 photos: setup ## fetch the Debian packages whose photos train (331) and test (12, mate-backgrounds) the bundled model, unpack them under data/photos, check every SHA-256 (hific_lit/data/photos.tsv)

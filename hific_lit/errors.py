@@ -6,7 +6,9 @@ traceback, and exits with one rule (:func:`exit_status`):
 
 - 0 (:data:`OK`): everything ran;
 - 1 (:data:`SOME_FAILED`): some inputs failed (files, data sets, sweep jobs), each reported on one line;
-- 2 (:data:`NOTHING_RAN`): nothing could run (a bad checkpoint, setting or data set), or a bad command line.
+- 2 (:data:`NOTHING_RAN`): nothing could run (a bad checkpoint, setting or data set), or a bad command line;
+- 75 (:data:`REQUEUE`): training stopped on a scheduler's signal after writing a checkpoint; run the same
+  command again to resume.
 """
 
 import sys
@@ -45,6 +47,10 @@ OK, SOME_FAILED, NOTHING_RAN = 0, 1, 2
 """The exit statuses of every entry point (module docstring)."""
 INTERRUPTED = 130
 """Ctrl-C, as a shell reports a command killed by SIGINT."""
+REQUEUE = 75
+"""Stopped for a scheduler (SIGTERM, SIGUSR1) with a checkpoint written: ``EX_TEMPFAIL`` of sysexits.h, "a temporary
+failure; the user is invited to retry" (SLURM's ``RequeueExit``, Kubernetes' pod failure policies and HTCondor's
+``on_exit_remove`` can act on it)."""
 
 
 def exit_status(action: Callable[[], int | None], prog: str) -> int:

@@ -48,6 +48,7 @@ def train(regime: str, run_dir: Path, iterations: int) -> float:
         f"max_iterations={iterations}",
         f"stage.lr_schedule.decay_iteration={iterations * 3 // 4}",
         f"hydra.run.dir={run_dir}",
+        "ckpt_path=null",  # a fresh training every time, timed, even where an earlier one left checkpoints
         "trainer.enable_progress_bar=false",
     ]
     start = time.perf_counter()

@@ -81,6 +81,7 @@ TIERS = {
         "test_gc2018",
         "test_mric_train",
         "test_readme",
+        "test_preemption",
     },
 }
 """Test modules by tier; every other module is ``unit``. The budgets of the tiers: pyproject.toml, ``markers``."""

@@ -159,7 +159,9 @@ def test_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
         assert built.strategy._ddp_kwargs == {"find_unused_parameters": True}
 
 
-@pytest.mark.parametrize(("logger", "kind"), [("wandb", "WandbLogger"), ("csv", "CSVLogger"), ("none", None)])
+@pytest.mark.parametrize(
+    ("logger", "kind"), [("wandb", "ResumableWandbLogger"), ("csv", "ResumableCSVLogger"), ("none", None)]
+)
 def test_loggers_instantiate(logger: str, kind: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")
     loggers = instantiate_dict(compose_config([f"logger={logger}"], tmp_path).get("logger"))
@@ -169,11 +171,12 @@ def test_loggers_instantiate(logger: str, kind: str | None, tmp_path: Path, monk
 
 def test_callbacks_instantiate(tmp_path: Path) -> None:
     callbacks = {type(cb).__name__: cb for cb in instantiate_dict(compose_config([], tmp_path).callbacks)}
-    assert set(callbacks) == {"ModelCheckpoint", "ReconstructionImages", "InferenceExport"}
+    assert set(callbacks) == {"ModelCheckpoint", "ReconstructionImages", "ResumePoints", "InferenceExport"}
     checkpoint = callbacks["ModelCheckpoint"]
     assert (checkpoint.monitor, checkpoint.mode, checkpoint.save_last) == ("val/rd_loss", "min", True)
     assert Path(checkpoint.dirpath) == tmp_path / "checkpoints"
     assert Path(callbacks["InferenceExport"].path) == tmp_path / "inference.ckpt"
+    assert Path(callbacks["ResumePoints"].dirpath) == tmp_path / "checkpoints"
 
 
 REQUIRED_DATA_ARGS = {"folder": "data.train_dir={tmp}"}

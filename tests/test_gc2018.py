@@ -85,7 +85,7 @@ def test_lsgan_losses_at_known_points() -> None:
 @pytest.mark.parametrize("name", sorted(GC2018_PRESETS))
 def test_arch_presets_compose_and_the_stage_carries_the_papers_weights(name: str, tmp_path: Path) -> None:
     cfg = compose_config([f"arch={name}", "stage=gc2018"], tmp_path)
-    assert hydra.utils.instantiate(cfg.arch) == GC2018_PRESETS[name]
+    assert hydra.utils.instantiate(cfg.arch).levels == 5  # L = 5 centers (App. A); the networks: test_config
     loss = hydra.utils.instantiate(cfg.stage.loss)
     # lambda = 10 on the MSE (the paper; the TF1 port's lambda_X was 10 until b311d52, 12 since), feature matching 10
     # (pix2pixHD; feature_matching_weight), the GAN terms in the port's form (model.py lines 119-133)
@@ -93,6 +93,10 @@ def test_arch_presets_compose_and_the_stage_carries_the_papers_weights(name: str
     assert (loss.feature_matching, loss.adversarial_scales, loss.discriminator_loss_factor) == ("sum", "full", 1.0)
     assert cfg.stage.discriminator_batch == "next" and cfg.stage.discriminator.pooling == "same"
     assert cfg.stage.codec_optimizer.lr == cfg.stage.discriminator_optimizer.lr == 2e-4  # G_/D_learning_rate
+    assert list(cfg.stage.codec_optimizer.betas) == list(cfg.stage.discriminator_optimizer.betas) == [0.5, 0.999]
+    stage = hydra.utils.instantiate(cfg.stage)
+    optimizers = {name: factory([torch.nn.Parameter(torch.zeros(1))]) for name, factory in stage.factories.items()}
+    assert optimizers["discriminator"].defaults["betas"] == (0.5, 0.999)  # pix2pixHD's beta1 0.5 reaches Adam
     assert cfg.stage.discriminator.scales == 3
 
 

@@ -19,8 +19,8 @@ import torch
 
 from hific_lit.models.gc2018.arch import GC2018_PRESETS
 from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
-from hific_lit.training.gc2018 import GC2018GANStage, GC2018Loss, mse_symmetric
-from hific_lit.training.gc2018_losses import discriminator_loss, feature_matching_loss, generator_loss
+from hific_lit.training.gc2018 import GC2018GANStage, mse_symmetric
+from hific_lit.training.gc2018_losses import GC2018Loss, discriminator_loss, feature_matching_loss, generator_loss
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "gc2018"
 SCALES = {"original": 0, "downsampled_2": 1, "downsampled_4": 2}

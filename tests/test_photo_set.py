@@ -105,6 +105,7 @@ def test_validation_batches_are_whole_photos_and_metrics_are_logged_per_photo(
     dm.setup()
     assert len(dm.train_set) == 512 and dm.val_names == ["astronaut", "chelsea"]
     assert dm.train_set.order == [0, 1, 1, 1]  # the package of few photos drawn 3x as often
+    assert next(iter(dm.train_dataloader())).shape == (2, 3, 64, 64)  # crops seeded per sample (data.sampler)
     batches = list(dm.val_dataloader())
     assert [b.shape[0] for b in batches] == [4, 4]
     assert list(GroupBatches([2, 3])) == [[0, 1], [2, 3, 4]]

@@ -136,6 +136,19 @@ def test_ranks_seeded_alike_still_draw_different_crops(shard_dir: Path) -> None:
     assert not torch.equal(first[0], first[1]) and torch.equal(first[1], again)
 
 
+def test_a_resumed_stream_is_shuffled_afresh_instead_of_replaying_its_start(shard_dir: Path) -> None:
+    """A resumed run's generators are seeded as at the start; the salt (batches trained) makes its stream new."""
+    shards = resolve_shards(shard_dir)
+
+    def first_batch(salt: int) -> torch.Tensor:
+        torch.manual_seed(0)
+        stream = ShardStream(shards, RandomScaleCrop(16), batch_size=4, batches_per_epoch=1, salt=salt)
+        return next(iter(stream))
+
+    assert torch.equal(first_batch(0), first_batch(0))
+    assert not torch.equal(first_batch(0), first_batch(1200))
+
+
 def test_corrupt_member_is_skipped_counted_and_training_goes_on(shard_dir: Path, tmp_path: Path) -> None:
     members = [(m, f.read()) for m, f in _members(shard_dir / "train-000000.tar")]
     with tarfile.open(tmp_path / "bad-000000.tar", "w") as tar:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 from collections.abc import Callable
 
 from hific_lit.errors import SettingError
@@ -51,12 +52,30 @@ def option_type(parse: Callable[[str], object]) -> Callable[[str], object]:
     return parse_option
 
 
-def parse_realism(text: str) -> float:
-    """``--realism``: a number in [0, 1] (0: lowest distortion, 1: most realistic), else :class:`SettingError`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"--realism takes a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingError(f"--realism {text} is outside 0..1 (0: lowest distortion, 1: the model's largest beta)")
-    return value
+def number_option(
+    option: str, kind: type[float] | type[int], takes: str, fits: Callable[[float], bool], outside: str
+) -> Callable[[str], float]:
+    """The parser of a numeric option: ``kind(text)`` if finite and ``fits``, else a :class:`SettingError` line
+    (``OPTION takes TAKES, got 'x'`` or ``OPTION VALUE OUTSIDE``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise SettingError(f"{option} takes {takes}, got {text!r}") from None
+        if not (math.isfinite(value) and fits(value)):
+            raise SettingError(f"{option} {text} {outside}")
+        return value
+
+    parse.__name__ = "parse_" + option.lstrip("-").replace("-", "_")
+    parse.__doc__ = f"``{option}``: {takes}, else :class:`SettingError`."
+    return parse
+
+
+parse_realism = number_option(
+    "--realism",
+    float,
+    "a number from 0 to 1",
+    lambda value: 0.0 <= value <= 1.0,
+    "is outside 0..1 (0: lowest distortion, 1: the model's largest beta)",
+)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from omegaconf import DictConfig
 
-from hific_lit.errors import NOTHING_RAN, OK, SOME_FAILED, exit_status
+from hific_lit.errors import NOTHING_RAN, OK, REQUEUE, SOME_FAILED, exit_status
 
 log = logging.getLogger(__name__)
 
@@ -120,5 +120,7 @@ def main(command: str, overrides: Sequence[str], prog: str) -> int:
     except SystemExit as exc:  # Hydra reported a bad override or a crash on one line (HYDRA_FULL_ERROR=1: all)
         if exc.code in (0, None):
             return OK
+        if exc.code == REQUEUE:  # training stopped on a scheduler's signal after a checkpoint (a sweep stops too)
+            return REQUEUE
         return SOME_FAILED if statuses else NOTHING_RAN
     return max(statuses, default=OK)

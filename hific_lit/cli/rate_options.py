@@ -4,47 +4,23 @@ what ``hific info`` shows of a file's rate and a checkpoint's rate range."""
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Mapping
 
-from hific_lit.cli.common import option_type
+from hific_lit.cli.common import number_option, option_type
 from hific_lit.errors import SettingError
 from hific_lit.io.checkpoint import RATE_KEY
 from hific_lit.models.base import Codec
 from hific_lit.models.rate import FileEstimate, rate_of_steps, section_rate_steps
 
-
-def parse_rate(text: str) -> float:
-    """``--rate``: a number in [0, 1] (0: the model's lowest rate, 1: its highest), else :class:`SettingError`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"--rate takes a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise SettingError(f"--rate {text} is outside 0..1 (0: the model's lowest rate, 1: its highest)")
-    return value
-
-
-def parse_target_bpp(text: str) -> float:
-    """``--target-bpp``: a positive number of bits per pixel, else :class:`SettingError`."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"--target-bpp takes a number of bits per pixel, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise SettingError(f"--target-bpp must be above 0, got {text}")
-    return value
-
-
-def parse_max_bytes(text: str) -> int:
-    """``--max-bytes``: a positive whole number of bytes, else :class:`SettingError`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"--max-bytes takes a whole number of bytes, got {text!r}") from None
-    if value < 1:
-        raise SettingError(f"--max-bytes must be at least 1, got {text}")
-    return value
+parse_rate = number_option(
+    "--rate",
+    float,
+    "a number from 0 to 1",
+    lambda r: 0.0 <= r <= 1.0,
+    "is outside 0..1 (0: the model's lowest rate, 1: its highest)",
+)
+parse_target_bpp = number_option("--target-bpp", float, "a number of bits per pixel", lambda b: b > 0, "is not above 0")
+parse_max_bytes = number_option("--max-bytes", int, "a whole number of bytes", lambda n: n >= 1, "is below 1 byte")
 
 
 def add_rate_options(parser: argparse.ArgumentParser) -> None:

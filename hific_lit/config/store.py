@@ -11,6 +11,10 @@ group           node                                                        used
 ``loss``        :class:`~hific_lit.training.losses.LossConfig`'s defaults   ``loss=default`` (train.yaml)
                 with the target and the rate weights from ``regime``
 ``optimizer``   Adam at :data:`~hific_lit.training.losses.ADAM_LR`           ``stage/base.yaml``, ``stage/gan.yaml``
+                (``adam``); GC2018's ``gc2018`` and ``gc2018_prior``       ``stage/gc2018_mse.yaml``
+                (:mod:`~hific_lit.training.gc2018_losses`)
+``gc2018_loss`` :class:`~hific_lit.training.gc2018_losses.GC2018Loss`'s      ``stage/gc2018_mse.yaml``
+                defaults
 ``lr_schedule`` :class:`~hific_lit.training.losses.LRSchedule`'s defaults   ``stage/base.yaml``
 ``crops``       :data:`~hific_lit.data.transforms.AUTHORS_CROPS`            every ``data/*.yaml``
 ==============  ==========================================================  ===================================
@@ -29,6 +33,7 @@ from hydra.core.config_store import ConfigStore
 from hific_lit.data.transforms import AUTHORS_CROPS
 from hific_lit.models.gc2018.arch import GC2018_PRESETS
 from hific_lit.models.hific.arch import ARCH_PRESETS
+from hific_lit.training.gc2018_losses import GC2018_ADAM, PRIOR_ADAM, GC2018Loss
 from hific_lit.training.losses import ADAM_LR, REGIMES, LossConfig, LRSchedule, Regime
 
 REGIME_FIELDS = tuple(field.name for field in fields(Regime))
@@ -66,7 +71,12 @@ def register_configs() -> None:
     loss |= {field: f"${{regime.{field}}}" for field in REGIME_FIELDS}
     loss |= {field: f"${{oc.select:regime.{field},null}}" for field in ANCHOR_FIELDS}
     store.store(group="loss", name="default", node=loss)
-    store.store(group="optimizer", name="adam", node={"_target_": "torch.optim.Adam", "_partial_": True, "lr": ADAM_LR})
+    adam = {"_target_": "torch.optim.Adam", "_partial_": True}
+    store.store(group="optimizer", name="adam", node=adam | {"lr": ADAM_LR})
+    store.store(group="optimizer", name="gc2018", node=adam | GC2018_ADAM | {"betas": list(GC2018_ADAM["betas"])})
+    store.store(group="optimizer", name="gc2018_prior", node=adam | PRIOR_ADAM)
+    gc2018_loss = {"_target_": "hific_lit.training.gc2018_losses.GC2018Loss", **asdict(GC2018Loss())}
+    store.store(group="gc2018_loss", name="default", node=gc2018_loss)
     schedule = {"_target_": "hific_lit.training.losses.LRSchedule", **asdict(LRSchedule())}
     store.store(group="lr_schedule", name="default", node=schedule)
     store.store(group="crops", name="default", node=asdict(AUTHORS_CROPS))

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from hific_lit.data.sampler import SeededIndex, split_key
 from hific_lit.errors import DatasetError, ImageReadError
 from hific_lit.io.images import IMAGE_SUFFIXES, open_image
 
@@ -78,7 +79,9 @@ class ImageFileDataset(Dataset):
             sample the whole folder.
 
     An unreadable file is skipped with a warning and counted in ``skips`` (shared with DataLoader
-    workers): the next readable file in the list takes its place.
+    workers): the next readable file in the list takes its place. A :class:`~hific_lit.data.sampler.SeededIndex`
+    key draws the item's random numbers (file, crop) from its own generator, and ``transform`` gets it as
+    ``generator=``; an integer key uses torch's global generator.
     """
 
     def __init__(
@@ -94,9 +97,10 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, key: int | SeededIndex) -> torch.Tensor:
+        index, generator = split_key(key)
         if self.length < len(self.paths):
-            index = int(torch.randint(len(self.paths), ()))
+            index = int(torch.randint(len(self.paths), (), generator=generator))
         for offset in range(len(self.paths)):
             path = self.paths[(index + offset) % len(self.paths)]
             try:
@@ -104,5 +108,5 @@ class ImageFileDataset(Dataset):
             except ImageReadError as exc:
                 self.skips(exc)
                 continue
-            return self.transform(image)
+            return self.transform(image) if generator is None else self.transform(image, generator=generator)
         raise DatasetError(f"none of the {len(self.paths)} images (first: {self.paths[0]}) is readable")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.photo_set import VALIDATION_PHOTOS, photo_entries
 from hific_lit.data.sample import PhotoDataset, TensorListDataset, expand_photos, load_sample_photo
+from hific_lit.data.sampler import SeededIndex, split_key
 from hific_lit.data.transforms import grid_tiles
 
 
@@ -41,7 +42,8 @@ class GroupBatches(Sampler[list[int]]):
 
 class RepeatedPhotos(Dataset):
     """Item ``i`` is a fresh crop of photo ``order[i mod len(order)]`` of ``photos`` (a photo repeated in ``order``
-    is drawn that many times more often; each is decoded once)."""
+    is drawn that many times more often; each is decoded once), drawn from the key's own generator when the key
+    is a :class:`~hific_lit.data.sampler.SeededIndex`."""
 
     def __init__(self, photos: PhotoDataset, order: list[int], length: int) -> None:
         self.photos, self.order, self.length = photos, order, length
@@ -49,9 +51,10 @@ class RepeatedPhotos(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, key: int | SeededIndex) -> torch.Tensor:
+        index, generator = split_key(key)
         photo = self.photos.photos[self.order[index % len(self.order)]]
-        return self.photos.transform(photo)
+        return self.photos.transform(photo, generator=generator)
 
 
 class PhotoSetDataModule(CropDataModule):

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from hific_lit.data.base import CropDataModule
 from hific_lit.data.image_files import Transform, open_image
+from hific_lit.data.sampler import SeededIndex, split_key
 from hific_lit.data.transforms import grid_tiles
 from hific_lit.errors import DatasetError
 from hific_lit.io.images import load_image
@@ -68,7 +69,8 @@ class TensorListDataset(Dataset):
 
 
 class PhotoDataset(Dataset):
-    """Photos decoded once and held in memory; item ``i`` is a fresh random crop of photo ``i mod len``.
+    """Photos decoded once and held in memory; item ``i`` is a fresh random crop of photo ``i mod len``, drawn from
+    the key's own generator when the key is a :class:`~hific_lit.data.sampler.SeededIndex`.
 
     Photos whose shorter side exceeds ``max_short_side`` are downscaled once at load (antialiased), so
     that a 4000x3000 wallpaper yields crops at about the scale of the held-out photo.
@@ -87,8 +89,9 @@ class PhotoDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(self.photos[index % len(self.photos)])
+    def __getitem__(self, key: int | SeededIndex) -> torch.Tensor:
+        index, generator = split_key(key)
+        return self.transform(self.photos[index % len(self.photos)], generator=generator)
 
 
 def upright(image: Image.Image) -> Image.Image:

@@ -26,11 +26,11 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
 from hific_lit.data.image_files import SkipCounter, Transform, open_image
+from hific_lit.data.sampler import derived_seed
 from hific_lit.errors import DatasetError, ImageReadError
 from hific_lit.io.images import IMAGE_SUFFIXES
 
 MAX_CONSECUTIVE_SKIPS = 1000
-RANK_SEED_STRIDE = 1_000_003
 IMAGE_KEYS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)
 
 
@@ -104,6 +104,8 @@ class ShardStream(IterableDataset):
         skips: counter of skipped samples, shared with the main process.
         rank: mixed into the random seed, so that ranks seeded alike (``seed_everything``) still
             shuffle and crop independently.
+        salt: mixed into the random seed as well; the data module sets it to the number of batches a resumed
+            run has trained on, so that a resumed stream is shuffled afresh instead of replaying its start.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class ShardStream(IterableDataset):
         shuffle_buffer: int = 1000,
         skips: SkipCounter | None = None,
         rank: int = 0,
+        salt: int = 0,
     ) -> None:
         super().__init__()
         if not shards:
@@ -128,6 +131,7 @@ class ShardStream(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         self.skips = skips if skips is not None else SkipCounter()
         self.rank = rank
+        self.salt = salt
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -138,8 +142,8 @@ class ShardStream(IterableDataset):
         shards = self.shards[worker::num_workers]
         if not shards:
             raise DatasetError(f"worker {worker} of {num_workers} has no shard: use at most {len(self.shards)} workers")
-        # Seeded from torch's RNG (set by seed_everything, and per worker by the DataLoader) and the rank.
-        seed = (int(torch.randint(0, 2**62, ())) + RANK_SEED_STRIDE * self.rank) % 2**63
+        # Seeded from torch's RNG (set by seed_everything, and per worker by the DataLoader), the rank and the salt.
+        seed = derived_seed(int(torch.randint(0, 2**62, ())), self.rank, self.salt)
         rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
         pipeline = wds.DataPipeline(
             lambda: self._samples_forever(shards, rng),

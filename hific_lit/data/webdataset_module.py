@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from hific_lit.data.base import CropDataModule
+from hific_lit.data.base import CropDataModule, quiet_worker
 from hific_lit.data.image_files import ImageFileDataset, find_images
 from hific_lit.data.shards import ShardStream, resolve_shards, shards_for_rank
 from hific_lit.data.transforms import CenterCrop
@@ -19,8 +20,10 @@ class WebDataModule(CropDataModule):
     """Paper-style crops from tar shards (``scripts/make_shards.py``); validation from an image folder.
 
     Every rank reads a disjoint subset of the shards and yields exactly ``batches_per_epoch`` batches
-    per epoch, so DDP ranks stay in step. Batches are ``(B, 3, crop, crop)`` float tensors in [0, 1],
-    ``B`` = ``batch_size / world_size`` crops per sub-batch (``batch_size`` is the global batch).
+    per epoch, so DDP ranks stay in step. A stream has no position to resume at: a resumed run reads it with a
+    fresh seed (salted with the batches already trained on) instead of replaying its start. Batches are
+    ``(B, 3, crop, crop)`` float tensors in [0, 1], ``B`` = ``batch_size / world_size`` crops per sub-batch
+    (``batch_size`` is the global batch).
 
     Args:
         train_shards: a shard directory, a brace pattern (``shards/train-{000000..000123}.tar``),
@@ -88,6 +91,7 @@ class WebDataModule(CropDataModule):
         if self.train_set is None:
             raise RuntimeError("WebDataModule.setup() must run before asking for a loader")
         self.train_set.batch_size = self.train_batch_size
+        self.train_set.salt = self.batches_trained()
         workers = min(self.num_workers, len(self.train_set.shards))
         if workers < self.num_workers:
             warnings.warn(
@@ -101,6 +105,7 @@ class WebDataModule(CropDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=partial(quiet_worker, rank=self.rank_and_world()[0]),
         )
 
     def val_dataloader(self) -> DataLoader | list:

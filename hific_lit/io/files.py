@@ -25,9 +25,10 @@ def _current_umask() -> int:
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file open for writing that becomes ``path`` only when the ``with`` block ends without error.
 
-    It is a temporary file in the same folder, synced and renamed over ``path`` at the end, so a
-    crash or error midway never leaves a half-written file nor destroys an existing one. The file
-    gets the permissions of an ordinary new file (0666 less the umask), not mkstemp's 0600.
+    It is a temporary file in the same folder, synced and renamed over ``path`` at the end (and the
+    folder synced, so that the rename survives a power loss), so a crash or error midway never leaves a
+    half-written file nor destroys an existing one. The file gets the permissions of an ordinary new
+    file (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +43,17 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync ``folder``, making a rename in it durable (POSIX); a file system or OS that refuses is left as it is."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 
 import pytorch_lightning as pl
 import torch
@@ -34,7 +35,14 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 ITERATION_KEY = "hific_iteration"
 ARCH_KEY = "hific_arch"
 MODEL_KEY = "hific_model"
-"""Entries of every stage's Lightning checkpoints: our iteration counter, the model's architecture and its kind."""
+METRICS_KEY = "hific_metrics"
+"""Entries of every stage's Lightning checkpoints: our iteration counter, the model's architecture and its kind,
+and the latest value of every metric logged so far."""
+
+
+def scalar_metrics(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The one-number entries of Lightning's ``callback_metrics``, as floats."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
 
 def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -42,28 +50,42 @@ def default_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=ADAM_LR)
 
 
+def check_same_kernel_form(own: Mapping, stored: Mapping | None) -> None:
+    """Refuse, in one line, to resume a checkpoint whose h_a kernels have the other form (``plain``/``rdft``): its
+    optimizer state belongs to the stored form. A checkpoint written before the field existed holds plain kernels."""
+    if not stored or "hyper_analysis_kernel" not in own:
+        return
+    kernel = stored.get("hyper_analysis_kernel", "plain")
+    if kernel != own["hyper_analysis_kernel"]:
+        raise CheckpointError(
+            f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
+            f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
+        )
+
+
 class IterationCheckpointing:
     """Lightning hooks of every stage: our iteration counter, the model's architecture and its kind go into each
-    checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume."""
+    checkpoint (:data:`ITERATION_KEY`, :data:`ARCH_KEY`, :data:`MODEL_KEY`), and the counter comes back on resume;
+    so do the metrics logged so far (:data:`METRICS_KEY`, as :attr:`metrics_before_resume`), which a run resumed
+    after its last validation still reports."""
 
     iteration: int
     model: Codec
+    metrics_before_resume: Mapping[str, float] = MappingProxyType({})
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[ITERATION_KEY] = self.iteration
         checkpoint[ARCH_KEY] = self.model.arch.to_dict()
         checkpoint[MODEL_KEY] = self.model.kind
+        trainer = self._trainer
+        logged = {} if trainer is None else scalar_metrics(trainer.callback_metrics)
+        checkpoint[METRICS_KEY] = dict(self.metrics_before_resume) | logged
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.iteration = int(checkpoint.get(ITERATION_KEY, 0))
-        own, stored = self.model.arch.to_dict(), checkpoint.get(ARCH_KEY)
-        if stored and "hyper_analysis_kernel" in own:  # written before the field existed: plain kernels
-            kernel = stored.get("hyper_analysis_kernel", "plain")
-            if kernel != own["hyper_analysis_kernel"]:
-                raise CheckpointError(
-                    f"this run trained h_a's kernels {kernel} and its optimizer state is theirs: resume it with"
-                    f" arch.hyper_analysis_kernel={kernel}, or start a new stage from it (warmstart=) to change them"
-                )
+        check_same_kernel_form(self.model.arch.to_dict(), checkpoint.get(ARCH_KEY))
+        self.metrics_before_resume = dict(checkpoint.get(METRICS_KEY, {}))
+        log.info("resumed at iteration %d", self.iteration)
 
 
 class ManualSteps:

@@ -16,7 +16,6 @@ files get. One *iteration* is one training batch; :attr:`iteration` is our own c
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
@@ -30,8 +29,9 @@ from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
 from hific_lit.models.gc2018.model import GC2018, GC2018Output
 from hific_lit.training.base import IterationCheckpointing, ManualSteps
 from hific_lit.training.gc2018_losses import (
-    ADVERSARIAL_SCALES,
-    FEATURE_MATCHING,
+    GC2018_ADAM,
+    PRIOR_ADAM,
+    GC2018Loss,
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
@@ -44,40 +44,13 @@ DISCRIMINATOR_BATCHES = ("next", "same")
 
 
 def paper_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam, lr 2e-4, beta1 0.5 (pix2pixHD's, which the paper follows; the TF1 port's G/D rate)."""
-    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+    """E/G's and D's Adam (:data:`GC2018_ADAM`)."""
+    return torch.optim.Adam(params, **GC2018_ADAM)
 
 
-@dataclass(frozen=True)
-class GC2018Loss:
-    """Weights of GC2018's objective (the paper; the numbers as in the TF1 port's config.py).
-
-    ``distortion_weight`` lambda multiplies the MSE of images in [-1, 1] (the generator's tanh range):
-    10 (paper; ``lambda_X`` in the port). ``feature_matching_weight`` 10 (pix2pixHD's lambda,
-    ``feature_matching_weight`` in the port). ``perceptual_weight`` is optional (pix2pixHD's VGG term
-    has weight 10; 0 leaves it out). ``gan_weight`` 1 scales the LSGAN term of G.
-
-    The form of the terms, where the paper is silent, is the TF1 port's (``model.py`` lines 119-133):
-    ``feature_matching`` ``sum`` (all layers of all scales, weight 1 each; ``pix2pixhd``: ``4 / layers`` and
-    ``1 / scales``, a third of it), ``adversarial_scales`` ``full`` (G's LSGAN term from the full-resolution D
-    only; ``all``: every scale, pix2pixHD) and ``discriminator_loss_factor`` 1 (pix2pixHD: 0.5).
-    """
-
-    distortion_weight: float = 10.0
-    feature_matching_weight: float = 10.0
-    perceptual_weight: float = 0.0
-    gan_weight: float = 1.0
-    feature_matching: str = "sum"
-    adversarial_scales: str = "full"
-    discriminator_loss_factor: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.feature_matching not in FEATURE_MATCHING:
-            known = ", ".join(FEATURE_MATCHING)
-            raise ValueError(f"unknown feature_matching {self.feature_matching!r}; expected one of: {known}")
-        if self.adversarial_scales not in ADVERSARIAL_SCALES:
-            known = ", ".join(ADVERSARIAL_SCALES)
-            raise ValueError(f"unknown adversarial_scales {self.adversarial_scales!r}; expected one of: {known}")
+def prior_adam(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The categorical prior's Adam (:data:`PRIOR_ADAM`)."""
+    return torch.optim.Adam(params, **PRIOR_ADAM)
 
 
 def mse_symmetric(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -104,7 +77,7 @@ class GC2018Stage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         loss: GC2018Loss | None = None,
         perceptual: nn.Module | None = None,
         codec_optimizer: OptimizerFactory = paper_adam,
-        prior_optimizer: OptimizerFactory = paper_adam,
+        prior_optimizer: OptimizerFactory = prior_adam,
         discriminator_optimizer: OptimizerFactory = paper_adam,
         gradient_clip: dict[str, float | None] | None = None,
     ) -> None:

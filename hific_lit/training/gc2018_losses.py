@@ -11,15 +11,59 @@ pix2pixHD's forms are options. docs/fidelity.md, rows G5, G6 and G16.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from hific_lit.models.gc2018.discriminator import DiscriminatorOutput
+if TYPE_CHECKING:
+    from hific_lit.models.gc2018.discriminator import DiscriminatorOutput
 
 FEATURE_MATCHING = ("sum", "pix2pixhd")
 """Feature matching over D's layers: the port's plain sum, or pix2pixHD's weights ``4 / layers`` and ``1 / scales``."""
 ADVERSARIAL_SCALES = ("full", "all")
 """Which scales' logits G's least-squares term reads: the full-resolution D only (the port) or every scale."""
+
+GC2018_ADAM = {"lr": 2e-4, "betas": (0.5, 0.999)}
+"""E/G's and D's optimizer: Adam, lr 2e-4, beta1 0.5 (pix2pixHD's, which the paper follows; the TF1 port's G/D
+rate). Hydra's ``optimizer=gc2018`` node (:mod:`hific_lit.config.store`)."""
+PRIOR_ADAM = {"lr": 1e-2}
+"""The categorical prior's optimizer: Adam, lr 1e-2 (ours: the paper codes at the bound ``C log2(L)`` and has no
+prior to fit). Hydra's ``optimizer=gc2018_prior`` node."""
+
+
+@dataclass(frozen=True)
+class GC2018Loss:
+    """Weights of GC2018's objective (the paper; the numbers as in the TF1 port's config.py).
+
+    ``distortion_weight`` lambda multiplies the MSE of images in [-1, 1] (the generator's tanh range):
+    10 (paper; ``lambda_X`` in the port). ``feature_matching_weight`` 10 (pix2pixHD's lambda,
+    ``feature_matching_weight`` in the port). ``perceptual_weight`` is optional (pix2pixHD's VGG term
+    has weight 10; 0 leaves it out). ``gan_weight`` 1 scales the LSGAN term of G.
+
+    The form of the terms, where the paper is silent, is the TF1 port's (``model.py`` lines 119-133):
+    ``feature_matching`` ``sum`` (all layers of all scales, weight 1 each; ``pix2pixhd``: ``4 / layers`` and
+    ``1 / scales``, a third of it), ``adversarial_scales`` ``full`` (G's LSGAN term from the full-resolution D
+    only; ``all``: every scale, pix2pixHD) and ``discriminator_loss_factor`` 1 (pix2pixHD: 0.5).
+    Hydra's ``gc2018_loss=default`` node is made from these defaults (:mod:`hific_lit.config.store`).
+    """
+
+    distortion_weight: float = 10.0
+    feature_matching_weight: float = 10.0
+    perceptual_weight: float = 0.0
+    gan_weight: float = 1.0
+    feature_matching: str = "sum"
+    adversarial_scales: str = "full"
+    discriminator_loss_factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.feature_matching not in FEATURE_MATCHING:
+            known = ", ".join(FEATURE_MATCHING)
+            raise ValueError(f"unknown feature_matching {self.feature_matching!r}; expected one of: {known}")
+        if self.adversarial_scales not in ADVERSARIAL_SCALES:
+            known = ", ".join(ADVERSARIAL_SCALES)
+            raise ValueError(f"unknown adversarial_scales {self.adversarial_scales!r}; expected one of: {known}")
 
 
 def discriminator_loss(real: DiscriminatorOutput, fake: DiscriminatorOutput, factor: float = 1.0) -> torch.Tensor:

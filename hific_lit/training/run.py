@@ -7,6 +7,12 @@ logged and recorded, and the sweep goes on; it returns ``optimized_metric``, whi
 Length of a run: ``max_iterations`` counts training batches (iterations of our own counter).
 Lightning's ``trainer.max_steps`` counts optimizer steps (two per iteration in the base stage,
 three in the GAN stage) and is derived from it here; do not set it yourself.
+
+Resuming: ``ckpt_path=auto`` (the default) continues from the newest good checkpoint of the run folder
+(:mod:`hific_lit.training.resume`); every run writes its checkpoints atomically and verifies them when loading
+(:mod:`hific_lit.training.checkpoint_io`), keeps its training steps' random stream
+(:mod:`hific_lit.training.random_state`) and stops for a requeue on SIGTERM or SIGUSR1
+(:mod:`hific_lit.training.preemption`). docs/preemption.md.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import logging
 import math
 import os
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.errors import InstantiationException
+from lightning_fabric.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
@@ -32,8 +39,12 @@ from hific_lit.config.check import check_training_config
 from hific_lit.data.base import CropDataModule, check_global_batch
 from hific_lit.errors import HificError, SettingError
 from hific_lit.io.files import atomic_write_bytes
-from hific_lit.training.base import RDStage
+from hific_lit.training.base import RDStage, scalar_metrics
 from hific_lit.training.callbacks import InferenceExport
+from hific_lit.training.checkpoint_io import AtomicCheckpointIO
+from hific_lit.training.preemption import Preempted, exit_on_stop_signals
+from hific_lit.training.random_state import TrainingRandomState
+from hific_lit.training.resume import require_same_tensors, resolve_ckpt_path
 from hific_lit.training.warmstart import warm_start
 
 log = logging.getLogger(__name__)
@@ -106,8 +117,8 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
     return datamodule
 
 
-def build_module(cfg: DictConfig) -> RDStage:
-    """The stage's LightningModule, warm-started from ``cfg.warmstart`` when set."""
+def build_module(cfg: DictConfig, resuming: bool = False) -> RDStage:
+    """The stage's LightningModule, warm-started from ``cfg.warmstart`` when set and not ``resuming``."""
     try:
         module: RDStage = hydra.utils.instantiate(cfg.stage)
     except InstantiationException as exc:
@@ -116,14 +127,20 @@ def build_module(cfg: DictConfig) -> RDStage:
         if isinstance(exc.__cause__, ValueError | TypeError):  # a stage value its class refuses
             raise SettingError(f"stage: {exc.__cause__}") from None
         raise
-    if cfg.get("warmstart"):
+    if cfg.get("warmstart") and resuming:
+        log.info("resuming: warmstart=%s is not applied (the checkpoint holds the weights)", cfg.warmstart)
+    elif cfg.get("warmstart"):
         warm_start(module, cfg.warmstart)
     return module
 
 
 def build_trainer(cfg: DictConfig, module: RDStage, resolved: dict) -> pl.Trainer:
-    """The Trainer with loggers and callbacks; ``max_steps`` derived from ``max_iterations``."""
-    callbacks = instantiate_dict(cfg.get("callbacks"))
+    """The Trainer with loggers and callbacks; ``max_steps`` derived from ``max_iterations``.
+
+    Always added: the atomic, verifying checkpoint writer, the training steps' random state and, on SLURM,
+    Lightning's SLURM environment without its own requeue handling (:mod:`hific_lit.training.preemption`).
+    """
+    callbacks = [*instantiate_dict(cfg.get("callbacks")), TrainingRandomState()]
     for callback in callbacks:
         if isinstance(callback, InferenceExport):
             callback.config = resolved
@@ -131,8 +148,11 @@ def build_trainer(cfg: DictConfig, module: RDStage, resolved: dict) -> pl.Traine
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         default_wandb_mode()
     max_steps = int(cfg.max_iterations) * module.optimizers_per_iteration
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, max_steps=max_steps
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, max_steps=max_steps, plugins=plugins
     )
     for lg in trainer.loggers:
         lg.log_hyperparams(resolved)
@@ -143,27 +163,48 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one stage as ``cfg`` says; return the final metrics (also written to ``metrics.json``).
 
     Arch, stage and mandatory values are checked first (:func:`check_training_config`): a config that does not
-    fit together stops on one line that names the fix.
+    fit together stops on one line that names the fix. The checkpoint to resume from is chosen and checked next
+    (``ckpt_path``: :func:`~hific_lit.training.resume.resolve_ckpt_path`). Raises
+    :class:`~hific_lit.training.preemption.Preempted` (a ``SystemExit``, status 75) when a stop signal ended the
+    run: during training after a checkpoint (``metrics.json`` then says ``"status": "preempted"``), or at once
+    while setting up.
     """
     check_training_config(cfg)
+    with exit_on_stop_signals():
+        return fit_stage(cfg)
+
+
+def fit_stage(cfg: DictConfig) -> dict[str, Any]:
+    """:func:`train` once the config is checked: resume or start, build, fit, record the metrics."""
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), output_dir)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     datamodule = build_datamodule(cfg)
-    module = build_module(cfg)
+    module = build_module(cfg, resuming=ckpt_path is not None)
+    if ckpt_path is not None:
+        require_same_tensors(module, ckpt_path)
     trainer = build_trainer(cfg, module, resolved)
     log.info("training %s for %d iterations", type(module).__name__, cfg.max_iterations)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if isinstance(v, torch.Tensor) and v.numel() == 1
-    }
+    try:
+        with warnings.catch_warnings():
+            if isinstance(datamodule, CropDataModule):  # its loaders do resume mid-epoch (hific_lit.data.base)
+                warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except Preempted as stop:
+        if trainer.is_global_zero and stop.checkpoint is not None:
+            stopped = {"signal": stop.signal_name, "iteration": stop.iteration, "checkpoint": str(stop.checkpoint)}
+            write_metrics(output_dir, {"status": "preempted", **stopped})
+        raise
+    metrics = dict(module.metrics_before_resume) | scalar_metrics(trainer.callback_metrics)
     metrics["iteration"] = module.iteration
     checkpoint = trainer.checkpoint_callback
     if checkpoint is not None:
         metrics["best_checkpoint"] = checkpoint.best_model_path
         metrics["last_checkpoint"] = checkpoint.last_model_path
     if trainer.is_global_zero:
-        write_metrics(Path(cfg.paths.output_dir), {"status": "ok", **metrics})
+        write_metrics(output_dir, {"status": "ok", **metrics})
     return metrics
 
 
