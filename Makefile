@@ -72,9 +72,10 @@ demo: setup $(PHOTOS_READY) ## the bundled model on 12 held-out photos (bpp, PSN
 		trainer.val_check_interval=100 callbacks.inference_export.settle_tails=500 hydra.run.dir=$(DEMO_DIR)/train
 	$(BIN)/python scripts/demo.py --ckpt $(DEMO_DIR)/train/inference.ckpt --out $(DEMO_DIR) --runs $(DEMO_DIR)/train
 
-demo-train: setup $(PHOTOS_READY) ## train the bundled model from scratch (experiment=bundled, hours of CPU) and put it into the package
+demo-train: setup $(PHOTOS_READY) ## train the bundled model from scratch (experiment=bundled, then rate-conditioned: bundled_rate; about an hour of CPU) and put it into the package
 	$(BIN)/python scripts/train.py experiment=bundled
-	$(BIN)/python scripts/bundle_model.py outputs/bundled/run
+	$(BIN)/python scripts/train.py experiment=bundled_rate
+	$(BIN)/python scripts/bundle_model.py outputs/bundled/rate
 
 train: setup ## train one stage with Hydra overrides: make train ARGS='regime=med trainer.devices=4' (see conf/train.yaml)
 	$(BIN)/python scripts/train.py $(ARGS)

@@ -1,11 +1,13 @@
 """The bundled model on the 12 held-out photos (Debian's mate-backgrounds), next to JPEG at the same bpp.
 
-    python scripts/bench_bundled.py                      # the bundled model (`make photos` first)
+    python scripts/bench_bundled.py                      # the bundled model at its default rate (`make photos` first)
+    python scripts/bench_bundled.py --target-bpps 0.15 0.3 0.5   # one rate-conditioned model at several rates
     python scripts/bench_bundled.py --ckpt model.ckpt    # any inference checkpoint
     python scripts/bench_bundled.py --viewer out.html    # and the side-by-side viewer
     python scripts/bench_bundled.py --paper-size         # only: fp32 and bf16 size and load time of the paper's model
 
-Prints a Markdown table (per photo: bpp from the .hfc file, PSNR, colour error; JPEG's at the same rate), the
+Prints a Markdown table per rate (per photo: bpp from the .hfc file, PSNR, colour error; JPEG's at the same rate;
+with ``--target-bpps`` each file is searched to its target, ``hific compress --target-bpp``), the
 targets of issue 23 (mean PSNR >= 25 dB at <= 0.5 bpp; no photo's colour error above JPEG's), and the load time
 and size of the checkpoint in fp32 and bf16 (`hific export --precision bf16`); writes outputs/bench/bundled.json.
 docs/bundled.md holds its output.
@@ -19,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt", type=Path, default=None, help="inference checkpoint (default: the bundled model)")
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"), help="folder of bundled.json and the files")
     parser.add_argument("--viewer", type=Path, default=None, help="also write the HTML viewer here")
+    parser.add_argument(
+        "--target-bpps", type=float, nargs="+", default=None, metavar="B",
+        help="code each photo at each of these bpp (a rate-conditioned model; default: its default rate)",
+    )  # fmt: skip
     parser.add_argument("--paper-size", action="store_true", help="only the fp32/bf16 costs of the paper's model")
     args = parser.parse_args(argv)
     if args.paper_size:
@@ -94,27 +101,36 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = args.ckpt or resolve_model(BUNDLED).path
         model = load_inference_checkpoint(ckpt)
         photos = heldout_photos()
+        if args.target_bpps and model.capabilities.rate is None:
+            raise HificError(f"{ckpt} has one rate (no arch.rate_conditioning): drop --target-bpps")
     except HificError as exc:
         print(f"bench_bundled: error: {exc}", file=sys.stderr)
         return NOTHING_RAN
-    files = args.out / "bundled"
-    files.mkdir(parents=True, exist_ok=True)
-    rows, viewer = [], []
-    for name, image in photos:
-        row, entry = code_next_to_jpeg(model, name, image, files)
-        rows.append(row)
-        viewer.append(entry)
-    print(f"model: {ckpt}\n\n{format_table(rows)}\n")
-    s = summary(rows)
-    print(
-        f"targets (issue 23): mean PSNR {s['psnr']:.2f} dB (>= {TARGET_PSNR}) at {s['bpp']:.3f} bpp (<= {TARGET_BPP}); "
-        f"photos whose colour error is above JPEG's at the same bpp: {s['photos_above_jpeg_delta_e']} (0 wanted)"
-    )
+    print(f"model: {ckpt}")
+    points, viewer = [], []
+    for target in args.target_bpps or [None]:
+        files = args.out / "bundled" / ("default" if target is None else f"{target:g}bpp")
+        files.mkdir(parents=True, exist_ok=True)
+        coding = None if target is None else {"target_bpp": target}
+        rows = []
+        for name, image in photos:
+            row, entry = code_next_to_jpeg(model, name, image, files, coding)
+            rows.append(row)
+            viewer.append(entry if target is None else replace(entry, name=f"{name} @ {target:g} bpp"))
+        s = summary(rows)
+        label = "the model's default rate" if target is None else f"--target-bpp {target:g}"
+        print(f"\n{label}:\n\n{format_table(rows)}\n")
+        print(
+            f"targets (issue 23): mean PSNR {s['psnr']:.2f} dB (>= {TARGET_PSNR}) at {s['bpp']:.3f} bpp "
+            f"(<= {TARGET_BPP}); photos whose colour error is above JPEG's at the same bpp: "
+            f"{s['photos_above_jpeg_delta_e']} (0 wanted)"
+        )
+        points.append({"target_bpp": target, "rows": [r.as_dict() for r in rows], "summary": s})
     costs = precision_costs(ckpt)
     print_costs(costs, "checkpoint")
     if args.viewer:
         print(f"viewer: {write_viewer(viewer, args.viewer, 'the bundled model on the held-out photos')}")
-    report = {"checkpoint": str(ckpt), "rows": [r.as_dict() for r in rows], "summary": s, "precision": costs}
+    report = {"checkpoint": str(ckpt), "points": points, "precision": costs}
     (args.out / "bundled.json").write_text(json.dumps(report, indent=2) + "\n")
     return 0
 

@@ -11,6 +11,7 @@ encoded at the lowest quality whose rate is at or above that bpp. Both get PSNR 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,12 +70,15 @@ def _png(image: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def code_next_to_jpeg(model: Codec, name: str, original: np.ndarray, out_dir: Path) -> tuple[HeldOutRow, ViewerImage]:
-    """Code ``original`` into ``out_dir/<name>.hfc`` with ``model``, decode the file, match JPEG's rate; the row and
-    the viewer's entry (original, ours, JPEG)."""
+def code_next_to_jpeg(
+    model: Codec, name: str, original: np.ndarray, out_dir: Path, coding: Mapping[str, float] | None = None
+) -> tuple[HeldOutRow, ViewerImage]:
+    """Code ``original`` into ``out_dir/<name>.hfc`` with ``model`` (and the rate options ``coding`` of a
+    rate-conditioned model, ``rate`` or ``target_bpp``: :func:`~hific_lit.eval.runner.code_with_model`), decode the
+    file, match JPEG's rate; the row and the viewer's entry (original, ours, JPEG)."""
     height, width = original.shape[:2]
     hfc = out_dir / f"{name}.hfc"
-    decoded, encode_s, decode_s = code_with_model(model, original, hfc)
+    decoded, encode_s, decode_s = code_with_model(model, original, hfc, coding=coding)
     bpp = bits_per_pixel(hfc.stat().st_size, height, width)
     jpeg = match_bpp(original, "jpeg", bpp)
     jpeg_decoded = decode(jpeg.data)
