@@ -89,7 +89,8 @@ class IterationCheckpointing:
 
 
 class ManualSteps:
-    """Manual optimization by optimizer name, in Lightning's canonical shape (every stage's steps)."""
+    """Manual optimization by optimizer name, in Lightning's canonical shape, and the sub-batches each iteration
+    draws from the data module (every stage's steps)."""
 
     optimizer_names: tuple[str, ...]
     gradient_clip: dict[str, float | None]
@@ -110,6 +111,17 @@ class ManualSteps:
             if clip is not None:
                 self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
             opt.step()
+
+    @property
+    def sub_batches_per_iteration(self) -> int:
+        """Sub-batches of ``batch_size`` crops one iteration trains on: the codec's, plus any for D."""
+        return 1
+
+    def setup(self, stage: str) -> None:
+        """Ask the data module for :attr:`sub_batches_per_iteration` sub-batches per training batch."""
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, CropDataModule):
+            datamodule.sub_batches = self.sub_batches_per_iteration
 
 
 class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
@@ -186,17 +198,6 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
         """
         tables = [name for name, m in self.named_modules() if isinstance(m, CodingBuffers)]
         return [f"{prefix}.{buffer}" for prefix in tables for buffer, _ in self.get_submodule(prefix).named_buffers()]
-
-    @property
-    def sub_batches_per_iteration(self) -> int:
-        """Sub-batches of ``batch_size`` crops one iteration trains on: the codec's, plus any for D."""
-        return 1
-
-    def setup(self, stage: str) -> None:
-        """Ask the data module for :attr:`sub_batches_per_iteration` sub-batches per training batch."""
-        datamodule = self.trainer.datamodule
-        if isinstance(datamodule, CropDataModule):
-            datamodule.sub_batches = self.sub_batches_per_iteration
 
     @property
     def optimizers_per_iteration(self) -> int:

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hific_lit.data.base import CropDataModule
 from hific_lit.models.gc2018.arch import GC2018Config
 from hific_lit.models.gc2018.discriminator import MultiscaleDiscriminator
 from hific_lit.models.gc2018.model import GC2018, GC2018Output
@@ -121,17 +120,6 @@ class GC2018Stage(IterationCheckpointing, ManualSteps, pl.LightningModule):
     def codec_objective(self, x: torch.Tensor, out: GC2018Output) -> dict[str, torch.Tensor]:
         """What the E/G step minimises (``loss``); the GAN stage adds its terms."""
         return self.distortion_terms(x, out)
-
-    @property
-    def sub_batches_per_iteration(self) -> int:
-        """Sub-batches of ``batch_size`` crops one iteration trains on: the E/G step's, plus any for D."""
-        return 1
-
-    def setup(self, stage: str) -> None:
-        """Ask the data module for :attr:`sub_batches_per_iteration` sub-batches per training batch."""
-        datamodule = self.trainer.datamodule
-        if isinstance(datamodule, CropDataModule):
-            datamodule.sub_batches = self.sub_batches_per_iteration
 
     def steps_after_codec(
         self, x: torch.Tensor, out: GC2018Output, others: list[torch.Tensor]
