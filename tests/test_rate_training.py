@@ -125,6 +125,19 @@ def test_warm_start_from_a_fixed_rate_model_keeps_the_gains_at_one(tmp_path: Pat
     assert torch.equal(again.rate_gains.log_gain, conditioned.rate_gains.log_gain)
 
 
+def test_a_gain_spread_starts_the_anchors_apart_and_a_source_with_gains_replaces_it(tmp_path: Path) -> None:
+    spread = HiFiC(dataclasses.replace(TINY_RATE, rate_gain_spread=2.0))
+    log_gain = spread.rate_gains.log_gain.detach()
+    assert torch.equal(log_gain, torch.tensor([-1.0, 0.0, 1.0])[:, None].expand_as(log_gain))  # gains 1/2, 1, 2
+    gains, inverse = spread.rate_gains(torch.tensor([0.0, 0.75]))
+    assert torch.allclose(gains.flatten(1), torch.tensor([[0.5], [2**0.5]]).expand(2, log_gain.shape[1]))
+    assert torch.allclose(gains * inverse, torch.ones_like(gains))  # the decoder undoes the gain from the start
+
+    save_inference_checkpoint(HiFiC(TINY_RATE), tmp_path / "rate.ckpt")
+    load_codec_weights(spread, tmp_path / "rate.ckpt")  # a training field: the warm start is allowed
+    assert not spread.rate_gains.log_gain.any()
+
+
 @pytest.mark.slow
 def test_two_process_ddp_decides_each_anchor_on_the_global_batch(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]

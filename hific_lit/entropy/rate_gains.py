@@ -124,15 +124,17 @@ def scale_units(scales: torch.Tensor) -> torch.Tensor:
 
 
 class RateGains(nn.Module):
-    """K anchors of learned per-channel log2 gains g and log2 ratios b of the inverse gain to 1/g (g' = 2^b / g),
-    all 0 at first (gains 1, inverse gains 1: the model starts
-    as the fixed-rate one it may be warm-started from); their frozen integers for coding (:class:`FrozenGains`)."""
+    """K anchors of learned per-channel log2 gains g and log2 ratios b of the inverse gain to 1/g (g' = 2^b / g);
+    their frozen integers for coding (:class:`FrozenGains`). At first b = 0 (the decoder undoes the gain) and the
+    log2 gains are 0 (gains 1: the model starts as the fixed-rate one it may be warm-started from), or, with
+    ``spread`` octaves, evenly from ``-spread / 2`` at the first anchor to ``+spread / 2`` at the last."""
 
-    def __init__(self, anchors: int, channels: int) -> None:
+    def __init__(self, anchors: int, channels: int, spread: float = 0.0) -> None:
         super().__init__()
         if anchors < 2:
             raise ValueError(f"a rate-conditioned model needs at least 2 anchors, got {anchors}")
-        self.log_gain = nn.Parameter(torch.zeros(anchors, channels))
+        start = (torch.linspace(0.0, 1.0, anchors) - 0.5) * spread
+        self.log_gain = nn.Parameter(start[:, None].expand(anchors, channels).clone())
         self.log_inverse_ratio = nn.Parameter(torch.zeros(anchors, channels))
         self.frozen = FrozenGains()
 

@@ -47,9 +47,9 @@ REALISM_PREFIX = "g_s.realism."
 RATE_FIELDS = ("rate_conditioning", "rate_anchors")
 """The architecture fields of the rate conditioning, which a fixed-rate source does not constrain."""
 RATE_PREFIX = "rate_gains."
-TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel")
+TRAINING_FIELDS = ("train_beta_max", "hyper_analysis_kernel", "rate_gain_spread")
 """Architecture fields that change how a model trains, not the function it computes: a warm start may change them
-(h_a's kernels are converted between plain and RDFT form)."""
+(h_a's kernels are converted between plain and RDFT form; a source with gains replaces their starting spread)."""
 
 
 class CheckpointWeights(NamedTuple):

@@ -73,6 +73,11 @@ class ArchConfig:
     per-channel gains on the latent's residual, trained at ``rate_anchors`` rates and interpolated between them)."""
     rate_anchors: int = 3
     """The rates trained, each with its own target and rate weight (``regime=rate``: the paper's low, med, high)."""
+    rate_gain_spread: float = 0.0
+    """Octaves between the first and the last anchor's gains at initialisation, spread evenly around 1 (0: every
+    gain starts at 1, the fixed-rate model a warm start comes from). From scratch, anchors that start apart keep
+    apart: an anchor whose batches sit below their target is pushed up only by the distortion (eq. 4's small λ_B),
+    which is weak in a small model (docs/rate-control.md)."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):

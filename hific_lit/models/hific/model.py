@@ -133,7 +133,7 @@ class HiFiC(Codec):
         self.conditional = make_conditional(arch.latent_likelihood)
         self.h_s_mu_int = IntegerConvNet(self.h_s_mu.net)
         self.h_s_sigma_int = IntegerConvNet(self.h_s_sigma.net)
-        self.rate_gains = RateGains(arch.rate_anchors, c) if arch.rate_conditioning else None
+        self.rate_gains = RateGains(arch.rate_anchors, c, arch.rate_gain_spread) if arch.rate_conditioning else None
 
     @property
     def capabilities(self) -> Capabilities:
