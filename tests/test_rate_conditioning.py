@@ -52,6 +52,8 @@ def test_the_arch_option_and_presets() -> None:
     assert HiFiC(TINY_RATE).capabilities.rate == RateRange(anchors=3)
     with pytest.raises(ValueError, match="rate_anchors >= 2"):
         ArchConfig(rate_conditioning=True, rate_anchors=1)
+    with pytest.raises(ValueError, match="rate_gain_spread must be 0 to 14 octaves, got -1"):
+        ArchConfig(rate_conditioning=True, rate_gain_spread=-1.0)
 
 
 def test_frozen_gains_and_table_indexes_are_exact_integers() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from hific_lit.entropy.rate_gains import MAX_OCTAVES
 from hific_lit.nn.discriminator import DISCRIMINATOR_STYLES
 from hific_lit.nn.hyperprior import KERNELS
 from hific_lit.nn.layers import PADDINGS
@@ -74,10 +75,10 @@ class ArchConfig:
     rate_anchors: int = 3
     """The rates trained, each with its own target and rate weight (``regime=rate``: the paper's low, med, high)."""
     rate_gain_spread: float = 0.0
-    """Octaves between the first and the last anchor's gains at initialisation, spread evenly around 1 (0: every
-    gain starts at 1, the fixed-rate model a warm start comes from). From scratch, anchors that start apart keep
-    apart: an anchor whose batches sit below their target is pushed up only by the distortion (eq. 4's small λ_B),
-    which is weak in a small model (docs/rate-control.md)."""
+    """Octaves (0 to 14) between the first and the last anchor's gains at initialisation, evenly around 1 (0: every
+    gain starts at 1, the fixed-rate model a warm start comes from). In a short run from scratch where they start
+    matters: an anchor whose batches sit below their target is pushed up only by the distortion (eq. 4's small λ_B),
+    weak in a small model (docs/rate-control.md, "Covering the span": experiment=rate_conditioned uses 2)."""
 
     def __post_init__(self) -> None:
         for name in ("encoder_widths", "generator_widths", "discriminator_widths"):
@@ -105,6 +106,8 @@ class ArchConfig:
             raise ValueError("realism_conditioning needs beta_max > 0, realism_width >= 1 and norm='channel'")
         if self.rate_conditioning and self.rate_anchors < 2:
             raise ValueError(f"rate_conditioning needs rate_anchors >= 2, got {self.rate_anchors}")
+        if not 0 <= self.rate_gain_spread <= 2 * MAX_OCTAVES:
+            raise ValueError(f"rate_gain_spread must be 0 to {2 * MAX_OCTAVES} octaves, got {self.rate_gain_spread}")
         if self.train_beta_max is not None and self.train_beta_max <= 0:
             raise ValueError(f"train_beta_max must be > 0 (or null: beta_max), got {self.train_beta_max}")
         if self.latent_likelihood not in LATENT_LIKELIHOODS:
