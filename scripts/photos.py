@@ -28,6 +28,7 @@ from hific_lit.data.photo_set import (
     photo_paths,
     read_manifest,
     scan,
+    unpack_archives,
     write_manifest,
 )
 from hific_lit.errors import NOTHING_RAN, DatasetError
@@ -69,6 +70,10 @@ def fetch(versions: dict[str, str], folder: Path) -> dict[str, Path]:
         result = _run(["dpkg-deb", "-x", str(found[-1]), str(roots[package])])
         if result.returncode:
             raise DatasetError(f"dpkg-deb -x {found[-1]} failed: {result.stderr.strip()}")
+        for source in SOURCES:
+            if source.package == package and source.archives:
+                count = unpack_archives(source, roots[package])
+                print(f"{package}: {count} files of {len(source.archives)} Qt resource archives unpacked")
         print(f"{package}: {found[-1].name} unpacked under {roots[package]}")
     return roots
 

@@ -16,6 +16,7 @@ from hific_lit.data import photo_set
 from hific_lit.data.photo_module import GroupBatches, PhotoSetDataModule
 from hific_lit.data.photo_set import (
     FLAT_LIMIT,
+    MIN_SHORT_SIDE,
     SOURCES,
     VALIDATION_PHOTOS,
     ManifestEntry,
@@ -26,6 +27,7 @@ from hific_lit.data.photo_set import (
     read_manifest,
     scan,
     sha256_of,
+    unpack_archives,
     write_manifest,
 )
 from hific_lit.data.sample import sample_photo_path
@@ -73,6 +75,29 @@ def test_scan_applies_the_lists_and_the_flat_guard(tmp_path: Path, monkeypatch: 
     assert [e.path for e in entries] == ["usr/share/pics/astro.jpg"]
     assert entries[0].sha256 == sha256_of(folder / "astro.jpg") and entries[0].version == "1.0"
     assert len(refused) == 1 and "render.jpg" in refused[0] and "a render" in refused[0]
+
+
+def test_photos_inside_qt_resource_archives_are_unpacked_and_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    archive = root / "usr/share/app/rcc/sea.rcc"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes((Path(__file__).parent / "fixtures/qt/v2.rcc").read_bytes())
+    source = PhotoSource(
+        "app", "train", ("usr/share/app/rcc/*.rcc.d/demo/photos/*/*.png",), archives=("usr/share/app/rcc/sea.rcc",)
+    )
+    assert unpack_archives(source, root) == 2
+    unpacked = root / "usr/share/app/rcc/sea.rcc.d/demo/photos/sea/reef.png"
+    assert unpacked.read_bytes() == (Path(__file__).parent / "fixtures/qt/reef.png").read_bytes()
+    monkeypatch.setattr(photo_set, "SOURCES", (source,))
+    entries, refused = scan({"app": root}, {"app": "2.0"})  # the fixture's 16x12 picture is an icon, not a photo
+    assert entries == [] and refused == [
+        f"app: usr/share/app/rcc/sea.rcc.d/demo/photos/sea/reef.png: 12 px on its short side (under {MIN_SHORT_SIDE})"
+    ]
+    Image.fromarray(skdata.astronaut()).save(unpacked.with_name("astro.png"))
+    entries, _ = scan({"app": root}, {"app": "2.0"})
+    assert [e.path for e in entries] == ["usr/share/app/rcc/sea.rcc.d/demo/photos/sea/astro.png"]
 
 
 def test_photo_paths_finds_checks_and_says_how_to_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hific_lit.data.qt_resources import resource_files
 from hific_lit.errors import DatasetError
 
 ROLES = ("train", "heldout")
@@ -40,6 +41,8 @@ MANIFEST_NAME = "photos.tsv"
 MANIFEST_FIELDS = ("sha256", "role", "package", "version", "path")
 FLAT_LIMIT = 0.75
 """Share of flat 8x8 blocks from which a file counts as a flat render (see the module docstring)."""
+MIN_SHORT_SIDE = 256
+"""A picture whose short side is shorter (an icon, a thumbnail) is not a photo to train on."""
 VALIDATION_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle")
 """scikit-image's colour photos of real scenes that validation uses (not its microscopy, retina or deep field)."""
 FETCH_HINT = "run `make photos` (or `python scripts/photos.py --fetch`)"
@@ -51,7 +54,9 @@ class PhotoSource:
 
     ``largest_per_folder``: the package ships each picture at several sizes, one folder per picture (KDE's
     wallpapers); only the largest file of each folder is taken. ``only``: take just these folder or file
-    names (when a package holds more renders than photos).
+    names (when a package holds more renders than photos). ``archives``: Qt resource archives in the package
+    (GCompris keeps its pictures in ``.rcc`` files); :func:`unpack_archives` writes each one's files under
+    ``<archive>.d/`` beside it, where the patterns find them.
     """
 
     package: str
@@ -60,6 +65,7 @@ class PhotoSource:
     leave_out: dict[str, str] = field(default_factory=dict)
     only: tuple[str, ...] = ()
     largest_per_folder: bool = False
+    archives: tuple[str, ...] = ()
 
 
 PLASMA_PHOTOS = (
@@ -76,6 +82,19 @@ PLASMA_PHOTOS = (
     "summer_1am",
 )
 """KDE Plasma 5.27's photographs; its other 19 wallpapers are renders or drawings (Autumn is a painting)."""
+
+GCOMPRIS_RCC = "usr/share/gcompris-qt/rcc/*.rcc"
+GCOMPRIS_PHOTOS = {
+    "erase": "erase/resource/*.webp",
+    "explore_farm_animals": "explore_farm_animals/resource/animals/*.webp",
+    "explore_world_animals": "explore_world_animals/resource/animals/*.webp",
+    "explore_monuments": "explore_monuments/resource/*/*.webp",
+    "explore_world_music": "explore_world_music/resource/music/*.webp",
+    "clickgame": "clickgame/resource/sea*.webp",
+}
+"""GCompris's photographs, by activity archive: wild and farm animals (mostly among plants), monuments and
+landscapes of five countries and the world's wonders, musicians, the sea floor. Its other pictures are drawings,
+icons and maps, or small objects on white."""
 
 SOURCES = (
     PhotoSource("endless-sky-data", "train", ("usr/share/games/endless-sky/images/land/*.jpg",)),
@@ -96,6 +115,12 @@ SOURCES = (
     PhotoSource("palapeli-data", "train", ("usr/share/palapeli/collection/*.jpg",)),
     PhotoSource("kphotoalbum", "train", ("usr/share/kphotoalbum/demo/*.jpg",)),
     PhotoSource("python-matplotlib-data", "train", ("usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg",)),
+    PhotoSource(
+        "gcompris-qt-data",
+        "train",
+        tuple(f"{GCOMPRIS_RCC}.d/gcompris/src/activities/{folder}" for folder in GCOMPRIS_PHOTOS.values()),
+        archives=tuple(GCOMPRIS_RCC.replace("*", name) for name in GCOMPRIS_PHOTOS),
+    ),
     PhotoSource("mate-backgrounds", "heldout", ("usr/share/backgrounds/mate/nature/*.jpg",)),
 )
 
@@ -152,6 +177,20 @@ def _candidates(source: PhotoSource, root: Path) -> list[Path]:
     return [p for p in files if p.name not in source.leave_out]
 
 
+def unpack_archives(source: PhotoSource, root: Path) -> int:
+    """Write the files of ``source``'s Qt resource archives under ``<archive>.d/`` in ``root``; return how many."""
+    count = 0
+    for archive in source.archives:
+        for resource, data in resource_files(root / archive):
+            target = root / f"{archive}.d" / resource
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            partial.write_bytes(data)
+            partial.replace(target)
+            count += 1
+    return count
+
+
 def scan(roots: dict[str, Path], versions: dict[str, str]) -> tuple[list[ManifestEntry], list[str]]:
     """The manifest entries of every source whose package is unpacked at ``roots[package]`` (a folder of its own).
 
@@ -165,7 +204,13 @@ def scan(roots: dict[str, Path], versions: dict[str, str]) -> tuple[list[Manifes
         for path in _candidates(source, root):
             with Image.open(path) as image:
                 flat = flat_fraction(image)
+                short_side = min(image.size)
             relative = path.relative_to(root).as_posix()
+            if short_side < MIN_SHORT_SIDE:
+                refused.append(
+                    f"{source.package}: {relative}: {short_side} px on its short side (under {MIN_SHORT_SIDE})"
+                )
+                continue
             if flat >= FLAT_LIMIT:
                 refused.append(f"{source.package}: {relative}: {flat:.2f} of its blocks are flat (a render)")
                 continue
