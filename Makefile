@@ -89,5 +89,5 @@ soak: setup ## kill a tiny training 20 times and resume it, then SIGTERM one of 
 	$(BIN)/python scripts/soak_resume.py --ddp --iterations 40
 
 .PHONY: photos
-photos: setup ## fetch the Debian packages whose photos train (331) and test (12, mate-backgrounds) the bundled model, unpack them under data/photos, check every SHA-256 (hific_lit/data/photos.tsv)
+photos: setup ## fetch the Debian packages whose photos train (452) and test (12, mate-backgrounds) the bundled model, unpack them under data/photos, check every SHA-256 (hific_lit/data/photos.tsv)
 	$(BIN)/python scripts/photos.py --fetch

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from hific_lit.data.photo_set import read_manifest
 from hific_lit.errors import NOTHING_RAN, HificError
 from hific_lit.io.checkpoint import load_inference_checkpoint
 from hific_lit.pretrained.registry import BUNDLED, bundled_dir, write_model_info
@@ -49,8 +50,9 @@ def bundle(run: Path, precision: str, target: Path) -> Path:
     if rates is not None:
         span = f", training anchors {min(anchors):g}-{max(anchors):g} bpp" if anchors else ""
         kind = f"rate-conditioned small HiFiC (half-width arch=small_rate{span})"
+    photos = sum(entry.role == "train" for entry in read_manifest())
     details = {
-        "description": f"{kind} trained on CPU on 331 photos of Debian packages",
+        "description": f"{kind} trained on CPU on {photos} photos of Debian packages",
         "experiment": str(config.get("task_name", BUNDLED)),
         "seed": int(config.seed),
         "iterations": int(config.max_iterations),

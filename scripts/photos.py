@@ -3,6 +3,7 @@
     python scripts/photos.py --fetch            # apt-get download + unpack under <data>/photos (no root), then check
     python scripts/photos.py                    # check: every photo of hific_lit/data/photos.tsv present, same SHA-256
     python scripts/photos.py --write-manifest   # rescan the unpacked packages by the rule of hific_lit.data.photo_set
+    python scripts/photos.py --green            # per package: how much of its photos is green (foliage, grass)
 
 `make photos` runs the first. The packages are fetched at the manifest's versions (``apt-get download
 PACKAGE=VERSION``); where apt knows another version only (another release), that one is fetched and the check
@@ -18,13 +19,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
 from hific_lit.config import default_data_dir
 from hific_lit.data.photo_set import (
     ROLES,
     SOURCES,
+    green_share,
     manifest_path,
     package_root,
     packages,
+    photo_entries,
     photo_paths,
     read_manifest,
     scan,
@@ -84,10 +89,23 @@ def installed_version(package: str, deb_folder: Path) -> str:
     return _run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
 
 
+def print_green_shares(folder: Path) -> None:
+    """Each package's photos' mean :func:`green_share`, and each role's."""
+    shares: dict[tuple[str, str], list[float]] = {}
+    for role in ROLES:
+        for entry, path in photo_entries(role, folder, verify=False):
+            with Image.open(path) as image:
+                shares.setdefault((role, entry.package), []).append(green_share(image))
+    print("green share (G above R and B by more than 15 levels), mean over each package's photos:")
+    for (role, package), values in shares.items():
+        print(f"  {role:8s} {package:28s} {len(values):4d} photos  {100 * sum(values) / len(values):5.1f} %")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fetch", action="store_true", help="apt-get download and unpack the packages first")
     parser.add_argument("--write-manifest", action="store_true", help="rescan the unpacked packages and rewrite it")
+    parser.add_argument("--green", action="store_true", help="print each package's mean share of green pixels")
     parser.add_argument("--folder", type=Path, default=None, help="default: <$HIFIC_DATA or data>/photos")
     args = parser.parse_args(argv)
     folder = args.folder or default_data_dir() / "photos"
@@ -106,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             fetch(packages(entries=read_manifest()), folder)
         for role in ROLES:
             print(f"{role}: {len(photo_paths(role, folder))} photos, all as the manifest says")
+        if args.green:
+            print_green_shares(folder)
     except DatasetError as exc:
         print(f"photos: error: {exc}", file=sys.stderr)
         return NOTHING_RAN

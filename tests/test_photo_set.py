@@ -22,6 +22,7 @@ from hific_lit.data.photo_set import (
     ManifestEntry,
     PhotoSource,
     flat_fraction,
+    green_share,
     package_root,
     photo_paths,
     read_manifest,
@@ -55,6 +56,15 @@ def test_flat_renders_are_told_from_photos() -> None:
     assert flat_fraction(Image.fromarray(skdata.astronaut())) < FLAT_LIMIT
     noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     assert flat_fraction(Image.fromarray(noise)) == 0.0
+
+
+def test_green_share_counts_foliage_and_not_grey_or_yellow() -> None:
+    assert green_share(Image.new("RGB", (300, 200), (103, 185, 15))) == 1.0  # the held-out Blinds' mean colour
+    assert green_share(Image.new("RGB", (300, 200), (120, 130, 120))) == 0.0  # greyish green: within 15 levels
+    assert green_share(Image.new("RGB", (300, 200), (197, 200, 47))) == 0.0  # yellow: green not above red
+    half = np.zeros((128, 128, 3), dtype=np.uint8)
+    half[:64] = (40, 160, 60)
+    assert green_share(Image.fromarray(half)) == 0.5
 
 
 def _package(tmp_path: Path) -> tuple[dict[str, Path], Path]:

@@ -1,6 +1,6 @@
 """``data=photos``: the bundled model's data, Debian's photos for training and several held-out photos for validation.
 
-Training crops come from the manifest's ``train`` photos (:mod:`hific_lit.data.photo_set`, 331 photos of
+Training crops come from the manifest's ``train`` photos (:mod:`hific_lit.data.photo_set`, 452 photos of
 landscapes, cities, sea, snow, people, animals, plants and objects; ``make photos`` fetches them), each
 downscaled once so that its shorter side is at most ``max_short_side``. Validation is scikit-image's
 :data:`~hific_lit.data.photo_set.VALIDATION_PHOTOS` (never trained on): each photo's grid of ``crop x crop``

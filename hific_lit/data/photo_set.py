@@ -163,6 +163,14 @@ def flat_fraction(image: Image.Image, short_side: int = 256, level: float = 1.0)
     return float(np.mean(blocks.std(axis=1) < level))
 
 
+def green_share(image: Image.Image, margin: int = 15) -> float:
+    """Share of pixels whose green exceeds both red and blue by more than ``margin`` levels (foliage, grass), on a
+    128x128 thumbnail: how much of a photo is the green that the held-out set is full of (docs/bundled.md)."""
+    pixels = np.asarray(image.convert("RGB").resize((128, 128), Image.Resampling.BOX), dtype=np.int16)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return float(np.mean((green > red + margin) & (green > blue + margin)))
+
+
 def _candidates(source: PhotoSource, root: Path) -> list[Path]:
     files = sorted({Path(p) for pattern in source.patterns for p in glob.glob(str(root / pattern))})
     if source.largest_per_folder:

@@ -3,7 +3,7 @@
 =================  ==================================================================  ========================
 name               what                                                                where
 =================  ==================================================================  ========================
-``bundled``        a small model trained on 331 photos of Debian's packages (CPU)      in the package
+``bundled``        a small model trained on 452 photos of Debian's packages (CPU)      in the package
 ``hific-low``      the JT port's HIFIC-low (target 0.14 bpp)                           ``hific download``
 ``hific-med``      the JT port's HIFIC-med (target 0.30 bpp)                           ``hific download``
 ``hific-high``     the JT port's HIFIC-high (target 0.45 bpp)                          ``hific download``
