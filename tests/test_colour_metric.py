@@ -111,3 +111,26 @@ def test_colour_term_weighs_block_means() -> None:
         losses[k_colour] = stage.rd_terms(x, out, iteration=None)
     assert "colour_mse" not in losses[0.0]
     assert losses[0.01]["loss"].item() == pytest.approx(losses[0.0]["loss"].item() + 0.01 * 25.5**2, rel=1e-5)
+
+
+def test_green_magenta_term_weighs_only_that_axis() -> None:
+    """loss.k_green_magenta adds k x MSE of the error's G - (R+B)/2; grey and red-blue errors add nothing."""
+    from hific_lit.models.hific.model import HiFiCOutput
+    from hific_lit.training.base import RDStage
+    from hific_lit.training.losses import LossConfig, green_magenta_mse
+
+    x = torch.full((2, 3, 8, 8), 0.5)
+    along = lambda r, g, b: x + torch.tensor([r, g, b]).view(1, 3, 1, 1) / 255.0  # noqa: E731
+    assert green_magenta_mse(x, along(10, 10, 10)).item() == pytest.approx(0.0, abs=1e-6)  # grey
+    assert green_magenta_mse(x, along(10, 0, -10)).item() == pytest.approx(0.0, abs=1e-6)  # red-blue
+    assert green_magenta_mse(x, along(-5, 10, -5)).item() == pytest.approx(15.0**2, rel=1e-5)  # (3t/2)^2, t = 10
+    out = HiFiCOutput(along(-5, 10, -5), None, None, torch.tensor(0.2), torch.tensor(0.2))
+    losses = {}
+    for k in (0.0, 0.002):
+        stage = RDStage.__new__(RDStage)
+        stage.loss_config, stage.perceptual, stage._trainer = LossConfig(k_green_magenta=k, k_p=0.0), None, None
+        losses[k] = stage.rd_terms(x, out, iteration=None)
+    assert "green_magenta_mse" not in losses[0.0]
+    assert losses[0.002]["loss"].item() == pytest.approx(losses[0.0]["loss"].item() + 0.002 * 15.0**2, rel=1e-5)
+    with pytest.raises(ValueError, match="k_green_magenta must be >= 0"):
+        LossConfig(k_green_magenta=-1.0)

@@ -25,7 +25,16 @@ from hific_lit.errors import CheckpointError
 from hific_lit.models.base import Codec
 from hific_lit.models.hific.arch import ArchConfig
 from hific_lit.models.hific.model import HiFiC, HiFiCOutput
-from hific_lit.training.losses import ADAM_LR, LossConfig, LRSchedule, block_mean_mse, mse_255, perceptual_term, psnr
+from hific_lit.training.losses import (
+    ADAM_LR,
+    LossConfig,
+    LRSchedule,
+    block_mean_mse,
+    green_magenta_mse,
+    mse_255,
+    perceptual_term,
+    psnr,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +261,10 @@ class RDStage(IterationCheckpointing, ManualSteps, pl.LightningModule):
             colour = block_mean_mse(x, out.x_hat)
             loss = loss + cfg.k_colour * colour
             terms["colour_mse"] = colour.detach()
+        if cfg.k_green_magenta:
+            green_magenta = green_magenta_mse(x, out.x_hat)
+            loss = loss + cfg.k_green_magenta * green_magenta
+            terms["green_magenta_mse"] = green_magenta.detach()
         if self.perceptual is not None:
             lpips, perceptual = perceptual_term(self.perceptual, x, out.x_hat, out.beta)  # β-weighted for MRIC
             loss = loss + cfg.k_p * perceptual

@@ -74,6 +74,9 @@ class LossConfig:
     k_colour: float = 0.0
     """Weight of the colour term, MSE (0..255) of 8x8-block means (:func:`block_mean_mse`); the paper has none (0).
     It weighs the local mean colour that the colour error measures (an option; docs/bundled.md says what it did)."""
+    k_green_magenta: float = 0.0
+    """Weight of the green-magenta term, MSE (0..255) of the error's G - (R + B)/2 (:func:`green_magenta_mse`); the
+    paper has none (0). The MSE alone left the bundled model without that colour axis (docs/bundled.md)."""
     anchor_targets: tuple[float, ...] = ()
     anchor_lambda_a: tuple[float, ...] = ()
 
@@ -88,8 +91,9 @@ class LossConfig:
             raise ValueError(f"unknown gan_loss {self.gan_loss!r}; known: {', '.join(GAN_LOSSES)}")
         if self.target_bpp <= 0 or self.lambda_a < 0 or self.lambda_b < 0:
             raise ValueError("target_bpp must be > 0 and lambda_a, lambda_b >= 0")
-        if self.warmup_iterations < 0 or self.warmup_rate_weight_factor < 0 or self.k_colour < 0:
-            raise ValueError("warmup_iterations, warmup_rate_weight_factor and k_colour must be >= 0")
+        weights = (self.warmup_iterations, self.warmup_rate_weight_factor, self.k_colour, self.k_green_magenta)
+        if min(weights) < 0:
+            raise ValueError("warmup_iterations, warmup_rate_weight_factor, k_colour and k_green_magenta must be >= 0")
 
     def in_warmup(self, iteration: int) -> bool:
         """Whether ``iteration`` (0-based, our own counter) is inside the warm-up."""
@@ -144,6 +148,14 @@ def block_mean_mse(x: torch.Tensor, x_hat: torch.Tensor, block: int = 8) -> torc
     """:func:`mse_255` of the ``block x block`` means of two images: the error of their local mean colours (the
     quantity :func:`hific_lit.eval.metrics.colour_error` measures in CIELAB)."""
     return mse_255(F.avg_pool2d(x, block), F.avg_pool2d(x_hat, block))
+
+
+def green_magenta_mse(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean square (0..255 scale) of the error's green-magenta component, G - (R + B)/2. An error along grey
+    (1, 1, 1) or along red-blue (1, 0, -1), the two axes orthogonal to it, adds nothing; one of t levels along
+    (-1/2, 1, -1/2) adds (3t/2)^2, where the pixel MSE adds t^2/2."""
+    error = (x_hat - x) * 255.0
+    return (error[:, 1] - (error[:, 0] + error[:, 2]) / 2).pow(2).mean()
 
 
 def psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
