@@ -93,30 +93,33 @@ def test_colour_error_refuses_mismatched_or_tiny_images() -> None:
         colour_error(np.zeros((7, 16, 3), np.uint8), np.zeros((7, 16, 3), np.uint8))
 
 
-def test_colour_term_weighs_block_means() -> None:
-    """loss.k_colour adds k_colour x MSE(8x8 means) to the codec's objective; 0 (the paper's) adds nothing."""
+def _rd_terms(x: torch.Tensor, x_hat: torch.Tensor, **loss: float) -> dict[str, torch.Tensor]:
+    """RDStage's loss terms for a reconstruction ``x_hat`` of ``x`` at 0.2 bpp, with ``LossConfig(**loss)``."""
     from hific_lit.models.hific.model import HiFiCOutput
     from hific_lit.training.base import RDStage
-    from hific_lit.training.losses import LossConfig, block_mean_mse
+    from hific_lit.training.losses import LossConfig
+
+    stage = RDStage.__new__(RDStage)
+    stage.loss_config, stage.perceptual, stage._trainer = LossConfig(k_p=0.0, **loss), None, None
+    out = HiFiCOutput(x_hat, None, None, torch.tensor(0.2), torch.tensor(0.2))
+    return stage.rd_terms(x, out, iteration=None)
+
+
+def test_colour_term_weighs_block_means() -> None:
+    """loss.k_colour adds k_colour x MSE(8x8 means) to the codec's objective; 0 (the paper's) adds nothing."""
+    from hific_lit.training.losses import block_mean_mse
 
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     checker = torch.tensor([[0.1, -0.1], [-0.1, 0.1]]).repeat(8, 8)
     assert block_mean_mse(x, (x + checker).clamp(-1, 2)).item() == pytest.approx(0.0, abs=1e-6)  # averages out
     assert block_mean_mse(x, x + 0.1).item() == pytest.approx(25.5**2, rel=1e-5)
-    out = HiFiCOutput(x + 0.1, None, None, torch.tensor(0.2), torch.tensor(0.2))
-    losses = {}
-    for k_colour in (0.0, 0.01):
-        stage = RDStage.__new__(RDStage)
-        stage.loss_config, stage.perceptual, stage._trainer = LossConfig(k_colour=k_colour, k_p=0.0), None, None
-        losses[k_colour] = stage.rd_terms(x, out, iteration=None)
-    assert "colour_mse" not in losses[0.0]
-    assert losses[0.01]["loss"].item() == pytest.approx(losses[0.0]["loss"].item() + 0.01 * 25.5**2, rel=1e-5)
+    without, with_term = _rd_terms(x, x + 0.1, k_colour=0.0), _rd_terms(x, x + 0.1, k_colour=0.01)
+    assert "colour_mse" not in without
+    assert with_term["loss"].item() == pytest.approx(without["loss"].item() + 0.01 * 25.5**2, rel=1e-5)
 
 
 def test_green_magenta_term_weighs_only_that_axis() -> None:
     """loss.k_green_magenta adds k x MSE of the error's G - (R+B)/2; grey and red-blue errors add nothing."""
-    from hific_lit.models.hific.model import HiFiCOutput
-    from hific_lit.training.base import RDStage
     from hific_lit.training.losses import LossConfig, green_magenta_mse
 
     x = torch.full((2, 3, 8, 8), 0.5)
@@ -124,13 +127,9 @@ def test_green_magenta_term_weighs_only_that_axis() -> None:
     assert green_magenta_mse(x, along(10, 10, 10)).item() == pytest.approx(0.0, abs=1e-6)  # grey
     assert green_magenta_mse(x, along(10, 0, -10)).item() == pytest.approx(0.0, abs=1e-6)  # red-blue
     assert green_magenta_mse(x, along(-5, 10, -5)).item() == pytest.approx(15.0**2, rel=1e-5)  # (3t/2)^2, t = 10
-    out = HiFiCOutput(along(-5, 10, -5), None, None, torch.tensor(0.2), torch.tensor(0.2))
-    losses = {}
-    for k in (0.0, 0.002):
-        stage = RDStage.__new__(RDStage)
-        stage.loss_config, stage.perceptual, stage._trainer = LossConfig(k_green_magenta=k, k_p=0.0), None, None
-        losses[k] = stage.rd_terms(x, out, iteration=None)
-    assert "green_magenta_mse" not in losses[0.0]
-    assert losses[0.002]["loss"].item() == pytest.approx(losses[0.0]["loss"].item() + 0.002 * 15.0**2, rel=1e-5)
+    green = along(-5, 10, -5)
+    without, with_term = _rd_terms(x, green, k_green_magenta=0.0), _rd_terms(x, green, k_green_magenta=0.002)
+    assert "green_magenta_mse" not in without
+    assert with_term["loss"].item() == pytest.approx(without["loss"].item() + 0.002 * 15.0**2, rel=1e-5)
     with pytest.raises(ValueError, match="k_green_magenta must be >= 0"):
         LossConfig(k_green_magenta=-1.0)
