@@ -16,8 +16,9 @@ Validation uses scikit-image's photos (:data:`VALIDATION_PHOTOS`), in no package
 The manifest (``photos.tsv`` beside this module, committed) records each photo's SHA-256, role, package,
 package version and path inside the package; the photos themselves are not committed. ``scripts/photos.py``
 (``make photos``) fetches the packages with apt (``apt-get download``, no root) and unpacks each under
-``<data>/photos/root/<package>``; a system-wide install (``apt-get install``) works as well: :func:`photo_paths`
-looks in both places and checks every file's SHA-256.
+``<data>/photos/root/<package>`` (and the Qt resource archives that hold GCompris's photos, :func:`unpack_archives`);
+a system-wide install (``apt-get install``) serves the other packages as well: :func:`photo_paths` looks in both
+places and checks every file's SHA-256.
 """
 
 from __future__ import annotations
