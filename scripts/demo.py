@@ -45,7 +45,7 @@ def jpeg_at(x: torch.Tensor, bpp: float) -> tuple[int, float, torch.Tensor]:
     """(quality, bpp, decoding) of the JPEG of ``x`` whose rate is the lowest at or above ``bpp``."""
     pixels = (x.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     matched = match_bpp(pixels, "jpeg", bpp)
-    decoded = torch.from_numpy(decode(matched.data)).permute(2, 0, 1).float() / 255
+    decoded = torch.from_numpy(decode(matched.data).copy()).permute(2, 0, 1).float() / 255  # decode() is read-only
     return matched.quality, matched.bpp, decoded
 
 
